@@ -1,0 +1,1 @@
+//! Calibration of step-time profiles from live traces, and validation of sim against live.

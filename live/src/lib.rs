@@ -1,0 +1,1 @@
+//! Live harness: load generator, LB proxy, engine launcher and real-time emulator (see issue "Live harness").

@@ -1,0 +1,1 @@
+//! Reports: PNG charts and report.md drawn from run dirs.

@@ -1,0 +1,361 @@
+//! `summary.json`: per-model and overall aggregates of one run, built as rows stream past.
+
+use super::{LatencyStats, LogHistogram};
+use crate::observe::Observer;
+use crate::scenario::SloSpec;
+use crate::trace::{InstanceRow, RequestRow, RequestStatus, SCHEMA_VERSION, Source};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io;
+
+/// Aggregates of one model (or of all models: `model = "all"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// Model key, or `"all"`.
+    pub model: String,
+    /// Requests issued.
+    pub requests: u64,
+    /// Requests that finished with every token.
+    pub ok: u64,
+    /// Requests that failed.
+    pub error: u64,
+    /// Requests that timed out.
+    pub timeout: u64,
+    /// Requests refused before running.
+    pub rejected: u64,
+    /// ok / requests.
+    pub success_rate: f64,
+    /// First send to last end of this model's requests, seconds.
+    pub duration_s: f64,
+    /// ok requests per second of `duration_s`.
+    pub request_throughput: f64,
+    /// Output tokens of ok requests per second.
+    pub output_token_throughput: f64,
+    /// Prompt + output tokens of ok requests per second.
+    pub total_token_throughput: f64,
+    /// Time to first token.
+    pub ttft: Option<LatencyStats>,
+    /// Time per output token after the first.
+    pub tpot: Option<LatencyStats>,
+    /// Inter-token latency (every gap).
+    pub itl: Option<LatencyStats>,
+    /// End-to-end latency.
+    pub e2e: Option<LatencyStats>,
+    /// Preemptions suffered by this model's requests.
+    pub preemptions: u64,
+    /// ok requests meeting every per-request SLO, per second (None without SLOs).
+    pub goodput: Option<f64>,
+    /// Fraction of issued requests meeting every per-request SLO (None without SLOs).
+    pub slo_attainment: Option<f64>,
+}
+
+/// KV and load figures of one instance over the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    /// Instance name.
+    pub instance: String,
+    /// Model key.
+    pub model: String,
+    /// GPU index.
+    pub gpu: u32,
+    /// Requests routed to it.
+    pub requests: u64,
+    /// Peak KV usage fraction seen in samples.
+    pub peak_kv_usage: f64,
+    /// Mean KV usage fraction over samples.
+    pub mean_kv_usage: f64,
+    /// Peak waiting queue seen in samples.
+    pub peak_waiting: u32,
+    /// Preemptions at the last sample.
+    pub preemptions: u64,
+}
+
+/// The whole of `summary.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Run-dir schema version.
+    pub schema_version: u32,
+    /// Sim or live.
+    pub source: Source,
+    /// Scenario name.
+    pub scenario_name: String,
+    /// Variant name.
+    pub variant: String,
+    /// Whether step times came from calibrated profiles (always false for live: not applicable).
+    pub calibrated: bool,
+    /// One entry per model, in scenario order.
+    pub models: Vec<ModelSummary>,
+    /// All models together.
+    pub overall: ModelSummary,
+    /// One entry per instance, in scenario order.
+    pub instances: Vec<InstanceSummary>,
+}
+
+#[derive(Default)]
+struct ModelAcc {
+    statuses: [u64; 4],
+    ttft: Vec<f64>,
+    tpot: Vec<f64>,
+    e2e: Vec<f64>,
+    itl: LogHistogram,
+    prompt_tokens: u64,
+    output_tokens: u64,
+    preemptions: u64,
+    good: u64,
+    first_send: Option<f64>,
+    last_end: Option<f64>,
+}
+
+impl ModelAcc {
+    fn add(&mut self, row: &RequestRow, slo: &SloSpec) {
+        let k = match row.status {
+            RequestStatus::Ok => 0,
+            RequestStatus::Error => 1,
+            RequestStatus::Timeout => 2,
+            RequestStatus::Rejected => 3,
+        };
+        self.statuses[k] += 1;
+        self.preemptions += u64::from(row.preemptions.unwrap_or(0));
+        self.first_send = Some(self.first_send.map_or(row.send_s, |f| f.min(row.send_s)));
+        if let Some(end) = row.end_s {
+            self.last_end = Some(self.last_end.map_or(end, |l| l.max(end)));
+        }
+        if row.status != RequestStatus::Ok {
+            return;
+        }
+        self.prompt_tokens += u64::from(row.prompt_tokens);
+        self.output_tokens += u64::from(row.output_tokens);
+        self.ttft.extend(row.ttft_s);
+        self.tpot.extend(row.tpot_s);
+        self.e2e.extend(row.e2e_s);
+        let meets = |bound: Option<f64>, v: Option<f64>| match (bound, v) {
+            (None, _) => true,
+            (Some(b), Some(v)) => v <= b,
+            (Some(_), None) => true,
+        };
+        if meets(slo.ttft_s, row.ttft_s) && meets(slo.tpot_s, row.tpot_s) && meets(slo.e2e_s, row.e2e_s) {
+            self.good += 1;
+        }
+    }
+
+    fn merge_from(&mut self, o: &ModelAcc) {
+        for k in 0..4 {
+            self.statuses[k] += o.statuses[k];
+        }
+        self.ttft.extend_from_slice(&o.ttft);
+        self.tpot.extend_from_slice(&o.tpot);
+        self.e2e.extend_from_slice(&o.e2e);
+        self.itl.merge(&o.itl);
+        self.prompt_tokens += o.prompt_tokens;
+        self.output_tokens += o.output_tokens;
+        self.preemptions += o.preemptions;
+        self.good += o.good;
+        self.first_send = match (self.first_send, o.first_send) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_end = match (self.last_end, o.last_end) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    fn finish(mut self, model: String, has_slo: bool) -> ModelSummary {
+        let requests: u64 = self.statuses.iter().sum();
+        let ok = self.statuses[0];
+        let duration_s = match (self.first_send, self.last_end) {
+            (Some(a), Some(b)) if b > a => b - a,
+            _ => 0.0,
+        };
+        let per_s = |x: f64| {
+            if duration_s > 0.0 { x / duration_s } else { 0.0 }
+        };
+        let itl = self.itl.mean().and_then(|mean| {
+            Some(LatencyStats {
+                count: self.itl.count(),
+                mean,
+                p50: self.itl.percentile(50.0)?,
+                p90: self.itl.percentile(90.0)?,
+                p99: self.itl.percentile(99.0)?,
+                p99_9: self.itl.percentile(99.9)?,
+                max: self.itl.max(),
+            })
+        });
+        ModelSummary {
+            model,
+            requests,
+            ok,
+            error: self.statuses[1],
+            timeout: self.statuses[2],
+            rejected: self.statuses[3],
+            success_rate: if requests > 0 { ok as f64 / requests as f64 } else { 0.0 },
+            duration_s,
+            request_throughput: per_s(ok as f64),
+            output_token_throughput: per_s(self.output_tokens as f64),
+            total_token_throughput: per_s((self.output_tokens + self.prompt_tokens) as f64),
+            ttft: LatencyStats::from_samples(&mut self.ttft),
+            tpot: LatencyStats::from_samples(&mut self.tpot),
+            itl,
+            e2e: LatencyStats::from_samples(&mut self.e2e),
+            preemptions: self.preemptions,
+            goodput: has_slo.then(|| per_s(self.good as f64)),
+            slo_attainment: (has_slo && requests > 0).then(|| self.good as f64 / requests as f64),
+        }
+    }
+}
+
+#[derive(Default)]
+struct InstanceAcc {
+    model: String,
+    gpu: u32,
+    requests: u64,
+    samples: u64,
+    kv_sum: f64,
+    kv_peak: f64,
+    peak_waiting: u32,
+    preemptions: u64,
+}
+
+/// Builds a [`RunSummary`] from the rows of a run; an [`Observer`].
+pub struct SummaryBuilder {
+    source: Source,
+    scenario_name: String,
+    variant: String,
+    calibrated: bool,
+    slo: SloSpec,
+    model_order: Vec<String>,
+    models: BTreeMap<String, ModelAcc>,
+    instance_order: Vec<String>,
+    instances: BTreeMap<String, InstanceAcc>,
+}
+
+impl SummaryBuilder {
+    /// A builder for a run of `models` (keys, in scenario order) and `instances` (names, in order).
+    pub fn new(
+        source: Source,
+        scenario_name: &str,
+        variant: &str,
+        calibrated: bool,
+        slo: SloSpec,
+        models: Vec<String>,
+        instances: Vec<String>,
+    ) -> Self {
+        SummaryBuilder {
+            source,
+            scenario_name: scenario_name.to_string(),
+            variant: variant.to_string(),
+            calibrated,
+            slo,
+            model_order: models,
+            models: BTreeMap::new(),
+            instance_order: instances,
+            instances: BTreeMap::new(),
+        }
+    }
+
+    /// A builder for one resolved scenario variant.
+    pub fn for_scenario(source: Source, s: &crate::scenario::Scenario, calibrated: bool) -> Self {
+        Self::new(
+            source,
+            &s.name,
+            &s.variant,
+            calibrated,
+            s.slo.clone(),
+            s.models.iter().map(|m| m.name.clone()).collect(),
+            s.instances.iter().map(|i| i.name.clone()).collect(),
+        )
+    }
+
+    /// The summary of everything observed so far.
+    pub fn finish(self) -> RunSummary {
+        let has_slo = self.slo.ttft_s.is_some() || self.slo.tpot_s.is_some() || self.slo.e2e_s.is_some();
+        let mut all = ModelAcc::default();
+        let mut models = self.models;
+        let mut order = self.model_order;
+        for k in models.keys() {
+            if !order.contains(k) {
+                order.push(k.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for name in order {
+            let acc = models.remove(&name).unwrap_or_default();
+            all.merge_from(&acc);
+            out.push(acc.finish(name, has_slo));
+        }
+        let mut instances = self.instances;
+        let mut iorder = self.instance_order;
+        for k in instances.keys() {
+            if !iorder.contains(k) {
+                iorder.push(k.clone());
+            }
+        }
+        let instances = iorder
+            .into_iter()
+            .map(|name| {
+                let a = instances.remove(&name).unwrap_or_default();
+                InstanceSummary {
+                    instance: name,
+                    model: a.model,
+                    gpu: a.gpu,
+                    requests: a.requests,
+                    peak_kv_usage: a.kv_peak,
+                    mean_kv_usage: if a.samples > 0 { a.kv_sum / a.samples as f64 } else { 0.0 },
+                    peak_waiting: a.peak_waiting,
+                    preemptions: a.preemptions,
+                }
+            })
+            .collect();
+        RunSummary {
+            schema_version: SCHEMA_VERSION,
+            source: self.source,
+            scenario_name: self.scenario_name,
+            variant: self.variant,
+            calibrated: self.calibrated,
+            models: out,
+            overall: all.finish("all".to_string(), has_slo),
+            instances,
+        }
+    }
+}
+
+impl Observer for SummaryBuilder {
+    fn on_request(&mut self, row: &RequestRow) -> io::Result<()> {
+        if !self.models.contains_key(&row.model) {
+            self.models.insert(row.model.clone(), ModelAcc::default());
+        }
+        if let Some(acc) = self.models.get_mut(&row.model) {
+            acc.add(row, &self.slo);
+        }
+        if !row.instance.is_empty() {
+            let inst = self.instances.entry(row.instance.clone()).or_default();
+            inst.requests += 1;
+            if inst.model.is_empty() {
+                inst.model = row.model.clone();
+            }
+        }
+        Ok(())
+    }
+
+    fn on_instance_sample(&mut self, row: &InstanceRow) -> io::Result<()> {
+        let a = self.instances.entry(row.instance.clone()).or_default();
+        a.model.clone_from(&row.model);
+        a.gpu = row.gpu;
+        a.samples += 1;
+        a.kv_sum += row.kv_cache_usage;
+        a.kv_peak = a.kv_peak.max(row.kv_cache_usage);
+        a.peak_waiting = a.peak_waiting.max(row.num_requests_waiting);
+        a.preemptions = row.num_preemptions_total;
+        Ok(())
+    }
+
+    fn on_itl(&mut self, model: &str, gap_s: f64, count: u64) -> io::Result<()> {
+        if !self.models.contains_key(model) {
+            self.models.insert(model.to_string(), ModelAcc::default());
+        }
+        if let Some(acc) = self.models.get_mut(model) {
+            acc.itl.add(gap_s, count);
+        }
+        Ok(())
+    }
+}

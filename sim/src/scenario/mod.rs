@@ -1,0 +1,5 @@
+//! Scenario files (TOML): schema, built-in catalogues, presets, overrides and validation.
+
+mod types;
+
+pub use types::*;

@@ -1,0 +1,393 @@
+//! The resolved scenario: one variant of a scenario file, after presets, overrides and validation.
+//!
+//! Everything downstream (cluster, engines, router, workload, live harness) reads these types and
+//! never the raw TOML. All lengths are tokens, all times seconds (`f64`) unless the name says
+//! otherwise. These types serialize to JSON for `run.json` ("the full resolved scenario").
+
+use crate::ids::{GpuId, ModelId};
+use serde::{Deserialize, Serialize};
+
+/// One fully resolved, validated variant of a scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// Scenario name (from the file, defaults to the file stem).
+    pub name: String,
+    /// Variant name (`"default"` when the file defines no variants).
+    pub variant: String,
+    /// Free text from the file.
+    pub description: String,
+    /// Master seed; the request stream depends only on it and the workload, never on the variant.
+    pub seed: u64,
+    /// GPUs of the cluster, indexed by `GpuId`.
+    pub gpus: Vec<GpuSpec>,
+    /// Models served, indexed by `ModelId`.
+    pub models: Vec<ModelSpec>,
+    /// Engine instances, indexed by `InstanceId`.
+    pub instances: Vec<InstanceSpec>,
+    /// The load balancer in front of the instances.
+    pub router: RouterSpec,
+    /// The request stream.
+    pub workload: WorkloadSpec,
+    /// Service-level objectives used for goodput and `plan`.
+    pub slo: SloSpec,
+    /// Simulator output settings.
+    pub output: OutputSpec,
+}
+
+/// A GPU model's hardware facts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuSpec {
+    /// Catalogue name, e.g. `"H100-80GB-SXM"`.
+    pub name: String,
+    /// Device memory in bytes, as `torch.cuda.mem_get_info` reports the total.
+    pub memory_bytes: u64,
+    /// Dense bf16 tensor throughput, FLOP/s.
+    pub bf16_flops: f64,
+    /// HBM bandwidth, bytes/s.
+    pub hbm_bytes_per_s: f64,
+}
+
+/// How a model's weights are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightFormat {
+    /// 16-bit weights.
+    Bf16,
+    /// AWQ 4-bit weights (group size 128, fp16 scales); embeddings and lm_head stay bf16.
+    AwqInt4,
+}
+
+/// A model's architecture and serving identity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Short key used in scenario files, e.g. `"llama-3.1-8b"`.
+    pub name: String,
+    /// The name clients send in the OpenAI `model` field (the HF path in the seed).
+    pub served_name: String,
+    /// Transformer layers.
+    pub num_layers: u32,
+    /// Hidden size.
+    pub hidden_size: u32,
+    /// Attention (query) heads.
+    pub num_attention_heads: u32,
+    /// KV heads (GQA).
+    pub num_kv_heads: u32,
+    /// Head dimension.
+    pub head_dim: u32,
+    /// MLP intermediate size.
+    pub intermediate_size: u32,
+    /// Vocabulary size.
+    pub vocab_size: u32,
+    /// Whether lm_head shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Weight storage format.
+    pub weight_format: WeightFormat,
+    /// Longest context the model supports (vLLM's default `max_model_len`).
+    pub max_position_embeddings: u32,
+    /// Bytes per element of the KV cache (2 for bf16/fp16).
+    pub kv_cache_dtype_bytes: u32,
+}
+
+/// Which vLLM generation an instance's defaults and scheduling rules follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnginePreset {
+    /// vLLM 0.6.4 (V0 engine, the seed's baseline image).
+    #[serde(rename = "vllm-0.6.4")]
+    Vllm064,
+    /// Current vLLM V1 defaults.
+    #[serde(rename = "vllm-v1")]
+    VllmV1,
+}
+
+/// How an instance's KV cache memory is provisioned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheMode {
+    /// vLLM's static reservation sized by `gpu_memory_utilization`.
+    Static,
+    /// kvcached: pages mapped on demand from a per-GPU pool.
+    Elastic,
+}
+
+/// One engine's settings after the preset and overrides are applied (vLLM's names).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// The preset these values started from.
+    pub preset: EnginePreset,
+    /// Most sequences in one step's batch.
+    pub max_num_seqs: u32,
+    /// Token budget of one step.
+    pub max_num_batched_tokens: u32,
+    /// Tokens per KV block.
+    pub block_size: u32,
+    /// Fraction of GPU memory the instance may use (weights + activations + KV).
+    pub gpu_memory_utilization: f64,
+    /// Reuse KV blocks of identical prefixes.
+    pub enable_prefix_caching: bool,
+    /// Split long prompts across steps and mix them with decodes.
+    pub enable_chunked_prefill: bool,
+    /// Longest request (prompt + output) accepted.
+    pub max_model_len: u32,
+    /// Static or elastic KV.
+    pub kv_cache: KvCacheMode,
+    /// Memory held back for activations, CUDA graphs and the CUDA context, bytes.
+    pub activation_reserve_bytes: u64,
+    /// Forces the number of KV blocks (vLLM's `num_gpu_blocks_override`).
+    pub num_gpu_blocks_override: Option<u32>,
+}
+
+/// One engine instance: a model on a GPU at a port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    /// Display name, e.g. `"llama-3.1-8b#0"`.
+    pub name: String,
+    /// The model it serves.
+    pub model: ModelId,
+    /// The GPU it runs on.
+    pub gpu: GpuId,
+    /// HTTP port (live harness and emulator).
+    pub port: u16,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Step-time model for this instance.
+    pub perf: PerfSpec,
+    /// Command template the live launcher runs (None: `vllm serve` built from `engine`).
+    pub launch_command: Option<String>,
+}
+
+/// Where an instance's step times come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum PerfSpec {
+    /// A roofline prior from architecture and GPU specs: uncalibrated.
+    Roofline {
+        /// Achieved fraction of peak FLOP/s.
+        mfu: f64,
+        /// Achieved fraction of peak HBM bandwidth.
+        bandwidth_efficiency: f64,
+        /// Fixed per-step overhead (scheduling, sampling, launch), seconds.
+        step_overhead_s: f64,
+    },
+    /// Linear coefficients fitted from live traces.
+    Profile {
+        /// File the coefficients were read from.
+        path: String,
+        /// The coefficients.
+        coefficients: StepCoefficients,
+    },
+}
+
+/// Step time = fixed + per prefill token + per decoding sequence + per KV token read
+/// (+ prefill tokens x context tokens for attention), all in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepCoefficients {
+    /// Seconds per step regardless of batch.
+    pub fixed_s: f64,
+    /// Seconds per prompt token computed in the step.
+    pub per_prefill_token_s: f64,
+    /// Seconds per sequence decoding one token in the step.
+    pub per_decode_seq_s: f64,
+    /// Seconds per KV-cache token read by attention in the step (context of every scheduled sequence).
+    pub per_kv_token_s: f64,
+    /// Seconds per (prefill token x its context length) pair: quadratic attention cost of long prompts.
+    #[serde(default)]
+    pub per_prefill_attn_pair_s: f64,
+}
+
+/// The load balancer's policy and parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouterSpec {
+    /// Which policy routes each request among its model's replicas.
+    pub policy: RouterPolicy,
+    /// How often the LB polls each instance's `/metrics`, seconds (queue-aware).
+    pub poll_interval_s: f64,
+    /// What "busy" means for queue-aware routing.
+    pub score: LoadScore,
+}
+
+/// Routing policies (identical in the simulator and the live proxy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterPolicy {
+    /// Model-aware round-robin over the model's replicas.
+    RoundRobin,
+    /// Least busy replica by polled `/metrics` (stale between polls).
+    QueueAware,
+    /// Fewest requests the LB itself has in flight to the replica (always fresh).
+    LeastOutstanding,
+    /// Two random replicas, the less loaded (LB-local in-flight) wins.
+    PowerOfTwo,
+    /// Uniformly random replica.
+    Random,
+}
+
+/// The busy-ness score queue-aware routing minimises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadScore {
+    /// `num_requests_running + num_requests_waiting` (the seed's smart LB).
+    RunningPlusWaiting,
+    /// `num_requests_waiting` only.
+    Waiting,
+    /// KV-cache usage fraction.
+    KvUsage,
+}
+
+/// The request stream: phases run one after another.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    /// Phases in order.
+    pub phases: Vec<PhaseSpec>,
+    /// Shared-prefix (system prompt) structure per model, for prefix caching.
+    pub prefix: PrefixSpec,
+    /// Vocabulary range the live harness draws prompt token ids from: `[lo, hi)`.
+    pub prompt_token_id_range: (u32, u32),
+}
+
+/// One phase of the workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSpec {
+    /// Phase label (for reports).
+    pub name: String,
+    /// Ends after this many seconds (open loop: no arrivals after it; closed loop: no new sends).
+    pub duration_s: Option<f64>,
+    /// Ends after this many requests are issued.
+    pub num_requests: Option<u64>,
+    /// How requests arrive.
+    pub arrival: ArrivalSpec,
+    /// Share of requests per model (open loop), normalised to 1.
+    pub mix: Vec<(ModelId, f64)>,
+    /// Prompt length distribution.
+    pub input_tokens: LengthDist,
+    /// Output length distribution (`max_tokens` = `min_tokens`).
+    pub output_tokens: LengthDist,
+    /// Per-model overrides of the length distributions.
+    pub per_model_lengths: Vec<(ModelId, LengthDist, LengthDist)>,
+}
+
+/// Arrival processes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "process", rename_all = "snake_case")]
+pub enum ArrivalSpec {
+    /// Exponential inter-arrival times at `rate` requests/s.
+    Poisson {
+        /// Requests per second.
+        rate: f64,
+    },
+    /// Gamma inter-arrivals as `vllm bench serve --burstiness k`: shape k, scale 1/(rate k).
+    Gamma {
+        /// Requests per second.
+        rate: f64,
+        /// Shape k (1 = Poisson, <1 burstier); CV = 1/sqrt(k).
+        burstiness: f64,
+    },
+    /// Evenly spaced arrivals.
+    Constant {
+        /// Requests per second.
+        rate: f64,
+    },
+    /// Poisson with a rate rising linearly from `start_rate` to `end_rate` over the phase.
+    Ramp {
+        /// Rate at the phase start, requests/s.
+        start_rate: f64,
+        /// Rate at the phase end, requests/s.
+        end_rate: f64,
+    },
+    /// genai-perf `--concurrency`: each model keeps this many requests in flight.
+    ClosedLoop {
+        /// In-flight requests per model of the mix.
+        concurrency: u32,
+    },
+    /// Arrivals, models and lengths replayed from a recorded run dir or trace CSV.
+    Replay {
+        /// Path of a run dir (`requests.csv`) or an Azure-format trace CSV.
+        path: String,
+        /// Multiply inter-arrival gaps by 1/speedup.
+        speedup: f64,
+    },
+}
+
+/// Token-length distributions; samples are rounded and clamped to `[min, max]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "snake_case")]
+pub enum LengthDist {
+    /// Always `value`.
+    Fixed {
+        /// Tokens.
+        value: u32,
+    },
+    /// Uniform on `[min, max]`.
+    Uniform {
+        /// Smallest.
+        min: u32,
+        /// Largest.
+        max: u32,
+    },
+    /// Normal, clamped.
+    Normal {
+        /// Mean.
+        mean: f64,
+        /// Standard deviation.
+        std: f64,
+        /// Clamp low.
+        min: u32,
+        /// Clamp high.
+        max: u32,
+    },
+    /// Log-normal given by its mean and standard deviation in tokens, clamped.
+    Lognormal {
+        /// Mean in tokens.
+        mean: f64,
+        /// Standard deviation in tokens.
+        std: f64,
+        /// Clamp low.
+        min: u32,
+        /// Clamp high.
+        max: u32,
+    },
+    /// Drawn uniformly from a list of observed lengths (loaded from a CSV column).
+    Empirical {
+        /// Source file and column, for the record.
+        source: String,
+        /// The values.
+        values: Vec<u32>,
+    },
+}
+
+/// Shared system prompts: a fraction of requests start with one of `groups` prefixes of `tokens`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrefixSpec {
+    /// Tokens of the shared prefix (0 = no shared prefix).
+    pub tokens: u32,
+    /// Distinct prefixes per model.
+    pub groups: u32,
+    /// Fraction of requests that carry a shared prefix.
+    pub fraction: f64,
+}
+
+/// Service-level objectives (seconds); a request meets the SLO when every set bound holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SloSpec {
+    /// Per-request TTFT bound for goodput.
+    pub ttft_s: Option<f64>,
+    /// Per-request TPOT bound for goodput.
+    pub tpot_s: Option<f64>,
+    /// Per-request E2E bound for goodput.
+    pub e2e_s: Option<f64>,
+    /// Percentile targets used by `plan`: p90 TTFT per model.
+    pub ttft_p90_s: Option<f64>,
+    /// Percentile targets used by `plan`: p90 TPOT per model.
+    pub tpot_p90_s: Option<f64>,
+}
+
+/// What the simulator writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    /// Interval of `instances.csv` samples, seconds.
+    pub sample_interval_s: f64,
+    /// Write `tokens.csv` (one row per generated token; large).
+    pub tokens_csv: bool,
+    /// Give up on requests still unfinished this long after the last arrival, seconds.
+    pub drain_timeout_s: f64,
+}

@@ -1,0 +1,2 @@
+//! The `modelsguard` command line.
+fn main() {}
