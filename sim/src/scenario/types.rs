@@ -391,3 +391,47 @@ pub struct OutputSpec {
     /// Give up on requests still unfinished this long after the last arrival, seconds.
     pub drain_timeout_s: f64,
 }
+
+impl ModelSpec {
+    /// Parameter count (embeddings, attention, MLP, lm_head; norms and biases are negligible and
+    /// ignored).
+    pub fn num_params(&self) -> u64 {
+        let (h, l) = (u64::from(self.hidden_size), u64::from(self.num_layers));
+        let q = u64::from(self.num_attention_heads) * u64::from(self.head_dim);
+        let kv = u64::from(self.num_kv_heads) * u64::from(self.head_dim);
+        let attn = h * q + 2 * h * kv + q * h;
+        let mlp = 3 * h * u64::from(self.intermediate_size);
+        self.embedding_params() + l * (attn + mlp)
+    }
+
+    /// Parameters of the embedding matrix and (when untied) lm_head.
+    pub fn embedding_params(&self) -> u64 {
+        let e = u64::from(self.vocab_size) * u64::from(self.hidden_size);
+        if self.tie_word_embeddings { e } else { 2 * e }
+    }
+
+    /// Bytes of weights in GPU memory. AWQ int4 stores linear layers at 4 bits plus one fp16 scale
+    /// and one 4-bit zero per group of 128 (4.156 bits/weight); embeddings stay bf16.
+    pub fn weight_bytes(&self) -> u64 {
+        let linear = self.num_params() - self.embedding_params();
+        let emb = self.embedding_params() * 2;
+        match self.weight_format {
+            WeightFormat::Bf16 => linear * 2 + emb,
+            WeightFormat::AwqInt4 => (linear as f64 * (4.0 + 20.0 / 128.0) / 8.0).round() as u64 + emb,
+        }
+    }
+
+    /// KV-cache bytes per token across all layers: 2 (K and V) x layers x KV heads x head dim x dtype.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        2 * u64::from(self.num_layers)
+            * u64::from(self.num_kv_heads)
+            * u64::from(self.head_dim)
+            * u64::from(self.kv_cache_dtype_bytes)
+    }
+
+    /// Forward-pass FLOPs per token through the weights (2 x non-embedding params + lm_head).
+    pub fn flops_per_token(&self) -> f64 {
+        let lm_head = u64::from(self.vocab_size) * u64::from(self.hidden_size);
+        2.0 * (self.num_params() - self.embedding_params() + lm_head) as f64
+    }
+}
