@@ -56,7 +56,7 @@ impl FromStr for Axis {
         }
         // The path is checked (and values are parsed) exactly as `--set` does it.
         let as_override = |value: &str| {
-            Override::from_str(&format!("{path}={value}")).map_err(|e| err(format!("{}: {}", e.field, e.reason)))
+            Override::from_str(&format!("{path}={value}")).map_err(|e| err(e.reason))
         };
         let values = match parse_range(spec) {
             Some(range) => {
