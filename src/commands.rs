@@ -1,6 +1,8 @@
 //! Dispatch: each command calls into the library crates and prints what they return.
 
-use crate::cli::{BenchArgs, Cli, Command, ScenarioArgs, SimulateArgs, SweepAction, SweepArgs, SweepMergeArgs};
+use crate::cli::{
+    BenchArgs, Cli, Command, ScenarioArgs, SimulateArgs, SweepAction, SweepArgs, SweepMergeArgs,
+};
 use anyhow::{Context, Result, bail};
 use sim::metrics::table::{comparison_table, variant_table};
 use sim::runner::{simulate_summary, simulate_to_dir};
@@ -186,7 +188,10 @@ fn sweep(args: SweepArgs) -> Result<()> {
         done.rows.len()
     );
     if shard.is_some_and(|s| s.count > 1) {
-        println!("shard written to {}; merge all shards with `modelsguard sweep merge <dirs>... --out DIR`", out.display());
+        println!(
+            "shard written to {}; merge all shards with `modelsguard sweep merge <dirs>... --out DIR`",
+            out.display()
+        );
         return Ok(());
     }
     println!("sweep written to {}", out.display());

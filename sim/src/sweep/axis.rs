@@ -55,9 +55,8 @@ impl FromStr for Axis {
             return Err(err(format!("no values after `{path}=`")));
         }
         // The path is checked (and values are parsed) exactly as `--set` does it.
-        let as_override = |value: &str| {
-            Override::from_str(&format!("{path}={value}")).map_err(|e| err(e.reason))
-        };
+        let as_override =
+            |value: &str| Override::from_str(&format!("{path}={value}")).map_err(|e| err(e.reason));
         let values = match parse_range(spec) {
             Some(range) => {
                 as_override("0")?;
@@ -111,7 +110,8 @@ fn range_values(start: &str, end: &str, step: &str) -> Result<Vec<toml::Value>, 
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| format!("the range {start}..{end}:{step} overflows 64-bit integers"));
     }
-    let decimals = [start, end, step].iter().map(|t| decimals(t)).try_fold(0usize, |m, d| d.map(|d| m.max(d)));
+    let decimals =
+        [start, end, step].iter().map(|t| decimals(t)).try_fold(0usize, |m, d| d.map(|d| m.max(d)));
     Ok((0..count)
         .map(|i| {
             let v = a + i as f64 * s;
@@ -178,7 +178,8 @@ impl Point {
 
     /// `path=value, ...` for messages.
     pub fn describe(&self, axes: &[Axis]) -> String {
-        let parts: Vec<String> = axes.iter().zip(&self.values).map(|(a, v)| format!("{}={v}", a.path)).collect();
+        let parts: Vec<String> =
+            axes.iter().zip(&self.values).map(|(a, v)| format!("{}={v}", a.path)).collect();
         parts.join(", ")
     }
 }
@@ -203,7 +204,8 @@ pub fn expand(axes: &[Axis], zip: bool) -> Result<Vec<Point>, SweepError> {
     if zip {
         let n = axes[0].values.len();
         if axes.iter().any(|a| a.values.len() != n) {
-            let lengths: Vec<String> = axes.iter().map(|a| format!("{} has {}", a.path, a.values.len())).collect();
+            let lengths: Vec<String> =
+                axes.iter().map(|a| format!("{} has {}", a.path, a.values.len())).collect();
             return Err(SweepError::Spec(format!(
                 "--zip needs every --vary to have as many values, but {}",
                 lengths.join(", ")

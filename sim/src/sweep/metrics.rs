@@ -62,7 +62,15 @@ mod tests {
     use super::*;
 
     fn summary() -> ModelSummary {
-        let lat = |x: f64| LatencyStats { count: 3, mean: x, p50: x, p90: 2.0 * x, p99: 3.0 * x, p99_9: 4.0 * x, max: 5.0 * x };
+        let lat = |x: f64| LatencyStats {
+            count: 3,
+            mean: x,
+            p50: x,
+            p90: 2.0 * x,
+            p99: 3.0 * x,
+            p99_9: 4.0 * x,
+            max: 5.0 * x,
+        };
         ModelSummary {
             model: "all".into(),
             requests: 10,

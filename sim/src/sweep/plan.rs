@@ -2,10 +2,10 @@
 //! (so a bad field or value fails once, before any simulation), pick the variants, and derive the
 //! sweep's metadata and identity hash. This module runs nothing.
 
+use super::SweepError;
 use super::axis::{Axis, Point, expand};
 use super::schema::{SWEEP_SCHEMA_VERSION, SweepMeta, SweepSlo};
 use super::shard::Shard;
-use super::SweepError;
 use crate::runner::is_calibrated;
 use crate::scenario::{Override, Scenario, load_scenario};
 use std::path::{Path, PathBuf};
@@ -69,8 +69,11 @@ pub fn plan(spec: &SweepSpec) -> Result<SweepPlan, SweepError> {
         let at = || point.describe(&spec.axes);
         let mut overrides = spec.overrides.clone();
         overrides.extend(point.overrides(&spec.axes));
-        let file = load_scenario(&spec.scenario, &overrides)
-            .map_err(|source| SweepError::Scenario { point: point.index, at: at(), source })?;
+        let file = load_scenario(&spec.scenario, &overrides).map_err(|source| SweepError::Scenario {
+            point: point.index,
+            at: at(),
+            source,
+        })?;
         if variants.is_empty() {
             variants = if spec.variants.is_empty() {
                 file.variants.iter().map(|v| v.variant.clone()).collect()

@@ -80,7 +80,8 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
         .enumerate()
         .filter(|(_, p)| shard.owns(p.point.index))
         .flat_map(|(point, _)| {
-            (0..plan.variants.len()).flat_map(move |variant| (0..reps).map(move |rep| Job { point, variant, rep }))
+            (0..plan.variants.len())
+                .flat_map(move |variant| (0..reps).map(move |rep| Job { point, variant, rep }))
         })
         .collect();
     let bar = progress_bar(opts.progress, jobs.len() as u64);
@@ -145,15 +146,23 @@ fn aggregate(
     rows: &mut Vec<SweepRow>,
 ) {
     let Some(first) = runs.first() else { return };
-    let models: Vec<&str> =
-        std::iter::once(first.overall.model.as_str()).chain(first.models.iter().map(|m| m.model.as_str())).collect();
+    let models: Vec<&str> = std::iter::once(first.overall.model.as_str())
+        .chain(first.models.iter().map(|m| m.model.as_str()))
+        .collect();
     for model in models {
         let per_run: Vec<Option<&ModelSummary>> = runs
             .iter()
-            .map(|r| if r.overall.model == model { Some(&r.overall) } else { r.models.iter().find(|m| m.model == model) })
+            .map(|r| {
+                if r.overall.model == model {
+                    Some(&r.overall)
+                } else {
+                    r.models.iter().find(|m| m.model == model)
+                }
+            })
             .collect();
         for metric in METRICS {
-            let samples: Vec<f64> = per_run.iter().flatten().filter_map(|m| metric_value(m, metric)).collect();
+            let samples: Vec<f64> =
+                per_run.iter().flatten().filter_map(|m| metric_value(m, metric)).collect();
             let Some(e) = estimate(&samples) else { continue };
             rows.push(SweepRow {
                 point,

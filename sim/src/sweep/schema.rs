@@ -35,7 +35,8 @@ pub mod files {
 pub const PARAM_PREFIX: &str = "param:";
 
 /// The fixed leading columns of `sweep.csv`.
-pub const FIXED_COLUMNS: [&str; 8] = ["point", "variant", "model", "metric", "value", "ci_low", "ci_high", "n"];
+pub const FIXED_COLUMNS: [&str; 8] =
+    ["point", "variant", "model", "metric", "value", "ci_low", "ci_high", "n"];
 
 /// The scenario's SLOs, as charts draw them (`ttft_p90_s`, `tpot_p90_s`) and as goodput counts
 /// them (`ttft_s`, `tpot_s`, per request).
@@ -250,11 +251,19 @@ pub fn read_sweep_dir(dir: &Path) -> Result<(SweepMeta, Vec<SweepRow>), SweepErr
     for (i, rec) in records.iter().enumerate() {
         let bad = |col: &str| SweepError::Malformed {
             path: path.clone(),
-            reason: format!("line {}: bad {col} {:?}", i + 2, rec.get(FIXED_COLUMNS.iter().position(|c| *c == col).unwrap_or(0))),
+            reason: format!(
+                "line {}: bad {col} {:?}",
+                i + 2,
+                rec.get(FIXED_COLUMNS.iter().position(|c| *c == col).unwrap_or(0))
+            ),
         };
         let cell = |k: usize| rec.get(k).unwrap_or("");
         let opt = |k: usize| -> Result<Option<f64>, SweepError> {
-            if cell(k).is_empty() { Ok(None) } else { cell(k).parse().map(Some).map_err(|_| bad(FIXED_COLUMNS[k])) }
+            if cell(k).is_empty() {
+                Ok(None)
+            } else {
+                cell(k).parse().map(Some).map_err(|_| bad(FIXED_COLUMNS[k]))
+            }
         };
         rows.push(SweepRow {
             point: cell(0).parse().map_err(|_| bad("point"))?,

@@ -3,7 +3,9 @@
 
 use sim::scenario::Override;
 use sim::sweep::schema::{self, files};
-use sim::sweep::{Axis, Shard, SweepError, SweepOptions, SweepPlan, SweepSpec, merge_shards, plan, run_sweep};
+use sim::sweep::{
+    Axis, Shard, SweepError, SweepOptions, SweepPlan, SweepSpec, merge_shards, plan, run_sweep,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +30,11 @@ fn small_spec() -> SweepSpec {
 }
 
 fn run(plan: &SweepPlan, out: &Path, shard: Option<&str>, jobs: usize) -> sim::sweep::SweepOutcome {
-    let opts = SweepOptions { shard: shard.map(|s| s.parse().unwrap()), jobs: Some(jobs), ..SweepOptions::default() };
+    let opts = SweepOptions {
+        shard: shard.map(|s| s.parse().unwrap()),
+        jobs: Some(jobs),
+        ..SweepOptions::default()
+    };
     run_sweep(plan, out, &opts).unwrap()
 }
 
@@ -58,7 +64,9 @@ fn a_sweep_writes_one_row_per_point_variant_model_and_metric_with_intervals() {
     ));
     for point in 0..4 {
         for model in ["all", "llama-3.1-8b", "qwen2.5-7b", "llama-3.3-70b-awq"] {
-            for metric in ["ttft_p90", "tpot_p50", "e2e_mean", "request_throughput", "success_rate", "goodput"] {
+            for metric in
+                ["ttft_p90", "tpot_p50", "e2e_mean", "request_throughput", "success_rate", "goodput"]
+            {
                 let r = rows
                     .iter()
                     .find(|r| r.point == point && r.model == model && r.metric == metric)
@@ -148,7 +156,8 @@ fn merging_refuses_an_older_sweep_schema_and_a_run_dir() {
     run(&plan, &s1, Some("1/2"), 2);
     run(&plan, &s2, Some("2/2"), 2);
     let json = s2.join(files::SWEEP_JSON);
-    fs::write(&json, read(&s2, files::SWEEP_JSON).replace("\"schema_version\": 1", "\"schema_version\": 0")).unwrap();
+    fs::write(&json, read(&s2, files::SWEEP_JSON).replace("\"schema_version\": 1", "\"schema_version\": 0"))
+        .unwrap();
     let err = merge_shards(&[s1.clone(), s2.clone()], &root.path().join("m")).unwrap_err();
     assert!(matches!(err, SweepError::SchemaVersion { found: 0, expected: 1, .. }), "{err}");
     assert!(err.to_string().contains("re-run the sweep"), "{err}");
