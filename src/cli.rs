@@ -80,9 +80,13 @@ pub struct SweepArgs {
     /// `merge`: combine the dirs of `--shard` runs into one sweep dir.
     #[command(subcommand)]
     pub action: Option<SweepAction>,
-    /// Scenario file (TOML).
-    #[arg(required = true)]
+    /// Scenario file (TOML); may come from --spec instead.
+    #[arg(required_unless_present = "spec")]
     pub scenario: Option<PathBuf>,
+    /// A sweep spec file with a `[sweep]` table (scenario, vary, zip, reps, variants, set); the
+    /// command line's arguments add to it.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
     /// A field and its values: a range `PATH=START..END:STEP` or a list `PATH=A,B,C` (repeatable),
     /// e.g. `--vary workload.phases.1.arrival.rate=2..40:2 --vary router.policy=round_robin,queue_aware`.
     #[arg(long = "vary", value_name = "PATH=VALUES")]
@@ -90,9 +94,10 @@ pub struct SweepArgs {
     /// Pair the --vary lists value by value instead of running every combination.
     #[arg(long)]
     pub zip: bool,
-    /// Replications per point (seeds: the scenario's seed + 0, 1, ...); 95% Student-t intervals.
-    #[arg(long, default_value_t = 3)]
-    pub reps: u32,
+    /// Replications per point (seeds: the scenario's seed + 0, 1, ...); 95% Student-t intervals
+    /// [default: 3].
+    #[arg(long)]
+    pub reps: Option<u32>,
     /// Only these variants (repeatable; default: all variants in the file).
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,

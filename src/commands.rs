@@ -8,7 +8,10 @@ use sim::metrics::table::{comparison_table, variant_table};
 use sim::runner::{simulate_summary, simulate_to_dir};
 use sim::scenario::{Override, Scenario, ScenarioFile, load_scenario};
 use sim::simulation::SimOptions;
-use sim::sweep::{Axis, Shard, SweepOptions, SweepSpec, merge_shards, plan as sweep_plan, run_sweep};
+use sim::sweep::{
+    Axis, Shard, SweepFile, SweepOptions, SweepSpec, load_sweep_file, merge_shards, plan as sweep_plan,
+    run_sweep,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -150,17 +153,30 @@ fn sweep(args: SweepArgs) -> Result<()> {
     if let Some(SweepAction::Merge(m)) = args.action {
         return sweep_merge(m);
     }
-    let Some(scenario) = args.scenario else { bail!("sweep: give a scenario file (or `sweep merge`)") };
-    let mut overrides = parse_overrides(&args.overrides)?;
+    let file = match &args.spec {
+        Some(path) => load_sweep_file(path)?,
+        None => SweepFile::default(),
+    };
+    let Some(scenario) = args.scenario.or(file.scenario) else {
+        bail!("sweep: give a scenario file, or a --spec whose [sweep] table names one")
+    };
+    let mut overrides = file.overrides;
+    overrides.extend(parse_overrides(&args.overrides)?);
     if let Some(seed) = args.seed {
         overrides.push(format!("seed={seed}").parse::<Override>()?);
     }
+    let mut axes = file.axes;
+    for v in &args.vary {
+        axes.push(v.parse::<Axis>()?);
+    }
+    let mut variants = file.variants;
+    variants.extend(args.variants);
     let spec = SweepSpec {
         scenario,
-        axes: args.vary.iter().map(|v| v.parse::<Axis>()).collect::<Result<_, _>>()?,
-        zip: args.zip,
-        reps: args.reps,
-        variants: args.variants,
+        axes,
+        zip: args.zip || file.zip,
+        reps: args.reps.or(file.reps).unwrap_or(3),
+        variants,
         overrides,
     };
     let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;

@@ -5,9 +5,10 @@
 //! axes into points (cartesian product or zipped); [`plan`] loads and validates the scenario at
 //! every point before anything runs; [`run`] simulates every (point, variant, replication) on a
 //! rayon pool and aggregates the replications ([`stats`], [`metrics`]); [`schema`] writes the
-//! sweep dir (`sweep.json` + `sweep.csv`, the format the reports crate reads); [`shard`] and
-//! [`merge`] split a sweep over machines and put it back together byte for byte. This module does
-//! not draw charts (the reports crate does) nor parse command lines (the binary does).
+//! sweep dir (`sweep.json` + `sweep.csv`, the format the reports crate reads); [`spec_file`]
+//! reads a sweep written down in TOML; [`shard`] and [`merge`] split a sweep over machines and put
+//! it back together byte for byte. This module does not draw charts (the reports crate does) nor
+//! parse command lines (the binary does).
 
 pub mod axis;
 mod error;
@@ -17,6 +18,7 @@ pub mod plan;
 pub mod run;
 pub mod schema;
 pub mod shard;
+pub mod spec_file;
 pub mod stats;
 
 pub use axis::{Axis, Point, expand};
@@ -26,3 +28,4 @@ pub use plan::{SweepPlan, SweepSpec, plan};
 pub use run::{SweepOptions, SweepOutcome, run_sweep};
 pub use schema::{ParamValue, SWEEP_SCHEMA_VERSION, SweepMeta, SweepRow, SweepSlo};
 pub use shard::Shard;
+pub use spec_file::{SweepFile, load_sweep_file};
