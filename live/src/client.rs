@@ -18,6 +18,9 @@ use std::time::Instant;
 /// Response header an LB may set to name the instance that served a request.
 pub const INSTANCE_HEADER: &str = "x-modelsguard-instance";
 
+/// Longest wait for the body's end after `[DONE]`.
+const DRAIN_AFTER_DONE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Most bytes of an error body read and quoted.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -316,6 +319,13 @@ pub async fn execute(
     };
     rec.end = Some(clock.now());
     rec.output_tokens = interp.tokens_so_far();
+    if result.is_ok() {
+        // Read the body's end (chunked terminator) so the connection goes back to the pool;
+        // bounded, and after `end` was stamped, so it never shows in the latencies.
+        let _ =
+            tokio::time::timeout(DRAIN_AFTER_DONE, async { while let Ok(Some(_)) = resp.chunk().await {} })
+                .await;
+    }
     result.map_err(RequestFailure::error)
 }
 

@@ -19,6 +19,7 @@ use sim::metrics::{RunSummary, SummaryBuilder};
 use sim::observe::Observer;
 use sim::scenario::{ArrivalSpec, Scenario};
 use sim::trace::{InstanceRow, RequestStatus, RunDirWriter, RunMeta, SCHEMA_VERSION, Source, TokenRow};
+use sim::workload::WorkloadGenerator;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -107,6 +108,9 @@ pub struct LiveRunReport {
     pub scrape: Option<ScrapeStats>,
     /// What was written to `summary.json`.
     pub summary: RunSummary,
+    /// Why the request stream stopped early, if it did (the run dir is still complete for what
+    /// was sent).
+    pub workload_error: Option<String>,
 }
 
 /// Why a live run could not run or finish writing.
@@ -141,12 +145,10 @@ pub enum LiveError {
 }
 
 /// The scenario's request stream, exactly as the simulator generates it.
-fn workload_source(scenario: &Scenario, _base_dir: &Path) -> Result<Box<dyn RequestSource>, LiveError> {
-    // TODO(workload): build sim::workload::WorkloadGenerator once it lands on main.
-    Err(LiveError::Workload {
-        scenario: scenario.name.clone(),
-        reason: "this build has no workload generator yet; use live_run_with_source".to_string(),
-    })
+fn workload_source(scenario: &Scenario, base_dir: &Path) -> Result<WorkloadGenerator, LiveError> {
+    let keys: Vec<String> = scenario.models.iter().map(|m| m.name.clone()).collect();
+    WorkloadGenerator::with_model_keys(&scenario.workload, &keys, scenario.seed, base_dir)
+        .map_err(|e| LiveError::Workload { scenario: scenario.name.clone(), reason: e.to_string() })
 }
 
 /// Reruns `scenario` live: the request stream of its workload (files it names resolve against
@@ -157,7 +159,7 @@ pub async fn live_run(
     opts: LiveRunOptions,
 ) -> Result<LiveRunReport, LiveError> {
     let mut source = workload_source(scenario, base_dir)?;
-    live_run_with_source(scenario, source.as_mut(), opts).await
+    live_run_with_source(scenario, &mut source, opts).await
 }
 
 /// [`live_run`] with an explicit request stream (tests, replays).
@@ -263,7 +265,7 @@ pub async fn live_run_with_source(
     }
     let summary = summary.finish();
     let run_dir = writer.finish(&summary)?;
-    Ok(LiveRunReport { run_dir, load, scrape, summary })
+    Ok(LiveRunReport { run_dir, load, scrape, summary, workload_error: source.error() })
 }
 
 fn http_base(url: &str) -> Result<(String, String), String> {
@@ -327,8 +329,13 @@ fn scrape_targets(scenario: &Scenario, host: &str) -> Vec<ScrapeTarget> {
 }
 
 fn experiment_of(scenario: &Scenario) -> Experiment {
-    match scenario.workload.phases.first().map(|p| &p.arrival) {
-        Some(ArrivalSpec::ClosedLoop { concurrency }) => Experiment::Concurrency(*concurrency),
+    let first = scenario.workload.phases.first();
+    match first.map(|p| &p.arrival) {
+        // Concurrency is per model of the mix; genai-perf's is the total.
+        Some(ArrivalSpec::ClosedLoop { concurrency }) => {
+            let models = first.map_or(1, |p| p.mix.len().max(1)) as u32;
+            Experiment::Concurrency(concurrency.saturating_mul(models))
+        }
         Some(
             ArrivalSpec::Poisson { rate } | ArrivalSpec::Constant { rate } | ArrivalSpec::Gamma { rate, .. },
         ) => Experiment::RequestRate(*rate),

@@ -239,6 +239,8 @@ pub async fn run_load(
     let mut drain: Option<Cutoff> = None;
     let mut sending = true;
     let mut cancelled_at: Option<TokioInstant> = None;
+    let mut stop_now = stop.clone();
+    let mut hard_stop = false;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -273,6 +275,16 @@ pub async fn run_load(
                         "cancelled: run interrupted (Ctrl-C), still unfinished after the {:.3}s grace period",
                         g.as_secs_f64()
                     )),
+                    kind: CutoffKind::Grace,
+                });
+            }
+            _ = stop_now.stopped_now(), if !hard_stop => {
+                hard_stop = true;
+                d.report.interrupted = true;
+                sending = false;
+                grace = Some(Cutoff {
+                    at: TokioInstant::now(),
+                    reason: RequestFailure::error("cancelled: run stopped immediately (second Ctrl-C)"),
                     kind: CutoffKind::Grace,
                 });
             }

@@ -2,7 +2,7 @@
 //! `sim::workload::WorkloadGenerator`, so live sends exactly the stream the simulator simulated)
 //! and [`FixedSchedule`], a plain list of requests sent at their arrival times.
 
-use sim::workload::RequestSpec;
+use sim::workload::{RequestSpec, WorkloadGenerator};
 use sim::{RequestId, SimTime};
 use std::collections::VecDeque;
 
@@ -26,6 +26,38 @@ pub trait RequestSource: Send {
     /// How many requests the stream plans to issue, when known up front (progress display).
     fn planned_requests(&self) -> Option<u64> {
         None
+    }
+
+    /// Why the stream stopped early, if it did (e.g. a replay file changed mid-run).
+    fn error(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The simulator's generator drives the live harness as it drives the simulation.
+impl RequestSource for WorkloadGenerator {
+    fn peek_time(&mut self) -> Option<SimTime> {
+        WorkloadGenerator::peek_time(self)
+    }
+
+    fn pop(&mut self) -> Option<RequestSpec> {
+        WorkloadGenerator::pop(self)
+    }
+
+    fn on_request_finished(&mut self, id: RequestId, now: SimTime) {
+        WorkloadGenerator::on_request_finished(self, id, now);
+    }
+
+    fn is_exhausted(&self) -> bool {
+        WorkloadGenerator::is_exhausted(self)
+    }
+
+    fn planned_requests(&self) -> Option<u64> {
+        WorkloadGenerator::planned_requests(self)
+    }
+
+    fn error(&self) -> Option<String> {
+        WorkloadGenerator::error(self).map(ToString::to_string)
     }
 }
 
