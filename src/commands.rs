@@ -46,10 +46,8 @@ fn load(args: &ScenarioArgs) -> Result<(ScenarioFile, Vec<Scenario>)> {
 
 fn now_rfc3339() -> String {
     // Informational only (run.json); deterministic outputs never include it.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("unix:{secs}")
 }
 
@@ -59,7 +57,11 @@ fn progress_printer(label: String, planned: Option<u64>) -> impl FnMut(u64) {
     move |done| {
         if show {
             let pct = planned.map(|p| format!(" ({:.0}%)", done as f64 / p.max(1) as f64 * 100.0));
-            eprint!("\r  {label}: {done} requests done{} in {:.1}s", pct.unwrap_or_default(), start.elapsed().as_secs_f64());
+            eprint!(
+                "\r  {label}: {done} requests done{} in {:.1}s",
+                pct.unwrap_or_default(),
+                start.elapsed().as_secs_f64()
+            );
         }
     }
 }
@@ -74,8 +76,9 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         let mut progress = progress_printer(scenario.variant.clone(), None);
         let opts = SimOptions { progress: Some(&mut progress) };
         let t0 = Instant::now();
-        let run = simulate_to_dir(scenario, &file.base_dir, &dir, args.tokens, &started, opts)
-            .with_context(|| format!("simulating variant '{}' of {}", scenario.variant, file.path.display()))?;
+        let run = simulate_to_dir(scenario, &file.base_dir, &dir, args.tokens, &started, opts).with_context(
+            || format!("simulating variant '{}' of {}", scenario.variant, file.path.display()),
+        )?;
         if std::io::stderr().is_terminal() {
             eprint!("\r\x1b[2K");
         }
@@ -125,7 +128,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     let run = simulate_summary(&scenario, &file.base_dir, SimOptions::default())?;
     let wall = t0.elapsed().as_secs_f64();
     let o = &run.summary.overall;
-    println!("| scenario | variant | requests | steps | simulated s | wall s | sim req/s | steps/s | peak RSS MiB |");
+    println!(
+        "| scenario | variant | requests | steps | simulated s | wall s | sim req/s | steps/s | peak RSS MiB |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     println!(
         "| {} | {} | {} | {} | {:.0} | {:.3} | {:.0} | {:.0} | {} |",

@@ -6,10 +6,10 @@
 //! Step ends live in a small per-instance array rather than the heap (there are a handful of
 //! instances and millions of steps). Rows go to an [`Observer`]; nothing here writes files.
 
+use crate::des::EventQueue;
 use crate::engine::{Request, StepEvents};
 use crate::ids::{InstanceId, ModelId};
 use crate::instance::Instance;
-use crate::des::EventQueue;
 use crate::observe::Observer;
 use crate::router::{PolledLoad, ReplicaSnapshot, RouteRequest, Router, build_router};
 use crate::scenario::Scenario;
@@ -43,16 +43,12 @@ pub struct SimStats {
 }
 
 /// Options that do not change results.
+#[derive(Default)]
 pub struct SimOptions<'a> {
     /// Called with the number of finished requests, every few thousand requests.
     pub progress: Option<&'a mut dyn FnMut(u64)>,
 }
 
-impl Default for SimOptions<'_> {
-    fn default() -> Self {
-        SimOptions { progress: None }
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Event {
@@ -80,15 +76,16 @@ pub fn simulate(
     observer: &mut dyn Observer,
     opts: SimOptions<'_>,
 ) -> Result<SimStats, SimError> {
-    let workload = WorkloadGenerator::new(&scenario.workload, scenario.models.len(), scenario.seed, base_dir)?;
+    let workload =
+        WorkloadGenerator::new(&scenario.workload, scenario.models.len(), scenario.seed, base_dir)?;
     Simulation::new(scenario, workload, observer, opts).run()
 }
 
-struct Simulation<'s, 'o> {
+struct Simulation<'s, 'o, 'p> {
     scenario: &'s Scenario,
     workload: WorkloadGenerator,
     observer: &'o mut dyn Observer,
-    progress: Option<&'o mut dyn FnMut(u64)>,
+    progress: Option<&'p mut dyn FnMut(u64)>,
     instances: Vec<Instance>,
     step_end: Vec<Option<SimTime>>,
     needs_step: Vec<bool>,
@@ -105,12 +102,12 @@ struct Simulation<'s, 'o> {
     finished: u64,
 }
 
-impl<'s, 'o> Simulation<'s, 'o> {
+impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     fn new(
         scenario: &'s Scenario,
         workload: WorkloadGenerator,
         observer: &'o mut dyn Observer,
-        opts: SimOptions<'o>,
+        opts: SimOptions<'p>,
     ) -> Self {
         let record_tokens = observer.wants_tokens();
         let mut instances: Vec<Instance> =

@@ -5,7 +5,7 @@
 //! KV cache manager; here it travels with the request). It does not schedule itself or touch the
 //! block pool: `Scheduler` and `KvCacheManager` do.
 
-use crate::ids::{BlockId, RequestId};
+use crate::ids::{BlockId, ModelId, RequestId};
 use crate::time::{SimDuration, SimTime};
 use crate::workload::{PrefixRef, RequestSpec};
 
@@ -68,6 +68,10 @@ pub struct Request {
     pub prefix: Option<PrefixRef>,
     /// Times this request was preempted (and later recomputed).
     pub num_preemptions: u32,
+    /// The model asked for (for the driver's rows; the engine ignores it).
+    pub model: ModelId,
+    /// Workload phase that issued it (for the driver's rows; the engine ignores it).
+    pub phase: u32,
     /// Prefix-cache hit tokens at the FIRST scheduling (vLLM's `num_cached_tokens`); `None` until
     /// then.
     pub num_cached_tokens: Option<u32>,
@@ -85,6 +89,8 @@ impl Request {
             num_prompt_tokens: spec.num_prompt_tokens,
             max_tokens: spec.max_tokens,
             prefix: spec.prefix,
+            model: spec.model,
+            phase: spec.phase,
             num_computed_tokens: 0,
             num_output_tokens: 0,
             status: RequestStatus::Waiting,
@@ -137,7 +143,6 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ModelId;
 
     fn spec() -> RequestSpec {
         RequestSpec {

@@ -42,8 +42,25 @@ pub fn variant_table(s: &RunSummary) -> String {
     let _ = writeln!(
         out,
         "  {:<22} {:>6} {:>7} {:>7} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>6} {:>8}",
-        "model", "reqs", "ok", "req/s", "tok/s", "TTFT p50", "p90", "p99", "p99.9", "TPOT p50", "p90", "p99",
-        "ITL p50", "p99", "E2E p50", "p90", "p99", "preempt", "goodput"
+        "model",
+        "reqs",
+        "ok",
+        "req/s",
+        "tok/s",
+        "TTFT p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "TPOT p50",
+        "p90",
+        "p99",
+        "ITL p50",
+        "p99",
+        "E2E p50",
+        "p90",
+        "p99",
+        "preempt",
+        "goodput"
     );
     for m in &s.models {
         model_line(&mut out, m);
@@ -81,9 +98,9 @@ pub fn comparison_table(runs: &[RunSummary]) -> String {
                 other.models.iter().find(|m| m.model == bm.model)
             };
             let Some(om) = om else { continue };
-            let g = |m: &ModelSummary, f: fn(&ModelSummary) -> Option<&LatencyStats>, p: fn(&LatencyStats) -> f64| {
-                f(m).map(p)
-            };
+            let g = |m: &ModelSummary,
+                     f: fn(&ModelSummary) -> Option<&LatencyStats>,
+                     p: fn(&LatencyStats) -> f64| { f(m).map(p) };
             let _ = writeln!(
                 out,
                 "  {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",

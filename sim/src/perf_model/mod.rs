@@ -41,9 +41,9 @@ impl StepTimeModel {
     pub fn from_spec(perf: &PerfSpec, model: &ModelSpec, gpu: &GpuSpec) -> StepTimeModel {
         match perf {
             PerfSpec::Profile { coefficients, .. } => StepTimeModel::Linear(coefficients.clone()),
-            PerfSpec::Roofline { mfu, bandwidth_efficiency, step_overhead_s } => {
-                StepTimeModel::Roofline(Roofline::new(model, gpu, *mfu, *bandwidth_efficiency, *step_overhead_s))
-            }
+            PerfSpec::Roofline { mfu, bandwidth_efficiency, step_overhead_s } => StepTimeModel::Roofline(
+                Roofline::new(model, gpu, *mfu, *bandwidth_efficiency, *step_overhead_s),
+            ),
         }
     }
 

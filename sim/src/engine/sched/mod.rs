@@ -369,6 +369,25 @@ impl Scheduler {
         debug_assert_eq!(scheduled, out.num_scheduled_requests);
     }
 
+    /// Ends every running and waiting request now (the driver's drain deadline): frees their blocks
+    /// and returns them, running ones first in admission order, then the queue. Drops any step in
+    /// flight (vLLM's `finish_requests` with `FINISHED_ABORTED`).
+    pub fn abort_all_requests(&mut self) -> Vec<Request> {
+        self.step_in_flight = false;
+        let order: Vec<Slot> = self.running.drain(..).chain(self.waiting.drain(..)).collect();
+        let mut out = Vec::with_capacity(order.len());
+        for slot in order {
+            if let Some(mut req) = self.slots[slot.0 as usize].take() {
+                req.num_scheduled_tokens = 0;
+                self.kv_cache_manager.free(&mut req);
+                self.recycle_block_tables(&mut req);
+                out.push(req);
+            }
+            self.free_slots.push(slot);
+        }
+        out
+    }
+
     /// Whether any request is running or waiting.
     pub fn has_unfinished_requests(&self) -> bool {
         !self.running.is_empty() || !self.waiting.is_empty()
