@@ -1,1 +1,3 @@
 //! Live harness: load generator, LB proxy, engine launcher and real-time emulator (see issue "Live harness").
+
+pub mod proxy;

@@ -1,0 +1,4 @@
+//! The live crate's integration tests (one binary).
+
+mod proxy;
+mod server_fixtures;
