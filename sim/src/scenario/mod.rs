@@ -1,5 +1,26 @@
 //! Scenario files (TOML): schema, built-in catalogues, presets, overrides and validation.
+//!
+//! `load_scenario` turns a file (plus `--set` overrides) into one resolved, validated `Scenario`
+//! per variant; everything downstream reads those and never the TOML. The file format is
+//! documented in the README ("Scenario files") and by the shipped `scenarios/*.toml`. Errors name
+//! the file, the dotted field and the reason (`ScenarioError`). This module does not generate
+//! requests or simulate anything.
 
+mod catalog;
+mod error;
+mod load;
+mod memory;
+mod overrides;
+mod perf;
+mod phases;
+mod presets;
+mod raw;
+mod resolve;
 mod types;
 
+pub use catalog::{gpu_catalog, model_catalog};
+pub use error::ScenarioError;
+pub use load::{ScenarioFile, load_scenario, parse_scenario};
+pub use overrides::Override;
+pub use presets::{default_activation_reserve_bytes, engine_preset_defaults};
 pub use types::*;

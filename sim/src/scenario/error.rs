@@ -1,0 +1,66 @@
+//! The one error type of scenario loading: which file, which field, what is wrong.
+//!
+//! Every failure — TOML syntax, schema (unknown field, wrong type), semantics (a GPU index that does
+//! not exist, a model that does not fit) and bad overrides — becomes a `ScenarioError` whose
+//! `field` is a dotted path the user can find in the file (`instances[2].gpu`,
+//! `workload.phases[0].arrival.rate`). This module only builds errors; it does not decide what is
+//! wrong.
+
+use std::path::{Path, PathBuf};
+
+/// A scenario file (or an override applied to it) is invalid.
+///
+/// Displays as `{file}: {field}: {reason}`; `reason` says what to do about it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{}: {field}: {reason}", file.display())]
+#[non_exhaustive]
+pub struct ScenarioError {
+    /// The scenario file (or `--set` for a malformed command-line override).
+    pub file: PathBuf,
+    /// Dotted path of the offending field, e.g. `instances[2].gpu`.
+    pub field: String,
+    /// What is wrong and what to do about it.
+    pub reason: String,
+}
+
+impl ScenarioError {
+    /// An error about `field` of `file`.
+    pub fn new(file: &Path, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { file: file.to_path_buf(), field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Builds errors for one file, so resolution code does not thread the path everywhere.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ctx<'a> {
+    /// The scenario file errors are reported against.
+    pub file: &'a Path,
+    /// Directory relative paths in the file are resolved against.
+    pub base_dir: &'a Path,
+}
+
+impl Ctx<'_> {
+    /// An error about `field`.
+    pub fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> ScenarioError {
+        ScenarioError::new(self.file, field, reason)
+    }
+
+    /// Resolves a path written in the file against the file's directory.
+    pub fn resolve_path(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+}
+
+/// Formats bytes as GiB with two decimals, for messages.
+pub(crate) fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / GIB)
+}
+
+/// Bytes per GiB.
+pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// `names` as a readable list: `"a", "b", "c"`.
+pub(crate) fn quoted_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names.into_iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,122 @@
+//! Engine presets: vLLM's defaults per version, and how explicit knobs change the derived ones.
+//!
+//! vLLM derives some defaults from others (chunked prefill from `max_model_len`, the token budget
+//! from chunked prefill, V1's batch sizes from the GPU), so a preset is a function of what the
+//! user set, not a fixed table: `derive_engine` mirrors the order vLLM applies them in. This module
+//! does not validate ranges or memory; `resolve` and `memory` do.
+
+use super::raw::RawEngine;
+use super::types::{EngineConfig, EnginePreset, GpuSpec, KvCacheMode, ModelSpec};
+
+const GIB: u64 = 1 << 30;
+
+/// vLLM's defaults for an instance of `model` under `preset`, with nothing set explicitly, on an
+/// H100/H200-class GPU (V1's batch defaults depend on the GPU; scenario resolution applies the rule
+/// to each instance's own GPU, see `derive_engine`).
+///
+/// Per field, with the vLLM source it follows:
+/// - `max_model_len`: the model's `max_position_embeddings` (vllm/config.py
+///   `_get_and_verify_max_len`, both versions).
+/// - `enable_chunked_prefill`: 0.6.4: on only when `max_model_len > 32768` (vllm/engine/arg_utils.py
+///   `EngineArgs.create_engine_config`, "Chunked prefill is enabled by default for models with
+///   max_model_len > 32K"), so on for Llama-3.1-8B/3.3-70B at full length, off for Qwen2.5-7B.
+///   V1: always on.
+/// - `max_num_batched_tokens`: with chunked prefill, 0.6.4 uses 512 (vllm/config.py
+///   `SchedulerConfig.__init__`) and V1 uses 8192 on GPUs with >= 70 GiB that are not A100s, else
+///   2048 (vllm/engine/arg_utils.py `EngineArgs.get_batch_defaults`, `OPENAI_API_SERVER` context);
+///   without chunked prefill both use `max(max_model_len, 2048)`.
+/// - `max_num_seqs`: 0.6.4: 256 (`EngineArgs.max_num_seqs`); V1: 1024 on >= 70 GiB non-A100 GPUs,
+///   else 256 (`get_batch_defaults`).
+/// - `block_size`: 16 (`CacheConfig`, CUDA default). `gpu_memory_utilization`: 0.9.
+/// - `enable_prefix_caching`: 0.6.4: off (opt-in `--enable-prefix-caching`); V1: on.
+/// - `kv_cache`: static (stock vLLM; elastic means kvcached, which needs vLLM >= 0.8.4).
+/// - `activation_reserve_bytes`: see [`default_activation_reserve_bytes`].
+/// - `num_gpu_blocks_override`: none.
+pub fn engine_preset_defaults(preset: EnginePreset, model: &ModelSpec) -> EngineConfig {
+    derive_engine(preset, model, true, &RawEngine::default())
+}
+
+/// Memory vLLM's startup profile holds back from the KV cache besides the weights, in bytes.
+///
+/// `0.5 GiB` CUDA context and non-torch allocations + (V1 only) `0.5 GiB` of CUDA graphs + the
+/// profile run's peak activations, `max_num_batched_tokens x (4 x hidden + 2 x intermediate) x 2`
+/// bytes (residual, attention and MLP buffers in bf16) + the sampler's logits,
+/// `max_num_seqs x vocab x 4` bytes (fp32). vLLM measures this (vllm/worker/worker.py
+/// `determine_num_available_blocks` in 0.6.4, vllm/v1/worker/gpu_worker.py
+/// `determine_available_memory` in V1); this is an estimate of the measurement. 0.6.4 captures CUDA
+/// graphs after the KV cache is sized, out of the headroom above `gpu_memory_utilization`, so they
+/// do not count here; V1 counts them. For Llama-3.1-8B on an H100 at 0.9 this leaves ~54-55 GiB of
+/// KV, as vLLM reports.
+pub fn default_activation_reserve_bytes(
+    preset: EnginePreset,
+    model: &ModelSpec,
+    max_num_batched_tokens: u32,
+    max_num_seqs: u32,
+) -> u64 {
+    let context = GIB / 2;
+    let graphs = match preset {
+        EnginePreset::Vllm064 => 0,
+        EnginePreset::VllmV1 => GIB / 2,
+    };
+    let width = 4 * u64::from(model.hidden_size) + 2 * u64::from(model.intermediate_size);
+    let activations = u64::from(max_num_batched_tokens).saturating_mul(width).saturating_mul(2);
+    let logits = u64::from(max_num_seqs).saturating_mul(u64::from(model.vocab_size)).saturating_mul(4);
+    context.saturating_add(graphs).saturating_add(activations).saturating_add(logits)
+}
+
+/// Whether V1's larger batch defaults apply to `gpu`: vLLM's rule is total memory >= 70 GiB and a
+/// device name without "a100" (`EngineArgs.get_batch_defaults`).
+pub(crate) fn gets_large_batch_defaults(gpu: &GpuSpec) -> bool {
+    gpu.memory_bytes >= 70 * GIB && !gpu.name.to_lowercase().contains("a100")
+}
+
+/// The engine config of `preset` for `model` with the knobs in `set` fixed and every other one
+/// derived as vLLM derives it, in vLLM's order: `max_model_len`, then chunked prefill, then the
+/// token budget and `max_num_seqs`, then the memory reserve (which depends on the budget).
+/// `large_gpu` selects V1's H100-class batch defaults (see [`gets_large_batch_defaults`]).
+pub(crate) fn derive_engine(
+    preset: EnginePreset,
+    model: &ModelSpec,
+    large_gpu: bool,
+    set: &RawEngine,
+) -> EngineConfig {
+    let max_model_len = set.max_model_len.unwrap_or(model.max_position_embeddings);
+    let enable_chunked_prefill = set.enable_chunked_prefill.unwrap_or(match preset {
+        EnginePreset::Vllm064 => max_model_len > 32768,
+        EnginePreset::VllmV1 => true,
+    });
+    let (v1_budget, v1_seqs) = if large_gpu { (8192, 1024) } else { (2048, 256) };
+    let max_num_batched_tokens = set.max_num_batched_tokens.unwrap_or(if enable_chunked_prefill {
+        match preset {
+            EnginePreset::Vllm064 => 512,
+            EnginePreset::VllmV1 => v1_budget,
+        }
+    } else {
+        max_model_len.max(2048)
+    });
+    let max_num_seqs = set.max_num_seqs.unwrap_or(match preset {
+        EnginePreset::Vllm064 => 256,
+        EnginePreset::VllmV1 => v1_seqs,
+    });
+    let activation_reserve_bytes = match (set.activation_reserve_bytes, set.activation_reserve_gib) {
+        (Some(bytes), _) => bytes,
+        (None, Some(g)) => (g.max(0.0) * GIB as f64) as u64,
+        (None, None) => default_activation_reserve_bytes(preset, model, max_num_batched_tokens, max_num_seqs),
+    };
+    EngineConfig {
+        preset,
+        max_num_seqs,
+        max_num_batched_tokens,
+        block_size: set.block_size.unwrap_or(16),
+        gpu_memory_utilization: set.gpu_memory_utilization.unwrap_or(0.9),
+        enable_prefix_caching: set.enable_prefix_caching.unwrap_or(match preset {
+            EnginePreset::Vllm064 => false,
+            EnginePreset::VllmV1 => true,
+        }),
+        enable_chunked_prefill,
+        max_model_len,
+        kv_cache: set.kv_cache.unwrap_or(KvCacheMode::Static),
+        activation_reserve_bytes,
+        num_gpu_blocks_override: set.num_gpu_blocks_override,
+    }
+}

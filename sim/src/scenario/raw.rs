@@ -1,0 +1,433 @@
+//! The scenario file's schema as written: serde types for the TOML, every table `deny_unknown_fields`.
+//!
+//! These types mirror the file one to one (optional fields stay `Option`, defaults that depend on
+//! other fields are left for resolution). They are deserialized with `serde_path_to_error` from the
+//! TOML value tree after overrides are applied, so a misspelt or mistyped field is reported with
+//! its dotted path. Nothing here checks meaning (ranges, cross references): see `resolve`.
+
+use super::types::{EnginePreset, KvCacheMode, LoadScore, RouterPolicy, WeightFormat};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file, minus `[variants]` (split off before overrides are applied).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub seed: u64,
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub gpu_catalog: BTreeMap<String, RawGpu>,
+    #[serde(default)]
+    pub model_catalog: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    pub instances: Vec<RawInstance>,
+    #[serde(default)]
+    pub router: RawRouter,
+    pub workload: RawWorkload,
+    #[serde(default)]
+    pub slo: RawSlo,
+    #[serde(default)]
+    pub output: RawOutput,
+    #[serde(default)]
+    pub perf: RawPerf,
+}
+
+/// `[cluster]`: either `gpu` + `num_gpus` or a `gpus` list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub gpu: Option<String>,
+    pub num_gpus: Option<u32>,
+    pub gpus: Option<Vec<String>>,
+}
+
+/// `[gpu_catalog."name"]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGpu {
+    pub memory_bytes: Option<u64>,
+    pub memory_gib: Option<f64>,
+    pub bf16_flops: f64,
+    pub hbm_bytes_per_s: f64,
+}
+
+/// `[model_catalog."name"]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModel {
+    pub served_name: Option<String>,
+    pub num_layers: u32,
+    pub hidden_size: u32,
+    pub num_attention_heads: u32,
+    pub num_kv_heads: u32,
+    pub head_dim: Option<u32>,
+    pub intermediate_size: u32,
+    pub vocab_size: u32,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "default_weight_format")]
+    pub weight_format: WeightFormat,
+    pub max_position_embeddings: u32,
+    #[serde(default = "default_kv_dtype_bytes")]
+    pub kv_cache_dtype_bytes: u32,
+}
+
+fn default_weight_format() -> WeightFormat {
+    WeightFormat::Bf16
+}
+
+fn default_kv_dtype_bytes() -> u32 {
+    2
+}
+
+/// `[defaults]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    #[serde(default)]
+    pub engine: RawEngine,
+}
+
+/// An engine table (`[defaults.engine]` or `[instances.engine]`): every knob optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEngine {
+    pub preset: Option<EnginePreset>,
+    pub max_num_seqs: Option<u32>,
+    pub max_num_batched_tokens: Option<u32>,
+    pub block_size: Option<u32>,
+    pub gpu_memory_utilization: Option<f64>,
+    pub enable_prefix_caching: Option<bool>,
+    pub enable_chunked_prefill: Option<bool>,
+    pub max_model_len: Option<u32>,
+    pub kv_cache: Option<KvCacheMode>,
+    pub activation_reserve_bytes: Option<u64>,
+    pub activation_reserve_gib: Option<f64>,
+    pub num_gpu_blocks_override: Option<u32>,
+}
+
+impl RawEngine {
+    /// `self` with every knob `top` sets replaced by `top`'s value.
+    pub fn overlaid_by(&self, top: &RawEngine) -> RawEngine {
+        RawEngine {
+            preset: top.preset.or(self.preset),
+            max_num_seqs: top.max_num_seqs.or(self.max_num_seqs),
+            max_num_batched_tokens: top.max_num_batched_tokens.or(self.max_num_batched_tokens),
+            block_size: top.block_size.or(self.block_size),
+            gpu_memory_utilization: top.gpu_memory_utilization.or(self.gpu_memory_utilization),
+            enable_prefix_caching: top.enable_prefix_caching.or(self.enable_prefix_caching),
+            enable_chunked_prefill: top.enable_chunked_prefill.or(self.enable_chunked_prefill),
+            max_model_len: top.max_model_len.or(self.max_model_len),
+            kv_cache: top.kv_cache.or(self.kv_cache),
+            // The two spellings of the reserve are one knob: a layer that sets either replaces both.
+            activation_reserve_bytes: if top.sets_reserve() {
+                top.activation_reserve_bytes
+            } else {
+                self.activation_reserve_bytes
+            },
+            activation_reserve_gib: if top.sets_reserve() {
+                top.activation_reserve_gib
+            } else {
+                self.activation_reserve_gib
+            },
+            num_gpu_blocks_override: top.num_gpu_blocks_override.or(self.num_gpu_blocks_override),
+        }
+    }
+
+    /// Whether this table sets the knob called `knob` (its TOML name).
+    pub fn sets(&self, knob: &str) -> bool {
+        match knob {
+            "preset" => self.preset.is_some(),
+            "max_num_seqs" => self.max_num_seqs.is_some(),
+            "max_num_batched_tokens" => self.max_num_batched_tokens.is_some(),
+            "block_size" => self.block_size.is_some(),
+            "gpu_memory_utilization" => self.gpu_memory_utilization.is_some(),
+            "enable_prefix_caching" => self.enable_prefix_caching.is_some(),
+            "enable_chunked_prefill" => self.enable_chunked_prefill.is_some(),
+            "max_model_len" => self.max_model_len.is_some(),
+            "kv_cache" => self.kv_cache.is_some(),
+            "activation_reserve_bytes" => self.activation_reserve_bytes.is_some(),
+            "activation_reserve_gib" => self.activation_reserve_gib.is_some(),
+            "num_gpu_blocks_override" => self.num_gpu_blocks_override.is_some(),
+            _ => false,
+        }
+    }
+
+    fn sets_reserve(&self) -> bool {
+        self.activation_reserve_bytes.is_some() || self.activation_reserve_gib.is_some()
+    }
+}
+
+/// One `[[instances]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInstance {
+    pub name: Option<String>,
+    pub model: String,
+    pub gpu: u32,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub engine: RawEngine,
+    pub launch_command: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// `[router]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouter {
+    #[serde(default = "default_policy")]
+    pub policy: RouterPolicy,
+    #[serde(default = "one")]
+    pub poll_interval_s: f64,
+    #[serde(default = "default_score")]
+    pub score: LoadScore,
+}
+
+impl Default for RawRouter {
+    fn default() -> Self {
+        Self { policy: default_policy(), poll_interval_s: one(), score: default_score() }
+    }
+}
+
+fn default_policy() -> RouterPolicy {
+    RouterPolicy::RoundRobin
+}
+
+fn default_score() -> LoadScore {
+    LoadScore::RunningPlusWaiting
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// `[workload]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkload {
+    #[serde(default = "default_token_id_range")]
+    pub prompt_token_id_range: (u32, u32),
+    #[serde(default)]
+    pub prefix: RawPrefix,
+    pub phases: Vec<RawPhase>,
+}
+
+fn default_token_id_range() -> (u32, u32) {
+    (1000, 30000)
+}
+
+/// `[workload.prefix]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPrefix {
+    #[serde(default)]
+    pub tokens: u32,
+    #[serde(default = "one_u32")]
+    pub groups: u32,
+    #[serde(default = "one")]
+    pub fraction: f64,
+}
+
+impl Default for RawPrefix {
+    fn default() -> Self {
+        Self { tokens: 0, groups: 1, fraction: 1.0 }
+    }
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+/// One `[[workload.phases]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPhase {
+    pub name: Option<String>,
+    pub duration_s: Option<f64>,
+    pub num_requests: Option<u64>,
+    pub arrival: Option<RawArrival>,
+    pub mix: Option<BTreeMap<String, f64>>,
+    pub input_tokens: Option<RawDist>,
+    pub output_tokens: Option<RawDist>,
+    #[serde(default)]
+    pub per_model: BTreeMap<String, RawLengths>,
+    pub custom_json: Option<String>,
+}
+
+/// `[workload.phases.per_model."model"]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLengths {
+    pub input_tokens: Option<RawDist>,
+    pub output_tokens: Option<RawDist>,
+}
+
+/// `arrival = { process = "...", ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "process", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RawArrival {
+    Poisson {
+        rate: f64,
+    },
+    Gamma {
+        rate: f64,
+        burstiness: f64,
+    },
+    Constant {
+        rate: f64,
+    },
+    Ramp {
+        start_rate: f64,
+        end_rate: f64,
+    },
+    ClosedLoop {
+        concurrency: u32,
+    },
+    Replay {
+        path: String,
+        #[serde(default = "one")]
+        speedup: f64,
+    },
+}
+
+/// `input_tokens = { dist = "...", ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RawDist {
+    Fixed {
+        value: u32,
+    },
+    Uniform {
+        min: u32,
+        max: u32,
+    },
+    Normal {
+        mean: f64,
+        std: f64,
+        #[serde(default = "one_u32")]
+        min: u32,
+        max: u32,
+    },
+    Lognormal {
+        mean: f64,
+        std: f64,
+        #[serde(default = "one_u32")]
+        min: u32,
+        max: u32,
+    },
+    Empirical {
+        file: Option<String>,
+        column: Option<String>,
+        values: Option<Vec<u32>>,
+    },
+}
+
+/// `[slo]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlo {
+    pub ttft_s: Option<f64>,
+    pub tpot_s: Option<f64>,
+    pub e2e_s: Option<f64>,
+    pub ttft_p90_s: Option<f64>,
+    pub tpot_p90_s: Option<f64>,
+}
+
+/// `[output]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutput {
+    #[serde(default = "one")]
+    pub sample_interval_s: f64,
+    #[serde(default)]
+    pub tokens_csv: bool,
+    #[serde(default = "default_drain")]
+    pub drain_timeout_s: f64,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        Self { sample_interval_s: one(), tokens_csv: false, drain_timeout_s: default_drain() }
+    }
+}
+
+fn default_drain() -> f64 {
+    600.0
+}
+
+/// `[perf]`: where calibrated profiles live and the roofline prior's parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPerf {
+    pub profiles_dir: Option<String>,
+    #[serde(default = "default_mfu")]
+    pub mfu: f64,
+    #[serde(default = "default_bw")]
+    pub bandwidth_efficiency: f64,
+    #[serde(default = "default_overhead")]
+    pub step_overhead_s: f64,
+}
+
+impl Default for RawPerf {
+    fn default() -> Self {
+        Self {
+            profiles_dir: None,
+            mfu: default_mfu(),
+            bandwidth_efficiency: default_bw(),
+            step_overhead_s: default_overhead(),
+        }
+    }
+}
+
+fn default_mfu() -> f64 {
+    0.5
+}
+
+fn default_bw() -> f64 {
+    0.8
+}
+
+fn default_overhead() -> f64 {
+    0.002
+}
+
+/// One `[variants."name"]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVariant {
+    pub description: Option<String>,
+    #[serde(default)]
+    pub set: toml::Table,
+}
+
+/// A step-time profile file (`profiles/*.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProfile {
+    pub model: String,
+    pub gpu: String,
+    pub engine: EnginePreset,
+    /// Where the coefficients came from (for people; accepted, not used).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub source: String,
+    pub coefficients: RawCoefficients,
+}
+
+/// `[coefficients]` of a profile file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCoefficients {
+    pub fixed_s: f64,
+    pub per_prefill_token_s: f64,
+    pub per_decode_seq_s: f64,
+    pub per_kv_token_s: f64,
+    #[serde(default)]
+    pub per_prefill_attn_pair_s: f64,
+}

@@ -1,0 +1,380 @@
+//! One variant's parsed file (`RawFile`) -> a validated, resolved `Scenario`.
+//!
+//! Resolution rules:
+//! - GPUs: `[cluster]` names from the built-in catalogue plus `[gpu_catalog]`, indexed by `GpuId`.
+//! - Models: only models with an instance, `ModelId`s in order of first appearance in
+//!   `[[instances]]` (so the ids do not depend on map order in the file).
+//! - Instances: named `"<model>#<k>"` (k counts that model's instances from 0) unless `name` is
+//!   set; `port` defaults to `8001 + index`; engine = preset defaults, then `[defaults.engine]`,
+//!   then the instance's `engine` table (the preset itself may be set at either level, default
+//!   `vllm-v1`); knobs vLLM derives from others are derived after the explicit ones are known.
+//! - Step times: see `perf`. Memory: see `memory`. Workload: see `phases`.
+//!
+//! This module checks meaning; the schema (field names and types) was checked by serde.
+
+use super::catalog::{gpu_catalog, model_catalog};
+use super::error::{Ctx, GIB, ScenarioError, quoted_list};
+use super::memory::check_memory;
+use super::perf::{PerfKey, check_perf, perf_for_instance, scan_profiles};
+use super::phases::{Models, resolve_workload};
+use super::presets::{derive_engine, gets_large_batch_defaults};
+use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel};
+use super::types::{
+    EnginePreset, GpuSpec, InstanceSpec, ModelSpec, OutputSpec, RouterSpec, Scenario, SloSpec,
+};
+use crate::ids::{GpuId, ModelId};
+use std::collections::BTreeMap;
+
+/// The most GPUs a cluster may have (guards against a typo allocating millions).
+const MAX_GPUS: u32 = 4096;
+
+/// vLLM's `--block-size` choices on CUDA.
+const BLOCK_SIZES: [u32; 6] = [1, 8, 16, 32, 64, 128];
+
+/// Names and description of the variant being resolved.
+pub(crate) struct VariantInfo<'a> {
+    /// Variant name.
+    pub name: &'a str,
+    /// The variant's own description, if it has one.
+    pub description: Option<&'a str>,
+    /// The scenario name when the file sets none (the file stem).
+    pub default_name: &'a str,
+}
+
+/// Resolves and validates one variant.
+pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result<Scenario, ScenarioError> {
+    let name = raw.name.clone().unwrap_or_else(|| v.default_name.to_string());
+    if name.trim().is_empty() {
+        return Err(ctx.err("name", "the scenario name is empty"));
+    }
+    let gpu_cat = merged_gpu_catalog(ctx, &raw.gpu_catalog)?;
+    let model_cat = merged_model_catalog(ctx, &raw.model_catalog)?;
+    let gpus = resolve_cluster(ctx, &raw.cluster, &gpu_cat)?;
+    check_perf(ctx, &raw.perf)?;
+    let profiles = scan_profiles(ctx, &raw.perf)?;
+
+    if raw.instances.is_empty() {
+        return Err(ctx.err("instances", "no [[instances]]: add at least one engine instance"));
+    }
+    let engine_field = |i: usize, knob: &str| -> String {
+        let in_instance = raw.instances.get(i).is_some_and(|x| x.engine.sets(knob));
+        if !in_instance && raw.defaults.engine.sets(knob) {
+            format!("defaults.engine.{knob}")
+        } else {
+            format!("instances[{i}].engine.{knob}")
+        }
+    };
+    check_engine_knobs(ctx, "defaults.engine", &raw.defaults.engine)?;
+
+    let mut models: Vec<ModelSpec> = Vec::new();
+    let mut instances: Vec<InstanceSpec> = Vec::new();
+    for (i, ri) in raw.instances.iter().enumerate() {
+        let field = format!("instances[{i}]");
+        let f = |n: &str| format!("{field}.{n}");
+        let Some(model) = model_cat.iter().find(|m| m.name == ri.model) else {
+            return Err(ctx.err(
+                f("model"),
+                format!(
+                    "unknown model \"{}\"; known models: {} (add others under [model_catalog])",
+                    ri.model,
+                    quoted_list(model_cat.iter().map(|m| m.name.as_str()))
+                ),
+            ));
+        };
+        let model_id = match models.iter().position(|m| m.name == model.name) {
+            Some(p) => ModelId(p as u32),
+            None => {
+                models.push(model.clone());
+                ModelId(models.len() as u32 - 1)
+            }
+        };
+        let Some(gpu) = gpus.get(ri.gpu as usize) else {
+            return Err(ctx.err(
+                f("gpu"),
+                format!(
+                    "GPU index {} does not exist: the cluster has {} GPU(s), indexed 0..={}",
+                    ri.gpu,
+                    gpus.len(),
+                    gpus.len() - 1
+                ),
+            ));
+        };
+        let k = instances.iter().filter(|x| x.model == model_id).count();
+        let name = ri.name.clone().unwrap_or_else(|| format!("{}#{k}", model.name));
+        if let Some(j) = instances.iter().position(|x| x.name == name) {
+            return Err(ctx.err(f("name"), format!("name \"{name}\" is already used by instances[{j}]")));
+        }
+        let port = match ri.port {
+            Some(p) => p,
+            None => u16::try_from(8001 + i)
+                .map_err(|_| ctx.err(f("port"), "no default port past 65535: set port"))?,
+        };
+        if let Some(j) = instances.iter().position(|x| x.port == port) {
+            return Err(ctx.err(
+                f("port"),
+                format!("port {port} is already used by instances[{j}] ({})", instances[j].name),
+            ));
+        }
+        check_engine_knobs(ctx, &f("engine"), &ri.engine)?;
+        let merged = raw.defaults.engine.overlaid_by(&ri.engine);
+        let preset = merged.preset.unwrap_or(EnginePreset::VllmV1);
+        let engine = derive_engine(preset, model, gets_large_batch_defaults(gpu), &merged);
+        if engine.max_num_batched_tokens < engine.max_num_seqs {
+            return Err(ctx.err(
+                engine_field(i, "max_num_batched_tokens"),
+                format!(
+                    "max_num_batched_tokens ({}) must be >= max_num_seqs ({}), as vLLM's \
+                     SchedulerConfig requires",
+                    engine.max_num_batched_tokens, engine.max_num_seqs
+                ),
+            ));
+        }
+        if !engine.enable_chunked_prefill && engine.max_num_batched_tokens < engine.max_model_len {
+            return Err(ctx.err(
+                engine_field(i, "max_num_batched_tokens"),
+                format!(
+                    "max_num_batched_tokens ({}) is smaller than max_model_len ({}) without chunked \
+                     prefill; vLLM refuses to start (SchedulerConfig._verify_args): raise it, lower \
+                     max_model_len or enable chunked prefill",
+                    engine.max_num_batched_tokens, engine.max_model_len
+                ),
+            ));
+        }
+        let key = PerfKey { model: &model.name, gpu: &gpu.name, engine: preset };
+        let perf = perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &profiles, &raw.perf)?;
+        instances.push(InstanceSpec {
+            name,
+            model: model_id,
+            gpu: GpuId(ri.gpu),
+            port,
+            engine,
+            perf,
+            launch_command: ri.launch_command.clone(),
+        });
+    }
+    check_memory(ctx, &gpus, &models, &instances, &engine_field)?;
+
+    let r = &raw.router;
+    if !(r.poll_interval_s.is_finite() && r.poll_interval_s > 0.0) {
+        return Err(ctx.err(
+            "router.poll_interval_s",
+            format!("must be a positive number of seconds, got {}", r.poll_interval_s),
+        ));
+    }
+    let router = RouterSpec { policy: r.policy, poll_interval_s: r.poll_interval_s, score: r.score };
+    let workload = resolve_workload(ctx, &raw.workload, &Models { catalog: &model_cat, used: &models })?;
+
+    let s = &raw.slo;
+    for (n, val) in [
+        ("ttft_s", s.ttft_s),
+        ("tpot_s", s.tpot_s),
+        ("e2e_s", s.e2e_s),
+        ("ttft_p90_s", s.ttft_p90_s),
+        ("tpot_p90_s", s.tpot_p90_s),
+    ] {
+        if let Some(x) = val.filter(|x| !(x.is_finite() && *x > 0.0)) {
+            return Err(ctx.err(format!("slo.{n}"), format!("must be a positive number of seconds, got {x}")));
+        }
+    }
+    let slo = SloSpec {
+        ttft_s: s.ttft_s,
+        tpot_s: s.tpot_s,
+        e2e_s: s.e2e_s,
+        ttft_p90_s: s.ttft_p90_s,
+        tpot_p90_s: s.tpot_p90_s,
+    };
+    let o = &raw.output;
+    for (n, val) in [("sample_interval_s", o.sample_interval_s), ("drain_timeout_s", o.drain_timeout_s)] {
+        if !(val.is_finite() && val > 0.0) {
+            return Err(
+                ctx.err(format!("output.{n}"), format!("must be a positive number of seconds, got {val}"))
+            );
+        }
+    }
+    let output = OutputSpec {
+        sample_interval_s: o.sample_interval_s,
+        tokens_csv: o.tokens_csv,
+        drain_timeout_s: o.drain_timeout_s,
+    };
+    Ok(Scenario {
+        name,
+        variant: v.name.to_string(),
+        description: v.description.map_or_else(|| raw.description.clone(), str::to_string),
+        seed: raw.seed,
+        gpus,
+        models,
+        instances,
+        router,
+        workload,
+        slo,
+        output,
+    })
+}
+
+/// Range checks of the knobs one engine table sets (`field` is the table's path).
+fn check_engine_knobs(ctx: Ctx<'_>, field: &str, e: &RawEngine) -> Result<(), ScenarioError> {
+    let f = |n: &str| format!("{field}.{n}");
+    if let Some(u) = e.gpu_memory_utilization.filter(|u| !(u.is_finite() && *u > 0.0 && *u <= 1.0)) {
+        return Err(ctx.err(f("gpu_memory_utilization"), format!("must be in (0, 1], got {u}")));
+    }
+    for (n, val) in [
+        ("max_num_seqs", e.max_num_seqs),
+        ("max_num_batched_tokens", e.max_num_batched_tokens),
+        ("max_model_len", e.max_model_len),
+        ("num_gpu_blocks_override", e.num_gpu_blocks_override),
+    ] {
+        if val == Some(0) {
+            return Err(ctx.err(f(n), "must be at least 1"));
+        }
+    }
+    if let Some(b) = e.block_size.filter(|b| !BLOCK_SIZES.contains(b)) {
+        return Err(ctx.err(f("block_size"), format!("{b} is not one of vLLM's block sizes {BLOCK_SIZES:?}")));
+    }
+    if e.activation_reserve_bytes.is_some() && e.activation_reserve_gib.is_some() {
+        return Err(ctx.err(
+            f("activation_reserve_gib"),
+            "set activation_reserve_bytes or activation_reserve_gib, not both",
+        ));
+    }
+    if let Some(g) = e.activation_reserve_gib.filter(|g| !(g.is_finite() && *g >= 0.0 && *g < 1e6)) {
+        return Err(ctx.err(f("activation_reserve_gib"), format!("must be a number of GiB >= 0, got {g}")));
+    }
+    Ok(())
+}
+
+fn merged_gpu_catalog(ctx: Ctx<'_>, extra: &BTreeMap<String, RawGpu>) -> Result<Vec<GpuSpec>, ScenarioError> {
+    let mut cat = gpu_catalog();
+    for (name, g) in extra {
+        let f = |n: &str| format!("gpu_catalog.{name}.{n}");
+        let memory_bytes = match (g.memory_bytes, g.memory_gib) {
+            (Some(b), None) => b,
+            (None, Some(gib)) if gib.is_finite() && gib > 0.0 && gib < 1e6 => (gib * GIB) as u64,
+            (None, Some(gib)) => {
+                return Err(ctx.err(f("memory_gib"), format!("must be a positive number of GiB, got {gib}")));
+            }
+            _ => {
+                return Err(
+                    ctx.err(format!("gpu_catalog.{name}"), "set exactly one of memory_bytes, memory_gib")
+                );
+            }
+        };
+        if memory_bytes == 0 {
+            return Err(ctx.err(f("memory_bytes"), "must be positive"));
+        }
+        for (n, val) in [("bf16_flops", g.bf16_flops), ("hbm_bytes_per_s", g.hbm_bytes_per_s)] {
+            if !(val.is_finite() && val > 0.0) {
+                return Err(ctx.err(f(n), format!("must be a positive number, got {val}")));
+            }
+        }
+        let spec = GpuSpec {
+            name: name.clone(),
+            memory_bytes,
+            bf16_flops: g.bf16_flops,
+            hbm_bytes_per_s: g.hbm_bytes_per_s,
+        };
+        match cat.iter_mut().find(|x| x.name == *name) {
+            Some(slot) => *slot = spec,
+            None => cat.push(spec),
+        }
+    }
+    Ok(cat)
+}
+
+fn merged_model_catalog(
+    ctx: Ctx<'_>,
+    extra: &BTreeMap<String, RawModel>,
+) -> Result<Vec<ModelSpec>, ScenarioError> {
+    let mut cat = model_catalog();
+    for (name, m) in extra {
+        let f = |n: &str| format!("model_catalog.{name}.{n}");
+        let head_dim = match m.head_dim {
+            Some(d) => d,
+            None => m.hidden_size.checked_div(m.num_attention_heads).unwrap_or(0),
+        };
+        // Bounds keep parameter arithmetic in u64 and catch unit mistakes.
+        for (n, val, max) in [
+            ("num_layers", m.num_layers, 4096),
+            ("hidden_size", m.hidden_size, 1 << 20),
+            ("num_attention_heads", m.num_attention_heads, 1 << 12),
+            ("num_kv_heads", m.num_kv_heads, 1 << 12),
+            ("head_dim", head_dim, 1 << 12),
+            ("intermediate_size", m.intermediate_size, 1 << 22),
+            ("vocab_size", m.vocab_size, 1 << 24),
+            ("max_position_embeddings", m.max_position_embeddings, 1 << 30),
+        ] {
+            if val == 0 || val > max {
+                return Err(ctx.err(f(n), format!("must be in 1..={max}, got {val}")));
+            }
+        }
+        if m.num_attention_heads % m.num_kv_heads != 0 {
+            return Err(ctx.err(
+                f("num_kv_heads"),
+                format!(
+                    "num_attention_heads ({}) must be a multiple of num_kv_heads ({})",
+                    m.num_attention_heads, m.num_kv_heads
+                ),
+            ));
+        }
+        if ![1, 2, 4].contains(&m.kv_cache_dtype_bytes) {
+            return Err(ctx.err(f("kv_cache_dtype_bytes"), "must be 1 (fp8), 2 (bf16/fp16) or 4 (fp32)"));
+        }
+        let spec = ModelSpec {
+            name: name.clone(),
+            served_name: m.served_name.clone().unwrap_or_else(|| name.clone()),
+            num_layers: m.num_layers,
+            hidden_size: m.hidden_size,
+            num_attention_heads: m.num_attention_heads,
+            num_kv_heads: m.num_kv_heads,
+            head_dim,
+            intermediate_size: m.intermediate_size,
+            vocab_size: m.vocab_size,
+            tie_word_embeddings: m.tie_word_embeddings,
+            weight_format: m.weight_format,
+            max_position_embeddings: m.max_position_embeddings,
+            kv_cache_dtype_bytes: m.kv_cache_dtype_bytes,
+        };
+        match cat.iter_mut().find(|x| x.name == *name) {
+            Some(slot) => *slot = spec,
+            None => cat.push(spec),
+        }
+    }
+    Ok(cat)
+}
+
+fn resolve_cluster(ctx: Ctx<'_>, c: &RawCluster, cat: &[GpuSpec]) -> Result<Vec<GpuSpec>, ScenarioError> {
+    let lookup = |field: String, name: &str| {
+        cat.iter().find(|g| g.name == name).cloned().ok_or_else(|| {
+            ctx.err(
+                field,
+                format!(
+                    "unknown GPU \"{name}\"; known GPUs: {} (add others under [gpu_catalog])",
+                    quoted_list(cat.iter().map(|g| g.name.as_str()))
+                ),
+            )
+        })
+    };
+    match (&c.gpu, c.num_gpus, &c.gpus) {
+        (Some(name), n, None) => {
+            let n = n.unwrap_or(1);
+            if n == 0 || n > MAX_GPUS {
+                return Err(ctx.err("cluster.num_gpus", format!("must be in 1..={MAX_GPUS}, got {n}")));
+            }
+            let gpu = lookup("cluster.gpu".into(), name)?;
+            Ok(vec![gpu; n as usize])
+        }
+        (None, None, Some(list)) => {
+            if list.is_empty() {
+                return Err(ctx.err("cluster.gpus", "the cluster has no GPUs"));
+            }
+            if list.len() > MAX_GPUS as usize {
+                return Err(ctx.err("cluster.gpus", format!("at most {MAX_GPUS} GPUs")));
+            }
+            list.iter().enumerate().map(|(i, name)| lookup(format!("cluster.gpus[{i}]"), name)).collect()
+        }
+        (None, Some(_), None) => Err(ctx.err("cluster.gpu", "num_gpus needs gpu = \"<catalogue name>\"")),
+        (None, None, None) => Err(
+            ctx.err("cluster", "set gpu = \"H100-80GB-SXM\" (+ num_gpus) or gpus = [\"H100-80GB-SXM\", ...]")
+        ),
+        _ => Err(ctx.err("cluster.gpus", "give either gpu + num_gpus or a gpus list, not both")),
+    }
+}

@@ -1,0 +1,10 @@
+//! sim's integration tests: one binary, one module per area.
+
+// Tests may unwrap (the common brief); helpers outside `#[test]` functions need the allowance too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod scenario_errors;
+mod scenario_fuzz;
+mod scenario_load;
+mod scenario_overrides;
+mod scenario_presets;

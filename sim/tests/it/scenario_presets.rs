@@ -1,0 +1,155 @@
+//! Known answers: vLLM preset defaults, derived knobs, and the KV capacity they leave.
+
+use crate::scenario_errors::{BASE, parse};
+use sim::cluster::static_kv_budget;
+use sim::scenario::*;
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+fn model(name: &str) -> ModelSpec {
+    model_catalog().into_iter().find(|m| m.name == name).unwrap()
+}
+
+fn h100() -> GpuSpec {
+    gpu_catalog().into_iter().find(|g| g.name == "H100-80GB-SXM").unwrap()
+}
+
+#[test]
+fn vllm_064_on_llama_8b_enables_chunked_prefill_with_a_512_token_budget() {
+    let e = engine_preset_defaults(EnginePreset::Vllm064, &model("llama-3.1-8b"));
+    assert_eq!(e.max_model_len, 131072);
+    assert!(e.enable_chunked_prefill, "max_model_len > 32768 turns chunked prefill on in 0.6.4");
+    assert_eq!(e.max_num_batched_tokens, 512);
+    assert_eq!(e.max_num_seqs, 256);
+    assert!(!e.enable_prefix_caching);
+    assert_eq!(e.block_size, 16);
+    assert_eq!(e.gpu_memory_utilization, 0.9);
+    assert_eq!(e.kv_cache, KvCacheMode::Static);
+    assert_eq!(e.num_gpu_blocks_override, None);
+}
+
+#[test]
+fn vllm_064_on_qwen_7b_has_no_chunked_prefill_and_a_max_model_len_budget() {
+    let e = engine_preset_defaults(EnginePreset::Vllm064, &model("qwen2.5-7b"));
+    assert_eq!(e.max_model_len, 32768);
+    assert!(!e.enable_chunked_prefill);
+    assert_eq!(e.max_num_batched_tokens, 32768);
+}
+
+#[test]
+fn vllm_v1_defaults_on_an_h100_class_gpu() {
+    for name in ["llama-3.1-8b", "qwen2.5-7b", "llama-3.3-70b-awq"] {
+        let e = engine_preset_defaults(EnginePreset::VllmV1, &model(name));
+        assert_eq!((e.max_num_seqs, e.max_num_batched_tokens), (1024, 8192), "{name}");
+        assert!(e.enable_chunked_prefill && e.enable_prefix_caching, "{name}");
+        assert_eq!(e.block_size, 16);
+    }
+}
+
+#[test]
+fn vllm_v1_uses_the_small_batch_defaults_on_an_a100_and_an_l40s() {
+    for gpu in ["A100-80GB", "L40S"] {
+        let f =
+            parse(BASE, &[&format!("cluster.gpu={gpu}"), "instances.0.engine.max_model_len=16384"]).unwrap();
+        let e = &f.variants[0].instances[0].engine;
+        assert_eq!((e.max_num_seqs, e.max_num_batched_tokens), (256, 2048), "{gpu}");
+    }
+}
+
+#[test]
+fn setting_max_model_len_rederives_the_064_chunked_prefill_and_budget() {
+    let f = parse(BASE, &["defaults.engine.preset=vllm-0.6.4", "instances.0.engine.max_model_len=16384"])
+        .unwrap();
+    let e = &f.variants[0].instances[0].engine;
+    assert!(!e.enable_chunked_prefill);
+    assert_eq!(e.max_num_batched_tokens, 16384);
+}
+
+#[test]
+fn disabling_chunked_prefill_in_v1_makes_the_budget_max_model_len() {
+    let f = parse(BASE, &["instances.1.engine.enable_chunked_prefill=false"]).unwrap();
+    assert_eq!(f.variants[0].instances[1].engine.max_num_batched_tokens, 32768);
+}
+
+#[test]
+fn the_activation_reserve_follows_the_documented_formula() {
+    let m = model("llama-3.1-8b");
+    let v1 = default_activation_reserve_bytes(EnginePreset::VllmV1, &m, 8192, 1024);
+    let expected = (1u64 << 30) + 8192 * (4 * 4096 + 2 * 14336) * 2 + 1024 * 128256 * 4;
+    assert_eq!(v1, expected);
+    let v0 = default_activation_reserve_bytes(EnginePreset::Vllm064, &m, 8192, 1024);
+    assert_eq!(v1 - v0, 1 << 29, "only V1 counts 0.5 GiB of CUDA graphs");
+    assert_eq!(engine_preset_defaults(EnginePreset::VllmV1, &m).activation_reserve_bytes, expected);
+}
+
+#[test]
+fn llama_8b_on_an_h100_at_0_9_gets_54_to_55_gib_of_kv() {
+    let m = model("llama-3.1-8b");
+    let b = static_kv_budget(&m, &h100(), &engine_preset_defaults(EnginePreset::VllmV1, &m));
+    let kv_gib = b.kv_bytes as f64 / GIB;
+    assert!((54.0..55.0).contains(&kv_gib), "V1 KV {kv_gib:.2} GiB");
+    assert_eq!(b.block_bytes, 2 << 20, "a 16-token block of Llama-8B is 2 MiB");
+    assert!((440_000..455_000).contains(&b.capacity_tokens(16)), "{}", b.capacity_tokens(16));
+    let b0 = static_kv_budget(&m, &h100(), &engine_preset_defaults(EnginePreset::Vllm064, &m));
+    let kv0 = b0.kv_bytes as f64 / GIB;
+    assert!((54.0..56.0).contains(&kv0), "0.6.4 KV {kv0:.2} GiB");
+}
+
+#[test]
+fn qwen_7b_on_an_h100_holds_about_a_million_tokens() {
+    let m = model("qwen2.5-7b");
+    let b = static_kv_budget(&m, &h100(), &engine_preset_defaults(EnginePreset::VllmV1, &m));
+    assert!((54.0..56.0).contains(&(b.kv_bytes as f64 / GIB)));
+    assert!((1_000_000..1_050_000).contains(&b.capacity_tokens(16)), "{}", b.capacity_tokens(16));
+}
+
+#[test]
+fn the_awq_70b_on_an_h100_has_about_31_gib_of_kv_and_cannot_hold_131072_tokens() {
+    let m = model("llama-3.3-70b-awq");
+    let b = static_kv_budget(&m, &h100(), &engine_preset_defaults(EnginePreset::VllmV1, &m));
+    let kv = b.kv_bytes as f64 / GIB;
+    assert!((30.0..33.0).contains(&kv), "{kv:.2}");
+    let tokens = b.capacity_tokens(16);
+    assert!((95_000..110_000).contains(&tokens) && tokens < 131_072, "{tokens}");
+}
+
+#[test]
+fn instance_engine_tables_override_defaults_which_override_the_preset() {
+    let text =
+        format!("{BASE}\n[defaults.engine]\npreset = \"vllm-0.6.4\"\nmax_num_seqs = 128\nblock_size = 32\n");
+    let f = parse(&text, &["instances.1.engine.max_num_seqs=64"]).unwrap();
+    let [a, b] = [&f.variants[0].instances[0].engine, &f.variants[0].instances[1].engine];
+    assert_eq!((a.preset, a.max_num_seqs, a.block_size), (EnginePreset::Vllm064, 128, 32));
+    assert_eq!((b.max_num_seqs, b.block_size), (64, 32));
+    assert_eq!(a.max_num_batched_tokens, 512, "the 0.6.4 rule still derives the budget");
+}
+
+#[test]
+fn the_activation_reserve_can_be_given_in_gib() {
+    let f = parse(BASE, &["instances.0.engine.activation_reserve_gib=2.5"]).unwrap();
+    assert_eq!(f.variants[0].instances[0].engine.activation_reserve_bytes, 5 << 29);
+}
+
+#[test]
+fn resolution_of_a_plain_h100_instance_matches_the_public_preset_defaults() {
+    let f = parse(BASE, &[]).unwrap();
+    let s = &f.variants[0];
+    for inst in &s.instances {
+        let m = &s.models[inst.model.index()];
+        assert_eq!(inst.engine, engine_preset_defaults(EnginePreset::VllmV1, m));
+    }
+}
+
+#[test]
+fn the_catalogues_hold_the_documented_facts() {
+    let h = h100();
+    assert_eq!(h.memory_bytes, 85_017_493_504);
+    assert_eq!((h.bf16_flops, h.hbm_bytes_per_s), (989e12, 3.35e12));
+    let awq = model("llama-3.3-70b-awq");
+    assert_eq!(awq.served_name, "meta-llama/Llama-3.3-70B-Instruct");
+    assert_eq!(awq.weight_format, WeightFormat::AwqInt4);
+    let gib = awq.weight_bytes() as f64 / GIB;
+    assert!((36.5..37.5).contains(&gib), "AWQ 70B weights {gib:.2} GiB");
+    assert_eq!(model("qwen2.5-7b").kv_bytes_per_token(), 56 * 1024);
+    assert_eq!(model("llama-3.3-70b-awq").kv_bytes_per_token(), 320 * 1024);
+}
