@@ -1,3 +1,4 @@
 //! Live harness: load generator, LB proxy, engine launcher and real-time emulator (see issue "Live harness").
 
+pub mod launcher;
 pub mod proxy;

@@ -1,4 +1,5 @@
 //! The live crate's integration tests (one binary).
 
+mod launcher;
 mod proxy;
 mod server_fixtures;
