@@ -1,0 +1,159 @@
+//! Closed-loop clients as genai-perf `--concurrency`: each model of the mix has `concurrency`
+//! clients; all send at the phase start and each sends again the moment its previous request
+//! ends. This tracks which client is free when; it draws no lengths and assigns no ids.
+
+use crate::ids::{ModelId, RequestId};
+use crate::time::SimTime;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// The clients of one closed-loop phase.
+#[derive(Clone, Debug)]
+pub(crate) struct ClosedLoop {
+    /// No sends at or after this time (`start + duration_s`).
+    end: Option<SimTime>,
+    /// Sends in the phase at most (`num_requests`).
+    limit: Option<u64>,
+    /// Sends created so far (issued or waiting in `ready`).
+    scheduled: u64,
+    /// Free clients' next sends, earliest first; ties in creation order.
+    ready: BinaryHeap<Reverse<(SimTime, u64, ModelId)>>,
+    /// Creation counter for tie-breaking.
+    seq: u64,
+    /// Requests of this phase in flight and the model whose client sent each (O(concurrency)).
+    in_flight: HashMap<RequestId, ModelId>,
+    /// A completion at or after `end` was seen: no send can ever be created again.
+    past_end: bool,
+}
+
+impl ClosedLoop {
+    /// All clients send at `start`, interleaved by model (client 0 of each model, then client 1,
+    /// ...), so a count bound smaller than the client total is shared fairly.
+    pub(crate) fn start(
+        start: SimTime,
+        models: &[ModelId],
+        concurrency: u32,
+        end: Option<SimTime>,
+        limit: Option<u64>,
+    ) -> Self {
+        let mut c = ClosedLoop {
+            end,
+            limit,
+            scheduled: 0,
+            ready: BinaryHeap::new(),
+            seq: 0,
+            in_flight: HashMap::new(),
+            past_end: false,
+        };
+        for _ in 0..concurrency {
+            for &m in models {
+                c.schedule(start, m);
+            }
+        }
+        c
+    }
+
+    fn schedule(&mut self, at: SimTime, model: ModelId) {
+        let open = self.end.is_none_or(|e| at < e) && self.limit.is_none_or(|n| self.scheduled < n);
+        if open {
+            self.ready.push(Reverse((at, self.seq, model)));
+            self.seq += 1;
+            self.scheduled += 1;
+        }
+    }
+
+    /// Time of the earliest pending send.
+    pub(crate) fn peek(&self) -> Option<SimTime> {
+        self.ready.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Takes the earliest pending send; the caller then reports its id with [`Self::issued`].
+    pub(crate) fn pop(&mut self) -> Option<(SimTime, ModelId)> {
+        self.ready.pop().map(|Reverse((t, _, m))| (t, m))
+    }
+
+    /// Records that request `id` was sent by a client of `model`.
+    pub(crate) fn issued(&mut self, id: RequestId, model: ModelId) {
+        self.in_flight.insert(id, model);
+    }
+
+    /// Request `id` ended at `now`: its client sends again at `now` unless a bound forbids.
+    /// Ids not sent by this phase are ignored.
+    pub(crate) fn finished(&mut self, id: RequestId, now: SimTime) {
+        if self.end.is_some_and(|e| now >= e) {
+            self.past_end = true;
+        }
+        if let Some(model) = self.in_flight.remove(&id) {
+            self.schedule(now, model);
+        }
+    }
+
+    /// True when the phase can issue nothing more: its time bound has passed (as seen from a
+    /// completion) or its count bound is spent and every request has ended, and no send waits.
+    pub(crate) fn is_over(&self) -> bool {
+        let count_done = self.limit.is_some_and(|n| self.scheduled >= n) && self.in_flight.is_empty();
+        self.ready.is_empty() && (self.past_end || count_done)
+    }
+
+    /// Whether the phase ended before its time bound (count bound spent, all requests ended),
+    /// so the next phase starts at the last completion rather than at `end`.
+    pub(crate) fn ended_by_count(&self) -> bool {
+        !self.past_end && self.is_over()
+    }
+
+    /// The send-window end, if time-bounded.
+    pub(crate) fn end(&self) -> Option<SimTime> {
+        self.end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: [ModelId; 2] = [ModelId(0), ModelId(1)];
+
+    #[test]
+    fn all_clients_send_at_the_start_interleaved_by_model() {
+        let mut c = ClosedLoop::start(SimTime(5), &M, 2, None, None);
+        let sends: Vec<_> = std::iter::from_fn(|| c.pop()).collect();
+        assert_eq!(
+            sends,
+            vec![(SimTime(5), M[0]), (SimTime(5), M[1]), (SimTime(5), M[0]), (SimTime(5), M[1])]
+        );
+    }
+
+    #[test]
+    fn a_client_sends_again_when_its_request_ends_but_not_past_the_end() {
+        let mut c = ClosedLoop::start(SimTime(0), &M[..1], 1, Some(SimTime(100)), None);
+        let (_, m) = c.pop().unwrap();
+        c.issued(RequestId(0), m);
+        c.finished(RequestId(0), SimTime(40));
+        assert_eq!(c.peek(), Some(SimTime(40)));
+        let (_, m) = c.pop().unwrap();
+        c.issued(RequestId(1), m);
+        assert!(!c.is_over());
+        c.finished(RequestId(1), SimTime(100));
+        assert_eq!(c.peek(), None);
+        assert!(c.is_over() && !c.ended_by_count());
+    }
+
+    #[test]
+    fn a_count_bound_stops_new_sends_and_ends_when_the_last_request_ends() {
+        let mut c = ClosedLoop::start(SimTime(0), &M, 1, None, Some(3));
+        for id in 0..2 {
+            let (_, m) = c.pop().unwrap();
+            c.issued(RequestId(id), m);
+        }
+        c.finished(RequestId(0), SimTime(10));
+        let (_, m) = c.pop().unwrap();
+        c.issued(RequestId(2), m);
+        c.finished(RequestId(1), SimTime(11));
+        assert_eq!(c.peek(), None, "3 sends made: no fourth");
+        assert!(!c.is_over(), "request 2 still runs");
+        c.finished(RequestId(99), SimTime(12));
+        assert!(!c.is_over(), "unknown ids are ignored");
+        c.finished(RequestId(2), SimTime(13));
+        assert!(c.is_over() && c.ended_by_count());
+    }
+}
