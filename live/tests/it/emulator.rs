@@ -326,3 +326,44 @@ async fn the_admin_endpoint_sets_and_reports_a_fault() {
     assert_eq!(post(&h, 1, "/admin/fault", json!({"fault": "bogus"})).await.status(), 400);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_lb_streams_emulated_tokens_and_routes_around_a_killed_instance() {
+    use live::proxy::{LbOptions, LbState, app};
+    use tower::ServiceExt;
+    let mut h = start(EmulatorOptions::default(), 4).await;
+    let ports = [0, 1, 2].map(|i| h.addr(InstanceId(i)).unwrap().port());
+    let lb = LbState::new(&scenario(RouterPolicy::RoundRobin, ports), LbOptions::default()).unwrap();
+    let _monitors = lb.spawn_monitors();
+    let through_lb = |body: Value| {
+        let req = axum::http::Request::post("/v1/completions")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        app(lb.clone()).oneshot(req)
+    };
+    for _ in 0..2 {
+        let resp = through_lb(stream_body(4)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        let ev = events(std::str::from_utf8(&bytes).unwrap());
+        assert_eq!(ev.len(), 4 + 2);
+        assert_eq!(ev[5], "[DONE]");
+    }
+    assert_eq!(lb.stats().iter().map(|s| s.routed_total).collect::<Vec<_>>(), [1, 1, 0]);
+
+    h.set_fault(InstanceId(0), Fault::Kill).await.unwrap();
+    for _ in 0..200 {
+        if !lb.stats()[0].healthy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!lb.stats()[0].healthy, "health checks eject the killed instance");
+    for _ in 0..3 {
+        assert_eq!(through_lb(stream_body(2)).await.unwrap().status(), 200);
+    }
+    assert_eq!(lb.stats()[0].routed_total, 1, "nothing more goes to the killed instance");
+    assert_eq!(lb.stats()[1].routed_total, 4);
+    h.shutdown().await;
+}
