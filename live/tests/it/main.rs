@@ -1,5 +1,14 @@
-//! The live crate's integration tests (one binary).
+//! Integration tests of the live harness (one test binary for the crate).
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod loadgen;
+mod mock;
+mod prom;
+mod sse;
+
+// live-server
 mod emulator;
 mod launcher;
 mod proxy;
