@@ -1,93 +1,30 @@
-//! Prometheus text: reading an engine's load figures out of its `/metrics`, and writing
-//! samples with escaped labels.
-//!
-//! Only the exposition-format subset vLLM emits is read (one sample per line, optional labels,
-//! a float value, an optional timestamp); comments and every other metric are skipped. Both
-//! naming generations of the KV gauge are accepted: `vllm:gpu_cache_usage_perc` (0.6.4..0.11)
-//! and `vllm:kv_cache_usage_perc` (0.9.2+). This file does no I/O.
+//! Prometheus text for the server side: the LB's polled load out of an engine's `/metrics`
+//! (read with `crate::prom`, which knows both vLLM naming generations), and writing samples with
+//! escaped labels for the LB's and the emulator's own `/metrics`. This file does no I/O.
 
+use crate::prom::parse_vllm_metrics;
 use sim::router::PolledLoad;
 use std::fmt::Write as _;
 
-/// One sample line: metric name, raw label text (without braces) and value.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sample<'a> {
-    /// Metric name, e.g. `vllm:num_requests_running`.
-    pub name: &'a str,
-    /// The text between `{` and `}` (empty without labels).
-    pub labels: &'a str,
-    /// The value.
-    pub value: f64,
-}
-
-/// Parses one exposition line; `None` for comments, blanks and lines it cannot read.
-pub fn parse_sample(line: &str) -> Option<Sample<'_>> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
+/// The router's load figures from one engine's `/metrics` text; `None` when the text has
+/// neither request gauge (not a vLLM endpoint). A missing KV gauge reads as 0.
+pub fn parse_vllm_load(text: &str) -> Option<PolledLoad> {
+    let m = parse_vllm_metrics(text);
+    if m.num_requests_running.is_none() && m.num_requests_waiting.is_none() {
         return None;
     }
-    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
-    let name = &line[..name_end];
-    let mut rest = &line[name_end..];
-    let mut labels = "";
-    if rest.starts_with('{') {
-        let close = closing_brace(rest)?;
-        labels = &rest[1..close];
-        rest = &rest[close + 1..];
-    }
-    let value = rest.split_whitespace().next()?;
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some(Sample { name, labels, value })
+    Some(PolledLoad {
+        running: gauge_to_u32(m.num_requests_running),
+        waiting: gauge_to_u32(m.num_requests_waiting),
+        kv_usage: m.kv_cache_usage.filter(|v| v.is_finite()).unwrap_or(0.0),
+    })
 }
 
-/// Index of the `}` closing the label set that `s` starts with, skipping quoted values.
-fn closing_brace(s: &str) -> Option<usize> {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '}' if !in_quotes => return Some(i),
-            _ => {}
-        }
+fn gauge_to_u32(v: Option<f64>) -> u32 {
+    match v {
+        Some(v) if v.is_finite() && v > 0.0 => v.round().min(f64::from(u32::MAX)) as u32,
+        _ => 0,
     }
-    None
-}
-
-/// The load figures of one engine's `/metrics` text: running and waiting summed over every
-/// series (one per engine/model label set), KV usage the largest series. `None` when the text
-/// has neither request gauge (not a vLLM endpoint).
-pub fn parse_vllm_load(text: &str) -> Option<PolledLoad> {
-    let mut load = PolledLoad::default();
-    let mut seen = false;
-    for sample in text.lines().filter_map(parse_sample) {
-        let v = sample.value;
-        match sample.name {
-            "vllm:num_requests_running" => {
-                load.running = load.running.saturating_add(gauge_to_u32(v));
-                seen = true;
-            }
-            "vllm:num_requests_waiting" => {
-                load.waiting = load.waiting.saturating_add(gauge_to_u32(v));
-                seen = true;
-            }
-            "vllm:gpu_cache_usage_perc" | "vllm:kv_cache_usage_perc" if v.is_finite() => {
-                load.kv_usage = load.kv_usage.max(v);
-            }
-            _ => {}
-        }
-    }
-    seen.then_some(load)
-}
-
-fn gauge_to_u32(v: f64) -> u32 {
-    if v.is_finite() && v > 0.0 { v.round().min(f64::from(u32::MAX)) as u32 } else { 0 }
 }
 
 /// Escapes a label value per the exposition format (`\\`, `\"`, `\n`).
@@ -169,11 +106,9 @@ mod tests {
     }
 
     #[test]
-    fn label_values_are_escaped_and_read_back() {
+    fn label_values_are_escaped() {
         let mut out = String::new();
         write_sample(&mut out, "x", &[("model", "a\"b\\c}")], 2.0);
         assert_eq!(out, "x{model=\"a\\\"b\\\\c}\"} 2.0\n");
-        let s = parse_sample(out.trim()).unwrap();
-        assert_eq!((s.name, s.value), ("x", 2.0));
     }
 }

@@ -367,3 +367,33 @@ async fn the_lb_streams_emulated_tokens_and_routes_around_a_killed_instance() {
     assert_eq!(lb.stats()[1].routed_total, 4);
     h.shutdown().await;
 }
+
+/// Runs the load generator's own SSE parser and interpreter over a whole response body.
+fn interpret(body: &str) -> Result<live::sse::StreamSummary, live::sse::StreamError> {
+    let mut parser = live::sse::SseParser::new();
+    let mut payloads = Vec::new();
+    parser.push(body.as_bytes(), &mut payloads).unwrap();
+    let mut it = live::sse::StreamInterpreter::new(live::sse::ApiMode::Completions);
+    for p in &payloads {
+        it.on_data(p)?;
+    }
+    it.finish()
+}
+
+#[tokio::test]
+async fn the_load_generator_reads_each_stream_fault_as_the_failure_it_is() {
+    use live::sse::StreamError;
+    let mut h = start(EmulatorOptions::default(), 4).await;
+    let ok = interpret(&post(&h, 0, "/v1/completions", stream_body(5)).await.text().await.unwrap()).unwrap();
+    assert_eq!(ok.output_tokens, 5);
+    let id = InstanceId(0);
+    h.set_fault(id, Fault::MidStreamError { after_tokens: 2 }).await.unwrap();
+    let err =
+        interpret(&post(&h, 0, "/v1/completions", stream_body(5)).await.text().await.unwrap()).unwrap_err();
+    assert!(matches!(err, StreamError::Server(ref m) if m.contains("injected")), "{err:?}");
+    h.set_fault(id, Fault::MalformedSse { after_tokens: 2 }).await.unwrap();
+    let err =
+        interpret(&post(&h, 0, "/v1/completions", stream_body(5)).await.text().await.unwrap()).unwrap_err();
+    assert!(matches!(err, StreamError::Malformed { .. }), "{err:?}");
+    h.shutdown().await;
+}
