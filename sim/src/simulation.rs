@@ -1,1 +1,433 @@
-//! placeholder
+//! The discrete-event driver: workload -> router -> instances, on one event queue.
+//!
+//! Per simulated instant the loop (1) ends the steps that finish then, (2) handles arrivals,
+//! router polls and samples due then, and only then (3) starts a new step on every idle instance
+//! that has work — so a request arriving at the same instant a step ends joins the next batch.
+//! Step ends live in a small per-instance array rather than the heap (there are a handful of
+//! instances and millions of steps). Rows go to an [`Observer`]; nothing here writes files.
+
+use crate::des::EventQueue;
+use crate::engine::{Request, StepEvents};
+use crate::ids::{InstanceId, ModelId};
+use crate::instance::Instance;
+use crate::observe::Observer;
+use crate::router::{PolledLoad, ReplicaSnapshot, RouteRequest, Router, build_router};
+use crate::scenario::Scenario;
+use crate::time::{SimDuration, SimTime};
+use crate::trace::{InstanceRow, RequestRow, RequestStatus, TokenRow};
+use crate::workload::{RequestSpec, WorkloadError, WorkloadGenerator};
+use std::io;
+use std::path::Path;
+
+/// Why a simulation could not run to the end.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The workload could not be generated (bad replay file, ...).
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// An observer failed to record a row (disk full, ...).
+    #[error("writing the run's rows failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Counters of a finished simulation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Requests issued by the workload.
+    pub requests: u64,
+    /// Engine steps executed across all instances.
+    pub steps: u64,
+    /// Simulated time of the last event.
+    pub end_time: SimTime,
+}
+
+/// Options that do not change results.
+#[derive(Default)]
+pub struct SimOptions<'a> {
+    /// Called with the number of finished requests, every few thousand requests.
+    pub progress: Option<&'a mut dyn FnMut(u64)>,
+}
+
+
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    /// The workload's next request is due (stale when `generation` moved on).
+    Arrival { generation: u64 },
+    /// The LB polls every instance's /metrics.
+    Poll,
+    /// Write an instances.csv sample of every instance.
+    Sample,
+    /// Requests still unfinished now end as timeouts.
+    DrainDeadline,
+}
+
+/// Where an instance sits in its model's replica list.
+#[derive(Clone, Copy, Debug)]
+struct ReplicaSlot {
+    model: ModelId,
+    index: usize,
+}
+
+/// Runs one scenario variant to completion, reporting every row to `observer`.
+pub fn simulate(
+    scenario: &Scenario,
+    base_dir: &Path,
+    observer: &mut dyn Observer,
+    opts: SimOptions<'_>,
+) -> Result<SimStats, SimError> {
+    let workload =
+        WorkloadGenerator::new(&scenario.workload, scenario.models.len(), scenario.seed, base_dir)?;
+    Simulation::new(scenario, workload, observer, opts).run()
+}
+
+struct Simulation<'s, 'o, 'p> {
+    scenario: &'s Scenario,
+    workload: WorkloadGenerator,
+    observer: &'o mut dyn Observer,
+    progress: Option<&'p mut dyn FnMut(u64)>,
+    instances: Vec<Instance>,
+    step_end: Vec<Option<SimTime>>,
+    needs_step: Vec<bool>,
+    router: Box<dyn Router>,
+    replicas: Vec<Vec<ReplicaSnapshot>>,
+    slots: Vec<ReplicaSlot>,
+    queue: EventQueue<Event>,
+    arrival_generation: u64,
+    pending_arrival: Option<SimTime>,
+    drain_scheduled: bool,
+    events: StepEvents,
+    record_tokens: bool,
+    stats: SimStats,
+    finished: u64,
+}
+
+impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
+    fn new(
+        scenario: &'s Scenario,
+        workload: WorkloadGenerator,
+        observer: &'o mut dyn Observer,
+        opts: SimOptions<'p>,
+    ) -> Self {
+        let record_tokens = observer.wants_tokens();
+        let mut instances: Vec<Instance> =
+            (0..scenario.instances.len()).map(|i| Instance::new(scenario, InstanceId(i as u32))).collect();
+        for inst in &mut instances {
+            inst.scheduler_mut().set_record_tokens(record_tokens);
+        }
+        let mut replicas = vec![Vec::new(); scenario.models.len()];
+        let mut slots = Vec::with_capacity(instances.len());
+        for (i, spec) in scenario.instances.iter().enumerate() {
+            let list: &mut Vec<ReplicaSnapshot> = &mut replicas[spec.model.index()];
+            slots.push(ReplicaSlot { model: spec.model, index: list.len() });
+            list.push(ReplicaSnapshot {
+                instance: InstanceId(i as u32),
+                healthy: true,
+                in_flight: 0,
+                polled: Some(PolledLoad::default()),
+            });
+        }
+        let router_seed = scenario.seed ^ 0x726f_7574_6572; // "router": its own stream
+        let n = instances.len();
+        Simulation {
+            scenario,
+            workload,
+            observer,
+            progress: opts.progress,
+            instances,
+            step_end: vec![None; n],
+            needs_step: vec![false; n],
+            router: build_router(&scenario.router, scenario.models.len(), router_seed),
+            replicas,
+            slots,
+            queue: EventQueue::new(),
+            arrival_generation: 0,
+            pending_arrival: None,
+            drain_scheduled: false,
+            events: StepEvents::default(),
+            record_tokens,
+            stats: SimStats::default(),
+            finished: 0,
+        }
+    }
+
+    fn run(mut self) -> Result<SimStats, SimError> {
+        self.queue.push(SimTime::ZERO, Event::Sample);
+        self.queue.push(SimTime::ZERO, Event::Poll);
+        self.schedule_next_arrival();
+        loop {
+            let next_step = self.step_end.iter().flatten().min().copied();
+            let next_event = self.queue.peek_time();
+            let now = match (next_step, next_event) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            if self.is_finished() {
+                // Only periodic events are left: take a last sample at the end of work.
+                self.sample(self.stats.end_time)?;
+                break;
+            }
+            self.stats.end_time = now;
+            // (1) steps ending now, in instance order.
+            for i in 0..self.instances.len() {
+                if self.step_end[i] == Some(now) {
+                    self.step_end[i] = None;
+                    self.end_step(i, now)?;
+                }
+            }
+            // (2) events due now, in scheduling order (handlers may add more at `now`).
+            while self.queue.peek_time() == Some(now) {
+                if let Some((_, ev)) = self.queue.pop() {
+                    self.handle(ev, now)?;
+                }
+            }
+            // (3) idle instances with work start a step.
+            for i in 0..self.instances.len() {
+                if std::mem::take(&mut self.needs_step[i]) && self.step_end[i].is_none() {
+                    if let Some(d) = self.instances[i].begin_step() {
+                        self.step_end[i] = Some(now + d.max(SimDuration(1)));
+                        self.stats.steps += 1;
+                    }
+                }
+            }
+        }
+        Ok(self.stats)
+    }
+
+    fn is_finished(&self) -> bool {
+        self.workload.is_exhausted()
+            && self.pending_arrival.is_none()
+            && self.step_end.iter().all(Option::is_none)
+            && self.instances.iter().all(|i| !i.scheduler().has_unfinished_requests())
+    }
+
+    fn schedule_next_arrival(&mut self) {
+        let next = self.workload.peek_time();
+        if next.is_some() && next != self.pending_arrival {
+            self.arrival_generation += 1;
+            self.pending_arrival = next;
+            if let Some(t) = next {
+                self.queue.push(t, Event::Arrival { generation: self.arrival_generation });
+            }
+        } else if next.is_none() {
+            self.pending_arrival = None;
+            if self.workload.is_exhausted() && !self.drain_scheduled {
+                self.drain_scheduled = true;
+                let deadline = SimDuration::from_secs_f64(self.scenario.output.drain_timeout_s);
+                self.queue.push(self.stats.end_time + deadline, Event::DrainDeadline);
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Event, now: SimTime) -> Result<(), SimError> {
+        match ev {
+            Event::Arrival { generation } => {
+                if generation != self.arrival_generation {
+                    return Ok(());
+                }
+                self.pending_arrival = None;
+                while self.workload.peek_time().is_some_and(|t| t <= now) {
+                    match self.workload.pop() {
+                        Some(spec) => self.arrive(spec, now)?,
+                        None => break,
+                    }
+                }
+                self.schedule_next_arrival();
+            }
+            Event::Poll => {
+                self.poll();
+                if !self.is_finished() {
+                    let dt = SimDuration::from_secs_f64(self.scenario.router.poll_interval_s);
+                    self.queue.push(now + dt.max(SimDuration(1)), Event::Poll);
+                }
+            }
+            Event::Sample => {
+                self.sample(now)?;
+                if !self.is_finished() {
+                    let dt = SimDuration::from_secs_f64(self.scenario.output.sample_interval_s);
+                    self.queue.push(now + dt.max(SimDuration(1)), Event::Sample);
+                }
+            }
+            Event::DrainDeadline => self.drain(now)?,
+        }
+        Ok(())
+    }
+
+    fn arrive(&mut self, spec: RequestSpec, now: SimTime) -> Result<(), SimError> {
+        self.stats.requests += 1;
+        let route = RouteRequest { model: spec.model, num_prompt_tokens: spec.num_prompt_tokens };
+        let replicas = &self.replicas[spec.model.index()];
+        let Some(pick) = self.router.route(&route, replicas) else {
+            let req = Request::new(&spec, now);
+            let reason = "no healthy replica serves this model".to_string();
+            return self.record_rejected(&req, None, reason, now);
+        };
+        let inst = replicas[pick].instance;
+        match self.instances[inst.index()].add_request(Request::new(&spec, now)) {
+            Ok(()) => {
+                self.replicas[spec.model.index()][pick].in_flight += 1;
+                self.needs_step[inst.index()] = true;
+                Ok(())
+            }
+            Err(rej) => self.record_rejected(&rej.request, Some(inst), rej.reason, now),
+        }
+    }
+
+    fn end_step(&mut self, i: usize, now: SimTime) -> Result<(), SimError> {
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        self.instances[i].end_step(now, &mut events);
+        let model_key = &self.scenario.models[self.scenario.instances[i].model.index()].name;
+        for &(gap, count) in &events.itl_gaps {
+            self.observer.on_itl(model_key, gap.as_secs_f64(), u64::from(count))?;
+        }
+        if self.record_tokens {
+            for &(id, index) in &events.tokens {
+                let row = TokenRow { id: id.0, index, time_s: now.as_secs_f64(), tokens: 1 };
+                self.observer.on_token(&row)?;
+            }
+        }
+        for req in events.finished.drain(..) {
+            self.finish(&req, InstanceId(i as u32), RequestStatus::Ok, String::new(), now)?;
+        }
+        self.events = events;
+        self.needs_step[i] = true;
+        Ok(())
+    }
+
+    /// Records a request that ended on `inst` and releases its LB slot.
+    fn finish(
+        &mut self,
+        req: &Request,
+        inst: InstanceId,
+        status: RequestStatus,
+        error: String,
+        now: SimTime,
+    ) -> Result<(), SimError> {
+        let slot = self.slots[inst.index()];
+        let snap = &mut self.replicas[slot.model.index()][slot.index];
+        snap.in_flight = snap.in_flight.saturating_sub(1);
+        let row = request_row(self.scenario, req, Some(inst), status, error, now);
+        self.record(row, req, now)
+    }
+
+    fn record_rejected(
+        &mut self,
+        req: &Request,
+        inst: Option<InstanceId>,
+        reason: String,
+        now: SimTime,
+    ) -> Result<(), SimError> {
+        let row = request_row(self.scenario, req, inst, RequestStatus::Rejected, reason, now);
+        self.record(row, req, now)
+    }
+
+    fn record(&mut self, row: RequestRow, req: &Request, now: SimTime) -> Result<(), SimError> {
+        self.observer.on_request(&row)?;
+        self.workload.on_request_finished(req.request_id, now);
+        self.finished += 1;
+        if self.finished % 4096 == 0 {
+            if let Some(p) = self.progress.as_mut() {
+                p(self.finished);
+            }
+        }
+        // A closed-loop completion may make the next request due right now.
+        self.schedule_next_arrival();
+        Ok(())
+    }
+
+    fn poll(&mut self) {
+        for (i, inst) in self.instances.iter().enumerate() {
+            let s = inst.scheduler();
+            let slot = self.slots[i];
+            self.replicas[slot.model.index()][slot.index].polled = Some(PolledLoad {
+                running: s.num_running(),
+                waiting: s.num_waiting(),
+                kv_usage: s.kv_cache_usage(),
+            });
+        }
+    }
+
+    fn sample(&mut self, now: SimTime) -> Result<(), SimError> {
+        for (i, inst) in self.instances.iter().enumerate() {
+            let spec = &self.scenario.instances[i];
+            let s = inst.scheduler();
+            let row = InstanceRow {
+                time_s: now.as_secs_f64(),
+                instance: spec.name.clone(),
+                model: self.scenario.models[spec.model.index()].name.clone(),
+                gpu: spec.gpu.0,
+                num_requests_running: s.num_running(),
+                num_requests_waiting: s.num_waiting(),
+                kv_cache_usage: s.kv_cache_usage(),
+                num_preemptions_total: s.num_preemptions_total(),
+                mapped_pages: None,
+                gpu_pool_free_bytes: None,
+            };
+            self.observer.on_instance_sample(&row)?;
+        }
+        Ok(())
+    }
+
+    /// Ends every unfinished request as a timeout: the run is over.
+    fn drain(&mut self, now: SimTime) -> Result<(), SimError> {
+        for i in 0..self.instances.len() {
+            let left = self.instances[i].scheduler_mut().abort_all_requests();
+            self.step_end[i] = None;
+            for req in left {
+                let reason = format!(
+                    "still unfinished {:.0} s after the last arrival (output.drain_timeout_s)",
+                    self.scenario.output.drain_timeout_s
+                );
+                self.finish(&req, InstanceId(i as u32), RequestStatus::Timeout, reason, now)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `requests.csv` row of a request that ended at `now`.
+fn request_row(
+    scenario: &Scenario,
+    req: &Request,
+    inst: Option<InstanceId>,
+    status: RequestStatus,
+    error: String,
+    now: SimTime,
+) -> RequestRow {
+    let send = req.arrival_time;
+    let first = req.first_token_time;
+    let n = req.num_output_tokens;
+    let ttft = first.map(|f| (f - send).as_secs_f64());
+    let ok = status == RequestStatus::Ok;
+    let e2e = ok.then(|| (now - send).as_secs_f64());
+    let tpot = match (ok, ttft, e2e) {
+        (true, Some(t), Some(e)) if n > 1 => Some((e - t) / f64::from(n - 1)),
+        _ => None,
+    };
+    let itl_mean = (n > 1).then(|| req.itl_sum.as_secs_f64() / f64::from(n - 1));
+    RequestRow {
+        id: req.request_id.0,
+        model: scenario.models[req.model.index()].name.clone(),
+        instance: inst.map(|i| scenario.instances[i.index()].name.clone()).unwrap_or_default(),
+        phase: req.phase,
+        scheduled_s: send.as_secs_f64(),
+        send_s: send.as_secs_f64(),
+        first_token_s: first.map(SimTime::as_secs_f64),
+        end_s: Some(now.as_secs_f64()),
+        prompt_tokens: req.num_prompt_tokens,
+        output_tokens: n,
+        max_tokens: req.max_tokens,
+        cached_tokens: req.num_cached_tokens,
+        preemptions: Some(req.num_preemptions),
+        status,
+        error,
+        ttft_s: ttft,
+        e2e_s: e2e,
+        tpot_s: tpot,
+        itl_mean_s: itl_mean,
+        itl_max_s: (n > 1).then(|| req.itl_max.as_secs_f64()),
+    }
+}

@@ -4,6 +4,7 @@
 
 mod histogram;
 mod summary;
+pub mod table;
 
 pub use histogram::LogHistogram;
 

@@ -1,0 +1,395 @@
+//! vLLM's `KVCacheManager` (`vllm/v1/core/kv_cache_manager.py`) for one full-attention KV cache
+//! group: finds prefix-cache hits, allocates blocks for the tokens a step computes, registers
+//! blocks as they fill, and frees a request's blocks.
+//!
+//! The request owns its block table; the manager owns the [`BlockPool`]. The number of usable
+//! blocks lives behind one seam, the manager's `capacity` (all blocks for static KV), which every
+//! "is there room" decision reads through `num_free_blocks`: elastic KV (kvcached mapping pages
+//! on demand) will grow and shrink it with `set_capacity`. It does not decide who runs (that is
+//! the `Scheduler`) and has no notion of time.
+
+mod block_pool;
+
+pub use block_pool::{BlockHash, BlockPool, FreeKVCacheBlockQueue, KVCacheBlock};
+
+use crate::engine::request::Request;
+use crate::ids::BlockId;
+
+/// Allocates and frees one instance's KV blocks; see the module doc.
+#[derive(Clone, Debug)]
+pub struct KvCacheManager {
+    block_size: u32,
+    enable_caching: bool,
+    block_pool: BlockPool,
+    /// Blocks that may be in use at once (the elastic-KV seam); `num_gpu_blocks` when static.
+    capacity: u32,
+    /// Blocks found by the last `get_computed_blocks`, consumed by the next `allocate_slots`
+    /// (vLLM passes them as `new_computed_blocks`; a scratch buffer here avoids allocation).
+    new_computed_blocks: Vec<BlockId>,
+}
+
+/// Blocks needed to hold `num_tokens` tokens.
+#[inline]
+pub(crate) fn cdiv(num_tokens: u32, block_size: u32) -> u32 {
+    num_tokens.div_ceil(block_size)
+}
+
+impl KvCacheManager {
+    /// A manager over `num_gpu_blocks` blocks of `block_size` tokens (at least 1);
+    /// `enable_caching` is vLLM's `enable_prefix_caching`.
+    pub fn new(num_gpu_blocks: u32, block_size: u32, enable_caching: bool) -> Self {
+        KvCacheManager {
+            block_size: block_size.max(1),
+            enable_caching,
+            block_pool: BlockPool::new(num_gpu_blocks, enable_caching),
+            capacity: num_gpu_blocks,
+            new_computed_blocks: Vec::new(),
+        }
+    }
+
+    /// Tokens per block.
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// Whether prefix caching is on.
+    pub fn enable_caching(&self) -> bool {
+        self.enable_caching
+    }
+
+    /// Total blocks.
+    pub fn num_gpu_blocks(&self) -> u32 {
+        self.block_pool.num_blocks()
+    }
+
+    /// Blocks allocatable now (free, including cached-but-unreferenced ones), within the
+    /// capacity.
+    #[inline]
+    pub fn num_free_blocks(&self) -> u32 {
+        self.capacity.saturating_sub(self.block_pool.num_used_blocks())
+    }
+
+    /// Blocks that may be in use at once.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Sets how many blocks may be in use at once, at most `num_gpu_blocks` (the seam for elastic
+    /// KV). Shrinking below the blocks in use frees nothing: it only refuses allocations until
+    /// enough blocks are freed.
+    pub fn set_capacity(&mut self, num_blocks: u32) {
+        self.capacity = num_blocks.min(self.num_gpu_blocks());
+    }
+
+    /// KV cache usage in `0..=1` (vLLM's `usage`, the `kv_cache_usage_perc` gauge).
+    pub fn usage(&self) -> f64 {
+        self.block_pool.usage()
+    }
+
+    /// The block pool (read-only).
+    pub fn block_pool(&self) -> &BlockPool {
+        &self.block_pool
+    }
+
+    /// The content identity of block `index` of `req` (see [`BlockHash`]): inside the shared
+    /// prefix it is the prefix's, past it the request's own.
+    #[inline]
+    fn block_hash_of(&self, req: &Request, index: u32) -> BlockHash {
+        match req.prefix {
+            Some(p) if (index + 1) * self.block_size <= p.num_tokens => {
+                BlockHash::Prefix { group: p.group, index }
+            }
+            _ => BlockHash::Own { request: req.request_id, index },
+        }
+    }
+
+    /// The longest run of cached full blocks at the start of `req`, capped so the last token is
+    /// always recomputed (vLLM's `get_computed_blocks`, `max_cache_hit_length = num_tokens - 1`).
+    /// Returns the number of hit tokens (a multiple of the block size) and keeps the blocks for
+    /// the next [`KvCacheManager::allocate_slots`]. Zero when prefix caching is off.
+    pub fn get_computed_blocks(&mut self, req: &Request) -> u32 {
+        self.new_computed_blocks.clear();
+        if !self.enable_caching {
+            return 0;
+        }
+        let max_blocks = req.num_tokens().saturating_sub(1) / self.block_size;
+        let prefix_blocks = self.num_prefix_blocks(req).min(max_blocks) as usize;
+        if prefix_blocks > 0 {
+            let group = req.prefix.map_or(0, |p| p.group);
+            let cached = self.block_pool.cached_prefix_blocks(group);
+            for (index, slot) in cached.iter().take(prefix_blocks).enumerate() {
+                match slot {
+                    Some(b) => self.new_computed_blocks.push(*b),
+                    None => break,
+                }
+                debug_assert_eq!(
+                    self.block_pool.block_hash(self.new_computed_blocks[index]),
+                    Some(BlockHash::Prefix { group, index: index as u32 })
+                );
+            }
+            if self.new_computed_blocks.len() < prefix_blocks {
+                return self.num_new_computed_tokens();
+            }
+        }
+        // Past the shared prefix only the request itself can hold its blocks: look them up in
+        // the table it had when preempted, valid while the block still carries its identity.
+        let start = self.new_computed_blocks.len();
+        for index in start..max_blocks as usize {
+            let Some(&b) = req.preempted_blocks.get(index) else { break };
+            let expected = self.block_hash_of(req, index as u32);
+            if self.block_pool.block_hash(b) != Some(expected) {
+                break;
+            }
+            self.new_computed_blocks.push(b);
+        }
+        self.num_new_computed_tokens()
+    }
+
+    fn num_new_computed_tokens(&self) -> u32 {
+        self.new_computed_blocks.len() as u32 * self.block_size
+    }
+
+    /// Makes room for `num_new_tokens` more tokens of `req` (vLLM's `allocate_slots`). With
+    /// `num_new_computed_tokens > 0` (admission after a hit) the blocks found by the last
+    /// [`KvCacheManager::get_computed_blocks`] join the block table first. Returns the number of
+    /// newly allocated blocks, or `None` — nothing changed — when too few blocks are free (a hit
+    /// on a free cached block counts against the free blocks too). Blocks that are full once the
+    /// step's tokens are computed get their content hash here, as in vLLM.
+    #[inline]
+    pub fn allocate_slots(
+        &mut self,
+        req: &mut Request,
+        num_new_tokens: u32,
+        num_new_computed_tokens: u32,
+    ) -> Option<u32> {
+        // Fast path (most decode steps): the tokens fit the blocks held and no block fills.
+        if num_new_computed_tokens == 0 && req.num_computed_tokens + num_new_tokens <= req.alloc_limit {
+            return Some(0);
+        }
+        let result = self.allocate_slots_slow(req, num_new_tokens, num_new_computed_tokens);
+        self.update_alloc_limit(req);
+        result
+    }
+
+    /// Recomputes `req.alloc_limit` after its block table or cached-block count changed.
+    #[inline]
+    fn update_alloc_limit(&self, req: &mut Request) {
+        let held = req.block_table.len() as u32 * self.block_size;
+        req.alloc_limit = if self.enable_caching {
+            held.min((req.num_cached_blocks + 1) * self.block_size - 1)
+        } else {
+            held
+        };
+    }
+
+    fn allocate_slots_slow(
+        &mut self,
+        req: &mut Request,
+        num_new_tokens: u32,
+        num_new_computed_tokens: u32,
+    ) -> Option<u32> {
+        let num_hits = if num_new_computed_tokens > 0 {
+            debug_assert!(req.block_table.is_empty() && req.num_computed_tokens == 0);
+            debug_assert_eq!(num_new_computed_tokens, self.num_new_computed_tokens());
+            self.new_computed_blocks.len() as u32
+        } else {
+            0
+        };
+        let total_computed = req.num_computed_tokens + num_new_computed_tokens;
+        let num_required = cdiv(total_computed + num_new_tokens, self.block_size);
+        let num_new_blocks = num_required.saturating_sub(req.block_table.len() as u32 + num_hits);
+        if num_new_blocks > 0 || num_hits > 0 {
+            let num_evictable = self.new_computed_blocks[..num_hits as usize]
+                .iter()
+                .filter(|&&b| self.block_pool.ref_cnt(b) == 0)
+                .count() as u32;
+            if num_new_blocks + num_evictable > self.num_free_blocks() {
+                return None;
+            }
+            for &b in &self.new_computed_blocks[..num_hits as usize] {
+                self.block_pool.touch(b);
+            }
+            if num_hits > 0 {
+                req.block_table.extend_from_slice(&self.new_computed_blocks);
+                req.num_cached_blocks = num_hits;
+                self.new_computed_blocks.clear();
+            }
+            // A request's own blocks take their identity as they are allocated, while hot in
+            // memory; they only count as cached once full (`num_cached_blocks`, see `free`).
+            let own = self.enable_caching.then(|| (req.request_id, self.num_prefix_blocks(req)));
+            let ok = self.block_pool.get_new_blocks(num_new_blocks, &mut req.block_table, own);
+            debug_assert!(ok);
+        }
+        if self.enable_caching {
+            let num_full = (total_computed + num_new_tokens).min(req.num_tokens()) / self.block_size;
+            // Shared-prefix blocks are registered when they fill, as in vLLM.
+            for index in req.num_cached_blocks..num_full.min(self.num_prefix_blocks(req)) {
+                let hash = self.block_hash_of(req, index);
+                self.block_pool.cache_full_block(req.block_table[index as usize], hash);
+            }
+            req.num_cached_blocks = req.num_cached_blocks.max(num_full);
+        }
+        Some(num_new_blocks)
+    }
+
+    /// Blocks of `req` that lie entirely inside its shared prefix.
+    #[inline]
+    fn num_prefix_blocks(&self, req: &Request) -> u32 {
+        req.prefix.map_or(0, |p| p.num_tokens / self.block_size)
+    }
+
+    /// Frees all of `req`'s blocks, last block first so its tail is evicted first (vLLM's
+    /// `free`). With prefix caching the table is kept as `preempted_blocks`, so a recomputation
+    /// can hit what is still cached.
+    pub fn free(&mut self, req: &mut Request) {
+        for &b in req.block_table.iter().rev() {
+            self.block_pool.free_block(b);
+        }
+        if self.enable_caching {
+            // Only full blocks are cached (a partial last block never is).
+            req.block_table.truncate(req.num_cached_blocks as usize);
+            std::mem::swap(&mut req.block_table, &mut req.preempted_blocks);
+        }
+        req.block_table.clear();
+        req.num_cached_blocks = 0;
+        req.alloc_limit = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ModelId, RequestId};
+    use crate::time::SimTime;
+    use crate::workload::{PrefixRef, RequestSpec};
+
+    fn request(id: u64, prompt: u32, prefix: Option<PrefixRef>) -> Request {
+        let spec = RequestSpec {
+            id: RequestId(id),
+            phase: 0,
+            arrival: SimTime::ZERO,
+            model: ModelId(0),
+            num_prompt_tokens: prompt,
+            max_tokens: 4,
+            prefix,
+        };
+        Request::new(&spec, SimTime::ZERO)
+    }
+
+    /// Admits `req` as the scheduler would: hit lookup, then allocation of the rest.
+    fn admit(kv: &mut KvCacheManager, req: &mut Request) -> Option<u32> {
+        let hits = kv.get_computed_blocks(req);
+        kv.allocate_slots(req, req.num_tokens() - hits, hits)?;
+        req.num_computed_tokens = hits;
+        Some(hits)
+    }
+
+    #[test]
+    fn allocation_rounds_tokens_up_to_whole_blocks() {
+        let mut kv = KvCacheManager::new(10, 16, false);
+        let mut r = request(0, 33, None);
+        assert_eq!(kv.allocate_slots(&mut r, 33, 0), Some(3));
+        r.num_computed_tokens = 33;
+        assert_eq!(kv.allocate_slots(&mut r, 15, 0), Some(0), "48 tokens fit in 3 blocks");
+        assert_eq!(kv.allocate_slots(&mut r, 16, 0), Some(1));
+        assert_eq!(kv.num_free_blocks(), 6);
+    }
+
+    #[test]
+    fn allocation_fails_without_side_effects_when_blocks_are_short() {
+        let mut kv = KvCacheManager::new(2, 16, true);
+        let mut r = request(0, 40, None);
+        assert_eq!(kv.allocate_slots(&mut r, 40, 0), None);
+        assert!(r.block_table.is_empty());
+        assert_eq!(kv.num_free_blocks(), 2);
+    }
+
+    #[test]
+    fn a_shared_prefix_hits_its_full_blocks_and_shares_them() {
+        let mut kv = KvCacheManager::new(20, 16, true);
+        let prefix = Some(PrefixRef { group: 3, num_tokens: 40 });
+        let mut a = request(0, 100, prefix);
+        assert_eq!(admit(&mut kv, &mut a), Some(0));
+        let mut b = request(1, 60, prefix);
+        assert_eq!(admit(&mut kv, &mut b), Some(32), "40-token prefix = 2 full blocks");
+        assert_eq!(a.block_table[..2], b.block_table[..2]);
+        assert_eq!(kv.block_pool().ref_cnt(a.block_table[0]), 2);
+        assert_eq!(kv.num_free_blocks(), 20 - 7 - 2);
+    }
+
+    #[test]
+    fn the_last_prompt_token_is_always_recomputed() {
+        let mut kv = KvCacheManager::new(20, 16, true);
+        let prefix = Some(PrefixRef { group: 3, num_tokens: 32 });
+        let mut a = request(0, 32, prefix);
+        admit(&mut kv, &mut a);
+        let mut b = request(1, 32, prefix);
+        assert_eq!(admit(&mut kv, &mut b), Some(16), "capped at num_tokens - 1 = 31 -> 1 block");
+    }
+
+    #[test]
+    fn a_preempted_request_hits_its_own_cached_blocks() {
+        let mut kv = KvCacheManager::new(10, 16, true);
+        let mut r = request(0, 50, None);
+        admit(&mut kv, &mut r);
+        r.num_computed_tokens = 50;
+        kv.free(&mut r);
+        r.num_computed_tokens = 0;
+        assert_eq!(kv.num_free_blocks(), 10);
+        assert_eq!(admit(&mut kv, &mut r), Some(48));
+    }
+
+    #[test]
+    fn freed_blocks_are_evicted_tail_first() {
+        let mut kv = KvCacheManager::new(6, 16, true);
+        let mut r = request(0, 64, None);
+        admit(&mut kv, &mut r);
+        kv.free(&mut r);
+        let order: Vec<u32> = kv.block_pool().free_blocks().map(|b| b.0).collect();
+        assert_eq!(order, [4, 5, 3, 2, 1, 0]);
+        // A newcomer needing 3 blocks evicts never-used 4 and 5, then r's tail block 3.
+        let mut other = request(1, 48, None);
+        admit(&mut kv, &mut other);
+        assert_eq!(other.block_table, [BlockId(4), BlockId(5), BlockId(3)]);
+        kv.free(&mut other);
+        r.num_computed_tokens = 0;
+        assert_eq!(admit(&mut kv, &mut r), Some(48), "blocks 0..3 of r are still cached");
+    }
+
+    #[test]
+    fn allocation_respects_a_capacity_below_the_pool_size() {
+        let mut kv = KvCacheManager::new(10, 16, false);
+        kv.set_capacity(3);
+        let mut r = request(0, 64, None);
+        assert_eq!(kv.allocate_slots(&mut r, 64, 0), None, "4 blocks > capacity 3");
+        assert_eq!(kv.allocate_slots(&mut r, 48, 0), Some(3));
+        assert_eq!(kv.num_free_blocks(), 0);
+        kv.set_capacity(2);
+        assert_eq!(kv.num_free_blocks(), 0, "shrinking below use frees nothing");
+        kv.set_capacity(100);
+        assert_eq!((kv.capacity(), kv.num_free_blocks()), (10, 7));
+    }
+
+    #[test]
+    fn a_partially_filled_block_is_never_hit() {
+        let mut kv = KvCacheManager::new(10, 16, true);
+        let mut r = request(0, 20, None);
+        admit(&mut kv, &mut r);
+        r.num_computed_tokens = 20;
+        kv.free(&mut r);
+        r.num_computed_tokens = 0;
+        r.num_output_tokens = 13; // 33 tokens: blocks 0 and 1 could hit if block 1 were full
+        assert_eq!(admit(&mut kv, &mut r), Some(16));
+    }
+
+    #[test]
+    fn a_prefix_block_half_computed_by_a_chunk_is_not_shared_yet() {
+        let mut kv = KvCacheManager::new(10, 16, true);
+        let prefix = Some(PrefixRef { group: 1, num_tokens: 64 });
+        let mut a = request(0, 100, prefix);
+        assert_eq!(kv.get_computed_blocks(&a), 0);
+        assert_eq!(kv.allocate_slots(&mut a, 40, 0), Some(3));
+        let b = request(1, 100, prefix);
+        assert_eq!(kv.get_computed_blocks(&b), 32);
+    }
+}

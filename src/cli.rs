@@ -1,0 +1,72 @@
+//! Command-line definitions (clap derive). No logic here.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Predict and prove how multi-model LLM serving clusters behave.
+#[derive(Debug, Parser)]
+#[command(name = "modelsguard", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate every variant of a scenario, print per-model tables and write a run dir per variant.
+    Simulate(SimulateArgs),
+    /// Measure simulator speed: simulated requests per second and peak memory, as a table.
+    Bench(BenchArgs),
+}
+
+/// Selecting a scenario, its variants and overrides.
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// Scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Only these variants (repeatable; default: all variants in the file).
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
+    /// Override any scenario field, e.g. `--set workload.phases.0.arrival.rate=20` (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `simulate` arguments.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Scenario, variants and overrides.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Output directory (default: results/<scenario name>/); one run dir per variant inside.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write tokens.csv (one row per generated token; large).
+    #[arg(long)]
+    pub tokens: bool,
+    /// Print only the comparison, not the per-variant tables.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `bench` arguments.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Scenario to run (default: the shipped seed scenario).
+    #[arg(long, default_value = "scenarios/seed-6xh100.toml")]
+    pub scenario: PathBuf,
+    /// Variant to run (default: the first).
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Requests to simulate (the workload's first phase is stretched to this count).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub requests: u64,
+    /// Override any scenario field (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+}

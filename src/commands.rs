@@ -1,0 +1,148 @@
+//! Dispatch: each command calls into the library crates and prints what they return.
+
+use crate::cli::{BenchArgs, Cli, Command, ScenarioArgs, SimulateArgs};
+use anyhow::{Context, Result, bail};
+use sim::metrics::table::{comparison_table, variant_table};
+use sim::runner::{simulate_summary, simulate_to_dir};
+use sim::scenario::{Override, Scenario, ScenarioFile, load_scenario};
+use sim::simulation::SimOptions;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Simulate(a) => simulate(a),
+        Command::Bench(a) => bench(a),
+    }
+}
+
+fn parse_overrides(raw: &[String]) -> Result<Vec<Override>> {
+    raw.iter().map(|s| s.parse::<Override>().map_err(anyhow::Error::from)).collect()
+}
+
+/// Loads the scenario file and picks the requested variants.
+fn load(args: &ScenarioArgs) -> Result<(ScenarioFile, Vec<Scenario>)> {
+    let mut overrides = parse_overrides(&args.overrides)?;
+    if let Some(seed) = args.seed {
+        overrides.push(format!("seed={seed}").parse::<Override>()?);
+    }
+    let file = load_scenario(&args.scenario, &overrides)?;
+    let variants = if args.variants.is_empty() {
+        file.variants.clone()
+    } else {
+        args.variants.iter().map(|v| file.variant(v).cloned()).collect::<Result<Vec<_>, _>>()?
+    };
+    Ok((file, variants))
+}
+
+fn now_rfc3339() -> String {
+    // Informational only (run.json); deterministic outputs never include it.
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("unix:{secs}")
+}
+
+fn progress_printer(label: String, planned: Option<u64>) -> impl FnMut(u64) {
+    let show = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    move |done| {
+        if show {
+            let pct = planned.map(|p| format!(" ({:.0}%)", done as f64 / p.max(1) as f64 * 100.0));
+            eprint!(
+                "\r  {label}: {done} requests done{} in {:.1}s",
+                pct.unwrap_or_default(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+fn simulate(args: SimulateArgs) -> Result<()> {
+    let (file, variants) = load(&args.scenario)?;
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&file.name));
+    let started = now_rfc3339();
+    let mut summaries = Vec::new();
+    for scenario in &variants {
+        let dir = out.join(&scenario.variant);
+        let mut progress = progress_printer(scenario.variant.clone(), None);
+        let opts = SimOptions { progress: Some(&mut progress) };
+        let t0 = Instant::now();
+        let run = simulate_to_dir(scenario, &file.base_dir, &dir, args.tokens, &started, opts).with_context(
+            || format!("simulating variant '{}' of {}", scenario.variant, file.path.display()),
+        )?;
+        if std::io::stderr().is_terminal() {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!(
+            "simulated {} / {}: {} requests, {} steps, {:.1} s simulated in {:.2} s -> {}",
+            scenario.name,
+            scenario.variant,
+            run.stats.requests,
+            run.stats.steps,
+            run.stats.end_time.as_secs_f64(),
+            t0.elapsed().as_secs_f64(),
+            dir.display()
+        );
+        if !args.quiet {
+            println!("{}", variant_table(&run.summary));
+        }
+        summaries.push(run.summary);
+    }
+    if summaries.len() > 1 {
+        println!("{}", comparison_table(&summaries));
+    }
+    println!("latencies in ms; run dirs under {}", out.display());
+    Ok(())
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let mut overrides = parse_overrides(&args.overrides)?;
+    // Stretch the first phase to the requested count; keep its rate.
+    overrides.push(format!("workload.phases.0.num_requests={}", args.requests).parse::<Override>()?);
+    overrides.push("workload.phases.0.duration_s=1e9".parse::<Override>()?);
+    let file = load_scenario(&args.scenario, &overrides)?;
+    let scenario = match &args.variant {
+        Some(v) => file.variant(v)?.clone(),
+        None => match file.variants.first() {
+            Some(s) => s.clone(),
+            None => bail!("{}: defines no variant", file.path.display()),
+        },
+    };
+    let t0 = Instant::now();
+    let run = simulate_summary(&scenario, &file.base_dir, SimOptions::default())?;
+    let wall = t0.elapsed().as_secs_f64();
+    let o = &run.summary.overall;
+    println!(
+        "| scenario | variant | requests | steps | simulated s | wall s | sim req/s | steps/s | peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {:.0} | {:.3} | {:.0} | {:.0} | {} |",
+        scenario.name,
+        scenario.variant,
+        run.stats.requests,
+        run.stats.steps,
+        run.stats.end_time.as_secs_f64(),
+        wall,
+        run.stats.requests as f64 / wall,
+        run.stats.steps as f64 / wall,
+        peak_rss_mib().map_or("-".to_string(), |m| format!("{m:.0}")),
+    );
+    println!(
+        "load: {:.1} req/s offered, {:.1}% ok, TTFT p50 {:.1} ms, TPOT p50 {:.1} ms",
+        o.request_throughput,
+        o.success_rate * 100.0,
+        o.ttft.as_ref().map_or(0.0, |s| s.p50 * 1e3),
+        o.tpot.as_ref().map_or(0.0, |s| s.p50 * 1e3)
+    );
+    Ok(())
+}
