@@ -12,10 +12,12 @@
 mod engine_loop;
 mod http;
 mod metrics;
+mod sim_engine;
 mod wire;
 
 pub use engine_loop::{EngineLoad, NewRequest, StepEngine, StepOutput};
 pub use metrics::{EngineStats, MetricsNaming};
+pub use sim_engine::SimEngine;
 pub use wire::{Endpoint, ParsedRequest, TOKEN_TEXT, parse_request};
 
 use crate::proxy::{ErrorStyle, shutdown_signal};
@@ -181,6 +183,19 @@ pub struct EmulatorHandle {
 }
 
 impl EmulatorHandle {
+    /// Serves `instances` of `scenario` (all when `None`) with the simulator's engine model
+    /// (`SimEngine`: the same scheduler and step times as `simulate`).
+    pub async fn start(
+        scenario: &Scenario,
+        instances: Option<Vec<InstanceId>>,
+        opts: EmulatorOptions,
+    ) -> Result<EmulatorHandle, EmulatorError> {
+        let shared = Arc::new(scenario.clone());
+        let factory: EngineFactory =
+            Arc::new(move |id| Ok(Box::new(SimEngine::new(&shared, id)?) as Box<dyn StepEngine>));
+        Self::start_with(scenario, instances, opts, factory).await
+    }
+
     /// Serves `instances` of `scenario` (all when `None`) with engine models from `factory`.
     pub async fn start_with(
         scenario: &Scenario,
@@ -331,6 +346,19 @@ async fn accept_loop(listener: TcpListener, app: Router, mut kill: watch::Receiv
     }
     drop(listener);
     conns.shutdown().await;
+}
+
+/// Serves `instances` of `scenario` (all when `None`) in real time with the simulator's engine
+/// model until Ctrl-C or SIGTERM.
+pub async fn serve_emulator(
+    scenario: &Scenario,
+    instances: Option<Vec<InstanceId>>,
+    opts: EmulatorOptions,
+) -> Result<(), EmulatorError> {
+    let handle = EmulatorHandle::start(scenario, instances, opts).await?;
+    shutdown_signal().await;
+    handle.shutdown().await;
+    Ok(())
 }
 
 /// Serves `instances` of `scenario` with engine models from `factory` until Ctrl-C or SIGTERM.

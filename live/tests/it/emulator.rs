@@ -397,3 +397,53 @@ async fn the_load_generator_reads_each_stream_fault_as_the_failure_it_is() {
     assert!(matches!(err, StreamError::Malformed { .. }), "{err:?}");
     h.shutdown().await;
 }
+
+async fn start_sim(opts: EmulatorOptions) -> EmulatorHandle {
+    EmulatorHandle::start(&free_port_scenario(), Some(vec![InstanceId(0)]), opts).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_simulators_engine_streams_max_tokens_chunks_then_usage_then_done() {
+    let h = start_sim(EmulatorOptions { time_scale: 2.0, ..EmulatorOptions::default() }).await;
+    let ev = events(&post(&h, 0, "/v1/completions", stream_body(6)).await.text().await.unwrap());
+    assert_eq!(ev.len(), 6 + 2, "{ev:?}");
+    let usage: Value = serde_json::from_str(&ev[6]).unwrap();
+    assert_eq!(usage["usage"]["completion_tokens"], 6);
+    assert_eq!(ev[7], "[DONE]");
+    assert!(h.addr(InstanceId(1)).is_none(), "only the instances asked for are emulated");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_simulators_engine_caps_the_batch_at_max_num_seqs_and_queues_the_rest() {
+    let h = start_sim(EmulatorOptions::default()).await;
+    let mut open = Vec::new();
+    for _ in 0..10 {
+        open.push(post(&h, 0, "/v1/completions", stream_body(4000)).await);
+    }
+    // max_num_seqs is 8: once a step has admitted what it can, 8 run and 2 wait.
+    let mut seen = (0.0, 0.0);
+    for _ in 0..200 {
+        seen = (metric(&h, "vllm:num_requests_running").await, metric(&h, "vllm:num_requests_waiting").await);
+        if seen == (8.0, 2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, (8.0, 2.0));
+    assert!(metric(&h, "vllm:gpu_cache_usage_perc").await > 0.0);
+    drop(open);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_simulators_engine_refuses_a_request_longer_than_max_model_len() {
+    let h = start_sim(EmulatorOptions::default()).await;
+    let resp =
+        post(&h, 0, "/v1/completions", json!({"model": "org/a", "prompt": [1, 2, 3], "max_tokens": 5000}))
+            .await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], 400);
+    h.shutdown().await;
+}
