@@ -1,9 +1,10 @@
 //! Dispatch: each command calls into the library crates and prints what they return.
 
 use crate::cli::{
-    BenchArgs, Cli, Command, ScenarioArgs, SimulateArgs, SweepAction, SweepArgs, SweepMergeArgs,
+    BenchArgs, Cli, Command, ReportArgs, ScenarioArgs, SimulateArgs, SweepAction, SweepArgs, SweepMergeArgs,
 };
 use anyhow::{Context, Result, bail};
+use reports::{ReportOptions, write_report};
 use sim::metrics::table::{comparison_table, variant_table};
 use sim::runner::{simulate_summary, simulate_to_dir};
 use sim::scenario::{Override, Scenario, ScenarioFile, load_scenario};
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Simulate(a) => simulate(a),
         Command::Bench(a) => bench(a),
+        Command::Report(a) => report(a),
         Command::Sweep(a) => sweep(a),
     }
 }
@@ -71,8 +73,10 @@ fn simulate(args: SimulateArgs) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&file.name));
     let started = now_rfc3339();
     let mut summaries = Vec::new();
+    let mut run_dirs = Vec::new();
     for scenario in &variants {
         let dir = out.join(&scenario.variant);
+        run_dirs.push(dir.clone());
         let mut progress = progress_printer(scenario.variant.clone(), None);
         let opts = SimOptions { progress: Some(&mut progress) };
         let t0 = Instant::now();
@@ -101,6 +105,22 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         println!("{}", comparison_table(&summaries));
     }
     println!("latencies in ms; run dirs under {}", out.display());
+    if !args.no_report {
+        let opts = ReportOptions { out_dir: out.join("report"), ..ReportOptions::default() };
+        let written =
+            write_report(&run_dirs, &opts).context("writing the report (skip it with --no-report)")?;
+        println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+    }
+    Ok(())
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    let opts = ReportOptions { out_dir: args.out, title: args.title, ..ReportOptions::default() };
+    let written = write_report(&args.inputs, &opts)?;
+    println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+    for c in &written.charts {
+        println!("  {}", c.display());
+    }
     Ok(())
 }
 
@@ -219,11 +239,13 @@ fn sweep(args: SweepArgs) -> Result<()> {
     sweep_report(&out)
 }
 
-/// Writes the report of a finished (whole or merged) sweep dir.
+/// Writes the report of a finished (whole or merged) sweep dir into `<dir>/report/`: the one
+/// place a sweep calls the reports crate.
 fn sweep_report(dir: &std::path::Path) -> Result<()> {
-    // LEAD: wire the sweep report here once the reports crate lands (its one call site):
-    // reports::write_report(&[dir.to_path_buf()], &reports::ReportOptions { out_dir: dir.to_path_buf(), ..Default::default() })?;
-    let _ = dir;
+    let opts = ReportOptions { out_dir: dir.join("report"), ..ReportOptions::default() };
+    let written = write_report(&[dir.to_path_buf()], &opts)
+        .with_context(|| format!("writing the report of the sweep in {}", dir.display()))?;
+    println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
     Ok(())
 }
 

@@ -8,4 +8,5 @@ mod scenario_fuzz;
 mod scenario_load;
 mod scenario_overrides;
 mod scenario_presets;
+mod simulation;
 mod sweep;
