@@ -14,8 +14,8 @@ mod pool;
 
 pub use contention::contention_factor;
 pub use plan::{
-    ElasticKvPlan, GpuKvPlan, KVCACHED_PAGE_SIZE, PageGeometry, elastic_kv_plan, elastic_kv_plan_in, gpu_kv_plan,
-    gpu_kv_plans,
+    ElasticKvPlan, GpuKvPlan, KVCACHED_PAGE_SIZE, PageGeometry, elastic_kv_plan, elastic_kv_plan_in,
+    gpu_kv_plan, gpu_kv_plans,
 };
 pub use pool::{GpuPool, PoolError, PoolSlot, PoolTenant};
 

@@ -94,7 +94,12 @@ fn usable(gpu: &GpuSpec, util: f64) -> u64 {
 
 /// The plan of GPU `gpu_id` (`gpu`) for `instances` of `models` (all instances of the scenario;
 /// those on other GPUs are skipped).
-pub fn gpu_kv_plan(gpu_id: GpuId, gpu: &GpuSpec, models: &[ModelSpec], instances: &[InstanceSpec]) -> GpuKvPlan {
+pub fn gpu_kv_plan(
+    gpu_id: GpuId,
+    gpu: &GpuSpec,
+    models: &[ModelSpec],
+    instances: &[InstanceSpec],
+) -> GpuKvPlan {
     let mut plan = GpuKvPlan {
         gpu: gpu_id,
         instances: Vec::new(),
@@ -114,8 +119,9 @@ pub fn gpu_kv_plan(gpu_id: GpuId, gpu: &GpuSpec, models: &[ModelSpec], instances
             KvCacheMode::Static => {
                 plan.taken_bytes = plan.taken_bytes.saturating_add(usable(gpu, e.gpu_memory_utilization));
                 let b = static_kv_budget(model, gpu, e);
-                plan.static_kv_bytes =
-                    plan.static_kv_bytes.saturating_add(u64::from(b.num_gpu_blocks).saturating_mul(b.block_bytes));
+                plan.static_kv_bytes = plan
+                    .static_kv_bytes
+                    .saturating_add(u64::from(b.num_gpu_blocks).saturating_mul(b.block_bytes));
             }
             KvCacheMode::Elastic => {
                 let own = model.weight_bytes().saturating_add(e.activation_reserve_bytes);
@@ -180,15 +186,20 @@ pub fn elastic_kv_plan_in(
     let geometry = PageGeometry::new(&models[inst.model.index()], inst.engine.block_size)?;
     let gpu = inst.gpu;
     let plan = gpu_kv_plan(gpu, &gpus[gpu.index()], models, instances);
-    let slot = instances[..i]
-        .iter()
-        .filter(|x| x.gpu == gpu && x.engine.kv_cache == KvCacheMode::Elastic)
-        .count();
-    let limit_bytes = inst.engine.elastic.max_memory_bytes.map_or(plan.pool_bytes, |m| m.min(plan.pool_bytes));
+    let slot =
+        instances[..i].iter().filter(|x| x.gpu == gpu && x.engine.kv_cache == KvCacheMode::Elastic).count();
+    let limit_bytes =
+        inst.engine.elastic.max_memory_bytes.map_or(plan.pool_bytes, |m| m.min(plan.pool_bytes));
     let limit_pages = u32::try_from(limit_bytes / geometry.page_bytes).unwrap_or(u32::MAX);
     // Block ids are u32: cap the space so every block has one.
     let limit_pages = limit_pages.min(u32::MAX / geometry.blocks_per_page);
-    Some(ElasticKvPlan { gpu, slot: PoolSlot(slot as u32), geometry, limit_pages, pool_bytes: plan.pool_bytes })
+    Some(ElasticKvPlan {
+        gpu,
+        slot: PoolSlot(slot as u32),
+        geometry,
+        limit_pages,
+        pool_bytes: plan.pool_bytes,
+    })
 }
 
 /// The elastic plan of `instance` of `scenario` (see [`elastic_kv_plan_in`]).

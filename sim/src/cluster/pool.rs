@@ -81,7 +81,12 @@ impl GpuPool {
 
     /// Adds a tenant with pages of `page_bytes` and a limit of `limit_pages`; returns its slot.
     pub fn add_tenant(&mut self, instance: InstanceId, page_bytes: u64, limit_pages: u32) -> PoolSlot {
-        self.tenants.push(PoolTenant { instance, page_bytes: page_bytes.max(1), limit_pages, mapped_pages: 0 });
+        self.tenants.push(PoolTenant {
+            instance,
+            page_bytes: page_bytes.max(1),
+            limit_pages,
+            mapped_pages: 0,
+        });
         PoolSlot(self.tenants.len() as u32 - 1)
     }
 
@@ -130,7 +135,12 @@ impl GpuPool {
         let capacity = self.capacity_bytes;
         let t = &mut self.tenants[slot.0 as usize];
         if pages > t.limit_pages {
-            return Err(PoolError::OverLimit { gpu, instance: t.instance, pages, limit_pages: t.limit_pages });
+            return Err(PoolError::OverLimit {
+                gpu,
+                instance: t.instance,
+                pages,
+                limit_pages: t.limit_pages,
+            });
         }
         let old = u64::from(t.mapped_pages) * t.page_bytes;
         let new = u64::from(pages) * t.page_bytes;

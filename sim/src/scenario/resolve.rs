@@ -18,8 +18,8 @@ use super::memory::check_memory;
 use super::perf::{PerfKey, check_perf, perf_for_instance, scan_profiles};
 use super::phases::{Models, resolve_workload};
 use super::presets::{derive_engine, gets_large_batch_defaults};
-use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel};
 use super::raw::RawContention;
+use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel};
 use super::types::{
     ContentionSpec, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec, OutputSpec, RouterSpec,
     Scenario, SloSpec,
@@ -305,7 +305,8 @@ fn check_engine_knobs(ctx: Ctx<'_>, field: &str, e: &RawEngine) -> Result<(), Sc
         if let Some(v) = x.max_memory_gib.filter(|v| !(v.is_finite() && *v > 0.0 && *v < 1e6)) {
             return Err(ctx.err(f("max_memory_gib"), format!("must be a positive number of GiB, got {v}")));
         }
-        for (n, v) in [("min_reserve_pages", x.min_reserve_pages), ("max_reserve_pages", x.max_reserve_pages)] {
+        for (n, v) in [("min_reserve_pages", x.min_reserve_pages), ("max_reserve_pages", x.max_reserve_pages)]
+        {
             if let Some(v) = v.filter(|v| *v > 100_000) {
                 return Err(ctx.err(f(n), format!("must be at most 100000 pages, got {v}")));
             }

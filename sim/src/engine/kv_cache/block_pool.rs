@@ -20,7 +20,7 @@
 //! to its page, beyond that): kvcached caps the prefix cache instead of keeping every free block
 //! cached.
 
-use super::elastic::{ElasticParams, ElasticPages};
+use super::elastic::{ElasticPages, ElasticParams};
 use crate::ids::{BlockId, RequestId};
 use std::collections::BTreeMap;
 

@@ -225,8 +225,7 @@ impl ElasticPages {
     /// Unmaps every empty mapped page (kvcached's `trim`, e.g. at shutdown); returns how many.
     pub fn trim(&mut self) -> u32 {
         let bpp = self.params.blocks_per_page;
-        let empty: Vec<u32> =
-            self.avail.range((bpp, 0)..=(bpp, u32::MAX)).map(|&(_, p)| p).collect();
+        let empty: Vec<u32> = self.avail.range((bpp, 0)..=(bpp, u32::MAX)).map(|&(_, p)| p).collect();
         for &p in &empty {
             self.avail.remove(&(bpp, p));
             self.num_empty_mapped -= 1;
@@ -285,7 +284,12 @@ mod tests {
     use super::*;
 
     fn params(bpp: u32, min: u32, max: u32) -> ElasticParams {
-        ElasticParams { blocks_per_page: bpp, min_reserve_pages: min, max_reserve_pages: max, max_cached_free_blocks: 0 }
+        ElasticParams {
+            blocks_per_page: bpp,
+            min_reserve_pages: min,
+            max_reserve_pages: max,
+            max_cached_free_blocks: 0,
+        }
     }
 
     #[test]
