@@ -504,3 +504,30 @@ mod props {
         }
     }
 }
+
+#[test]
+fn the_what_if_scenarios_colocate_models_with_static_and_elastic_variants() {
+    use sim::scenario::{KvCacheMode, load_scenario};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    for (file, shared_gpus) in
+        [("whatif-small-models-share-gpus.toml", 2), ("whatif-three-8b-one-gpu.toml", 1)]
+    {
+        let f = load_scenario(&dir.join(file), &[]).unwrap_or_else(|e| panic!("{e}"));
+        for (variant, mode) in [("static", KvCacheMode::Static), ("elastic", KvCacheMode::Elastic)] {
+            let s = f.variant(variant).unwrap();
+            let plans = sim::cluster::gpu_kv_plans(s);
+            let shared: Vec<_> = plans.iter().filter(|p| p.instances.len() > 1).collect();
+            assert_eq!(shared.len(), shared_gpus, "{file} {variant}");
+            for p in shared {
+                for i in &p.instances {
+                    assert_eq!(s.instances[i.index()].engine.kv_cache, mode, "{file} {variant}");
+                }
+                assert_eq!(p.elastic_usable_bytes.is_some(), mode == KvCacheMode::Elastic);
+            }
+        }
+    }
+    let seed = load_scenario(&dir.join("seed-6xh100.toml"), &[]).unwrap();
+    assert!(
+        seed.variant("managed").unwrap().instances.iter().all(|i| i.engine.kv_cache == KvCacheMode::Elastic)
+    );
+}
