@@ -11,13 +11,14 @@
 //! once (the page budget) is decided outside, from the GPU's shared pool (`cluster::GpuPool`).
 //!
 //! Deviations from kvcached: kvcached takes the most recently touched partial page
-//! (`avail_pages.popitem()`), this takes the fullest one (ties: lowest page id); pages never
+//! (`avail_pages.popitem()`), this takes the fullest one (ties: the page that reached that count
+//! last); pages never
 //! straddle blocks (`blocks_per_page = page / block`, the remainder of a page is unused, as in
 //! kvcached's `Page.get_num_blocks`). This module only counts pages and blocks: reference counts,
 //! content hashes and the prefix cache stay in `BlockPool`; it knows nothing about time or pools.
 
 use crate::ids::BlockId;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 /// Shape and reserve policy of one instance's elastic block space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +47,8 @@ pub struct ElasticPages {
     num_free: Vec<u32>,
     /// Page `p`'s free blocks are `stack[p * bpp .. p * bpp + num_free[p]]`, popped from the end.
     stack: Vec<BlockId>,
-    /// `(num_free, page)` of every mapped page with a free block: the best fit is the first.
-    avail: BTreeSet<(u32, u32)>,
+    /// Every mapped page with a free block, by its number of free blocks.
+    avail: Buckets,
     /// Unmapped pages, mapped again first-in first-out (kvcached's `free_page_list`).
     unmapped: VecDeque<u32>,
     num_mapped: u32,
@@ -78,7 +79,7 @@ impl ElasticPages {
             mapped: vec![false; num_pages as usize],
             num_free: vec![bpp; num_pages as usize],
             stack,
-            avail: BTreeSet::new(),
+            avail: Buckets::new(num_pages, bpp),
             unmapped: (0..num_pages).collect(),
             num_mapped: 0,
             num_empty_mapped: 0,
@@ -160,7 +161,7 @@ impl ElasticPages {
     /// evict a cached block).
     pub fn pop_block(&mut self) -> Option<BlockId> {
         let page = match self.avail.first() {
-            Some(&(_, p)) => p,
+            Some((_, p)) => p,
             None => {
                 if self.num_mapped >= self.budget {
                     return None;
@@ -176,9 +177,9 @@ impl ElasticPages {
         if n == bpp {
             self.num_empty_mapped -= 1;
         }
-        self.avail.remove(&(n, page));
+        self.avail.remove(n, page);
         if n > 1 {
-            self.avail.insert((n - 1, page));
+            self.avail.insert(n - 1, page);
         }
         self.num_free[page as usize] = n - 1;
         self.num_free_mapped -= 1;
@@ -198,12 +199,12 @@ impl ElasticPages {
         self.num_free[page as usize] = n + 1;
         self.num_free_mapped += 1;
         if n > 0 {
-            self.avail.remove(&(n, page));
+            self.avail.remove(n, page);
         }
         if n + 1 < bpp {
-            self.avail.insert((n + 1, page));
+            self.avail.insert(n + 1, page);
         } else if self.num_empty_mapped < self.params.max_reserve_pages {
-            self.avail.insert((n + 1, page));
+            self.avail.insert(n + 1, page);
             self.num_empty_mapped += 1;
         } else {
             self.unmap_page(page);
@@ -225,9 +226,9 @@ impl ElasticPages {
     /// Unmaps every empty mapped page (kvcached's `trim`, e.g. at shutdown); returns how many.
     pub fn trim(&mut self) -> u32 {
         let bpp = self.params.blocks_per_page;
-        let empty: Vec<u32> = self.avail.range((bpp, 0)..=(bpp, u32::MAX)).map(|&(_, p)| p).collect();
+        let empty = self.avail.pages_in(bpp);
         for &p in &empty {
-            self.avail.remove(&(bpp, p));
+            self.avail.remove(bpp, p);
             self.num_empty_mapped -= 1;
             self.unmap_page(p);
         }
@@ -243,7 +244,7 @@ impl ElasticPages {
         self.num_mapped += 1;
         self.num_empty_mapped += 1;
         self.num_free_mapped += bpp;
-        self.avail.insert((bpp, p));
+        self.avail.insert(bpp, p);
         Some(p)
     }
 
@@ -268,7 +269,7 @@ impl ElasticPages {
             if self.mapped[p as usize] {
                 free_mapped += n;
                 empty += u32::from(n == bpp);
-                assert_eq!(self.avail.contains(&(n, p)), n > 0, "page {p}");
+                assert_eq!(self.avail.contains(n, p), n > 0, "page {p}");
             } else {
                 assert_eq!(n, bpp, "unmapped page {p} holds blocks");
             }
@@ -276,6 +277,75 @@ impl ElasticPages {
         assert_eq!(free_mapped, self.num_free_mapped);
         assert_eq!(empty, self.num_empty_mapped);
         assert!(self.num_empty_mapped <= self.params.max_reserve_pages.max(self.params.min_reserve_pages));
+    }
+}
+
+/// Pages bucketed by their number of free blocks (1..=blocks per page): intrusive doubly linked
+/// lists, so moving a page between buckets is O(1), and a bitset of the non-empty buckets, so the
+/// best fit (lowest non-empty bucket) is a few word scans.
+#[derive(Clone, Debug)]
+struct Buckets {
+    head: Vec<Option<u32>>,
+    prev: Vec<Option<u32>>,
+    next: Vec<Option<u32>>,
+    nonempty: Vec<u64>,
+}
+
+impl Buckets {
+    fn new(num_pages: u32, blocks_per_page: u32) -> Buckets {
+        let n = blocks_per_page as usize + 1;
+        Buckets {
+            head: vec![None; n],
+            prev: vec![None; num_pages as usize],
+            next: vec![None; num_pages as usize],
+            nonempty: vec![0; n.div_ceil(64)],
+        }
+    }
+
+    /// Puts page `p` (in no bucket) first in bucket `k`.
+    #[inline]
+    fn insert(&mut self, k: u32, p: u32) {
+        let old = self.head[k as usize].replace(p);
+        self.prev[p as usize] = None;
+        self.next[p as usize] = old;
+        if let Some(o) = old {
+            self.prev[o as usize] = Some(p);
+        }
+        self.nonempty[k as usize / 64] |= 1 << (k % 64);
+    }
+
+    /// Takes page `p` out of bucket `k`, where it is.
+    #[inline]
+    fn remove(&mut self, k: u32, p: u32) {
+        let (prev, next) = (self.prev[p as usize].take(), self.next[p as usize].take());
+        match prev {
+            Some(q) => self.next[q as usize] = next,
+            None => self.head[k as usize] = next,
+        }
+        if let Some(q) = next {
+            self.prev[q as usize] = prev;
+        }
+        if self.head[k as usize].is_none() {
+            self.nonempty[k as usize / 64] &= !(1 << (k % 64));
+        }
+    }
+
+    /// The first page of the lowest non-empty bucket, with the bucket.
+    #[inline]
+    fn first(&self) -> Option<(u32, u32)> {
+        let (w, bits) = self.nonempty.iter().enumerate().find(|(_, b)| **b != 0)?;
+        let k = w as u32 * 64 + bits.trailing_zeros();
+        self.head[k as usize].map(|p| (k, p))
+    }
+
+    /// The pages of bucket `k`, first to last.
+    fn pages_in(&self, k: u32) -> Vec<u32> {
+        std::iter::successors(self.head[k as usize], |&p| self.next[p as usize]).collect()
+    }
+
+    /// Whether page `p` is in bucket `k` (O(bucket)).
+    fn contains(&self, k: u32, p: u32) -> bool {
+        k > 0 && (k as usize) < self.head.len() && self.pages_in(k).contains(&p)
     }
 }
 
