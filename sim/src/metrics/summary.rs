@@ -79,7 +79,9 @@ pub struct InstanceSummary {
     pub mean_kv_memory_bytes: Option<f64>,
 }
 
-/// KV memory of one GPU over the run: the sum over its instances at each sample time.
+/// KV memory of one GPU over the run: the sum over its instances of the samples taken at the
+/// same instant (the simulator samples every instance at once; live scrapes that differ in time
+/// are not summed).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GpuSummary {
     /// GPU index.
