@@ -446,7 +446,7 @@ mod props {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
         #[test]
-        fn colocated_runs_keep_every_pool_invariant_and_free_every_page_at_the_end(
+        fn colocated_runs_keep_every_pool_invariant_free_every_page_and_repeat_exactly(
             gpus in 1u32..3,
             insts in proptest::collection::vec(inst(), 2..5),
             rate in 2.0f64..14.0,
@@ -501,6 +501,9 @@ mod props {
                 }
             }
             prop_assert_eq!(c.summary.overall.requests, c.requests.len() as u64);
+            let again = collect(&s);
+            prop_assert_eq!(&again.requests, &c.requests, "same seed, different requests.csv");
+            prop_assert_eq!(&again.samples, &c.samples, "same seed, different instances.csv");
         }
     }
 }
