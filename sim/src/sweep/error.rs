@@ -1,8 +1,9 @@
 //! The one error type of sweeps: which argument, point, run or file is wrong, and what to do.
 //!
 //! Every message names what the user typed or pointed at (the `--vary` text, the shard, the point
-//! with its field values, the dir) so that one line is enough to fix it. This module only builds
-//! errors; it does not decide what is wrong.
+//! with its field values, the dir) so that one line is enough to fix it. Each message already
+//! includes its cause's, so causes are fields, not `source()`s (a chain would print them twice).
+//! This module only builds errors; it does not decide what is wrong.
 
 use crate::scenario::ScenarioError;
 use crate::simulation::SimError;
@@ -33,18 +34,17 @@ pub enum SweepError {
     #[error("sweep: {0}")]
     Spec(String),
     /// The scenario does not load at a sweep point (a field that does not exist, a bad value...).
-    #[error("sweep point {point} ({at}): {source}")]
+    #[error("sweep point {point} ({at}): {error}")]
     Scenario {
         /// Point index.
         point: u32,
         /// The point's field values, `path=value, ...`.
         at: String,
         /// The scenario loader's error (names the file and field).
-        #[source]
-        source: ScenarioError,
+        error: ScenarioError,
     },
     /// A simulation failed.
-    #[error("sweep point {point} ({at}), variant '{variant}', replication {rep}: {source}")]
+    #[error("sweep point {point} ({at}), variant '{variant}', replication {rep}: {error}")]
     Sim {
         /// Point index.
         point: u32,
@@ -55,17 +55,15 @@ pub enum SweepError {
         /// Replication index (seed = scenario seed + rep).
         rep: u32,
         /// What failed.
-        #[source]
-        source: SimError,
+        error: SimError,
     },
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or dir.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// A sweep dir's file is malformed (bad JSON or CSV).
     #[error("{}: {reason}", path.display())]
@@ -106,7 +104,7 @@ impl SweepError {
     /// An I/O error about `path`, for `map_err`.
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> SweepError {
         let path = path.into();
-        move |source| SweepError::Io { path, source }
+        move |error| SweepError::Io { path, error }
     }
 
     /// A malformed-file error about `path`, for `map_err`.

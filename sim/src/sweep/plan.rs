@@ -69,10 +69,13 @@ pub fn plan(spec: &SweepSpec) -> Result<SweepPlan, SweepError> {
         let at = || point.describe(&spec.axes);
         let mut overrides = spec.overrides.clone();
         overrides.extend(point.overrides(&spec.axes));
-        let file = load_scenario(&spec.scenario, &overrides).map_err(|source| SweepError::Scenario {
-            point: point.index,
-            at: at(),
-            source,
+        let file = load_scenario(&spec.scenario, &overrides).map_err(|mut error| {
+            // The loader names every command-line override `--set`; say which came from --vary.
+            for a in &spec.axes {
+                error.reason =
+                    error.reason.replace(&format!("--set {}=", a.path), &format!("--vary {}=", a.path));
+            }
+            SweepError::Scenario { point: point.index, at: at(), error }
         })?;
         if variants.is_empty() {
             variants = if spec.variants.is_empty() {
@@ -87,7 +90,7 @@ pub fn plan(spec: &SweepSpec) -> Result<SweepPlan, SweepError> {
             .iter()
             .map(|v| file.variant(v).cloned())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| SweepError::Scenario { point: point.index, at: at(), source })?;
+            .map_err(|error| SweepError::Scenario { point: point.index, at: at(), error })?;
         planned.push(PlannedPoint { point, scenarios });
     }
     for (i, v) in variants.iter().enumerate() {

@@ -97,12 +97,12 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
             simulate_summary(&scenario, &plan.base_dir, SimOptions::default())
         };
         bar.inc(1);
-        result.map(|r| r.summary).map_err(|source| SweepError::Sim {
+        result.map(|r| r.summary).map_err(|error| SweepError::Sim {
             point: planned.point.index,
             at: planned.point.describe(&plan.spec.axes),
             variant: scenario.variant.clone(),
             rep: job.rep,
-            source,
+            error,
         })
     };
     let results: Vec<Result<RunSummary, SweepError>> = match opts.jobs {

@@ -56,8 +56,19 @@ pub struct SweepSlo {
     pub tpot_s: Option<f64>,
 }
 
+impl SweepSlo {
+    /// The percentile target that applies to a metric name, if any (`ttft_p90` -> `ttft_p90_s`).
+    pub fn for_metric(&self, metric: &str) -> Option<f64> {
+        match metric {
+            "ttft_p90" => self.ttft_p90_s,
+            "tpot_p90" => self.tpot_p90_s,
+            _ => None,
+        }
+    }
+}
+
 /// `sweep.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SweepMeta {
     /// [`SWEEP_SCHEMA_VERSION`] at write time.
     pub schema_version: u32,

@@ -176,7 +176,9 @@ fn a_field_that_does_not_exist_is_one_error_before_any_run() {
     let e = plan(&spec).unwrap_err();
     assert!(matches!(e, SweepError::Scenario { point: 0, .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("polcy") && msg.contains("seed-6xh100.toml"), "{msg}");
+    assert!(msg.contains("unknown field `polcy`") && msg.contains("seed-6xh100.toml"), "{msg}");
+    assert!(msg.contains("(from --vary router.polcy=\"a\")"), "{msg}");
+    assert_eq!(msg.matches("unknown field").count(), 1, "{msg}");
 }
 
 #[test]
