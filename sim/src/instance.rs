@@ -39,6 +39,8 @@ pub struct Instance {
     perf: StepTimeModel,
     in_step: bool,
     gpu: GpuId,
+    /// Whether another instance runs on the same GPU (shares its compute, maybe its pool).
+    colocated: bool,
     /// Bytes of one KV block (all layers, K and V).
     block_bytes: u64,
     elastic: Option<ElasticLink>,
@@ -83,6 +85,7 @@ impl Instance {
             perf: StepTimeModel::from_spec(&spec.perf, model, gpu),
             in_step: false,
             gpu: spec.gpu,
+            colocated: scenario.instances.iter().filter(|x| x.gpu == spec.gpu).count() > 1,
             block_bytes,
             elastic,
         }
@@ -184,6 +187,13 @@ impl Instance {
     /// Whether its KV cache is elastic.
     pub fn is_elastic(&self) -> bool {
         self.elastic.is_some()
+    }
+
+    /// Whether another instance shares its GPU. Such an instance (and an elastic one, whose steps
+    /// may have to map pages from the shared pool) must step one step at a time: the driver
+    /// re-evaluates compute contention and settles pages at every step.
+    pub fn shares_gpu(&self) -> bool {
+        self.colocated
     }
 
     /// Elastic: pages mapped now, reserve included (None for static KV).
