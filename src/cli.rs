@@ -19,6 +19,8 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Find the cheapest layouts (replicas per model, GPU sharing, KV mode) meeting p90 SLOs.
     Plan(PlanArgs),
+    /// Draw PNG charts and report.md from run dirs or sweep dirs.
+    Report(ReportArgs),
     /// Measure simulator speed: simulated requests per second and peak memory, as a table.
     Bench(BenchArgs),
 }
@@ -54,6 +56,23 @@ pub struct SimulateArgs {
     /// Print only the comparison, not the per-variant tables.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Skip the PNG report (written by default to <out>/report/).
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// `report` arguments.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run dirs and/or sweep dirs (a live and a sim run dir of the same scenario give overlays).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output directory for report.md and the PNGs.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Report title.
+    #[arg(long)]
+    pub title: Option<String>,
 }
 
 /// `bench` arguments.

@@ -1,7 +1,8 @@
 //! Dispatch: each command calls into the library crates and prints what they return.
 
-use crate::cli::{BenchArgs, Cli, Command, PlanArgs, ScenarioArgs, SimulateArgs};
+use crate::cli::{BenchArgs, Cli, Command, PlanArgs, ReportArgs, ScenarioArgs, SimulateArgs};
 use anyhow::{Context, Result, bail};
+use reports::{ReportOptions, write_report};
 use sim::metrics::table::{comparison_table, variant_table};
 use sim::runner::{simulate_summary, simulate_to_dir};
 use sim::scenario::{Override, Scenario, ScenarioFile, load_scenario};
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(a) => simulate(a),
         Command::Plan(a) => plan(a),
         Command::Bench(a) => bench(a),
+        Command::Report(a) => report(a),
     }
 }
 
@@ -65,8 +67,10 @@ fn simulate(args: SimulateArgs) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&file.name));
     let started = now_rfc3339();
     let mut summaries = Vec::new();
+    let mut run_dirs = Vec::new();
     for scenario in &variants {
         let dir = out.join(&scenario.variant);
+        run_dirs.push(dir.clone());
         let mut progress = progress_printer(scenario.variant.clone(), None);
         let opts = SimOptions { progress: Some(&mut progress) };
         let t0 = Instant::now();
@@ -95,6 +99,22 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         println!("{}", comparison_table(&summaries));
     }
     println!("latencies in ms; run dirs under {}", out.display());
+    if !args.no_report {
+        let opts = ReportOptions { out_dir: out.join("report"), ..ReportOptions::default() };
+        let written =
+            write_report(&run_dirs, &opts).context("writing the report (skip it with --no-report)")?;
+        println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+    }
+    Ok(())
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    let opts = ReportOptions { out_dir: args.out, title: args.title, ..ReportOptions::default() };
+    let written = write_report(&args.inputs, &opts)?;
+    println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+    for c in &written.charts {
+        println!("  {}", c.display());
+    }
     Ok(())
 }
 

@@ -1,9 +1,12 @@
 //! Live harness: load generator, LB proxy, engine launcher and real-time emulator (see issue "Live harness").
 
 pub mod client;
+pub mod emulator;
 pub mod genai_perf;
+pub mod launcher;
 pub mod loadgen;
 pub mod prom;
+pub mod proxy;
 pub mod run;
 pub mod scrape;
 pub mod sse;

@@ -49,7 +49,6 @@ pub struct SimOptions<'a> {
     pub progress: Option<&'a mut dyn FnMut(u64)>,
 }
 
-
 #[derive(Clone, Copy, Debug)]
 enum Event {
     /// The workload's next request is due (stale when `generation` moved on).

@@ -7,3 +7,9 @@ mod loadgen;
 mod mock;
 mod prom;
 mod sse;
+
+// live-server
+mod emulator;
+mod launcher;
+mod proxy;
+mod server_fixtures;

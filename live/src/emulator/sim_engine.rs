@@ -1,0 +1,83 @@
+//! The simulator's own engine model (`sim::instance::Instance`: vLLM's `Scheduler` plus the
+//! instance's step-time model) behind the emulator's `StepEngine`, so emulated and simulated
+//! instances batch, preempt and pace tokens by the same code.
+//!
+//! Emulated requests carry no prefix identity (`RequestSpec::prefix` is `None`): prompts arrive
+//! as text or token ids, and the emulator does not hash them, so prefix caching never hits here.
+
+use super::EmulatorError;
+use super::engine_loop::{EngineLoad, NewRequest, StepEngine, StepOutput};
+use sim::engine::{Request, StepEvents};
+use sim::ids::{InstanceId, ModelId};
+use sim::instance::Instance;
+use sim::scenario::Scenario;
+use sim::time::{SimDuration, SimTime};
+use sim::workload::RequestSpec;
+
+/// One scenario instance's engine model, ready for the emulator.
+pub struct SimEngine {
+    instance: Instance,
+    model: ModelId,
+    block_size: u32,
+    events: StepEvents,
+}
+
+impl SimEngine {
+    /// Instance `id` of `scenario`, recording every sampled token.
+    pub fn new(scenario: &Scenario, id: InstanceId) -> Result<SimEngine, EmulatorError> {
+        let spec = scenario.instances.get(id.index()).ok_or(EmulatorError::NoSuchInstance(id))?;
+        if scenario.models.get(spec.model.index()).is_none() || scenario.gpus.get(spec.gpu.index()).is_none()
+        {
+            return Err(EmulatorError::Engine {
+                instance: spec.name.clone(),
+                reason: "its model or GPU id is not in the scenario".into(),
+            });
+        }
+        let mut instance = Instance::new(scenario, id);
+        instance.scheduler_mut().set_record_tokens(true);
+        Ok(SimEngine {
+            instance,
+            model: spec.model,
+            block_size: spec.engine.block_size,
+            events: StepEvents::default(),
+        })
+    }
+}
+
+impl StepEngine for SimEngine {
+    fn add_request(&mut self, req: NewRequest) -> Result<(), String> {
+        let spec = RequestSpec {
+            id: req.id,
+            phase: 0,
+            arrival: req.arrival,
+            model: self.model,
+            num_prompt_tokens: req.num_prompt_tokens,
+            max_tokens: req.max_tokens,
+            prefix: None,
+        };
+        self.instance.add_request(Request::new(&spec, req.arrival)).map_err(|r| r.reason.clone())
+    }
+
+    fn begin_step(&mut self) -> Option<SimDuration> {
+        self.instance.begin_step()
+    }
+
+    fn end_step(&mut self, now: SimTime, out: &mut StepOutput) {
+        self.events.clear();
+        self.instance.end_step(now, &mut self.events);
+        out.tokens.extend_from_slice(&self.events.tokens);
+        out.finished.extend(self.events.finished.iter().map(|r| r.request_id));
+    }
+
+    fn load(&self) -> EngineLoad {
+        let s = self.instance.scheduler();
+        EngineLoad {
+            running: s.num_running(),
+            waiting: s.num_waiting(),
+            kv_usage: s.kv_cache_usage(),
+            preemptions_total: s.num_preemptions_total(),
+            num_gpu_blocks: s.num_gpu_blocks(),
+            block_size: self.block_size,
+        }
+    }
+}
