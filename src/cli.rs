@@ -131,7 +131,7 @@ pub struct PlanArgs {
     #[arg(long, default_value_t = 1.0)]
     pub at_load: f64,
     /// Upper bound of the max-load search (bisection on every phase's rate).
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, alias = "load-scale", default_value_t = 4.0)]
     pub max_load: f64,
     /// Skip the max-load search.
     #[arg(long)]

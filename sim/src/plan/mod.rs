@@ -22,7 +22,7 @@ pub use report::{
     Headroom, LayoutResult, Metric, ModelResult, PlanReport, PlannedModel, SearchStats, SharedGpus,
 };
 
-use crate::scenario::{KvCacheMode, Override};
+use crate::scenario::{EnginePreset, KvCacheMode, Override};
 use layout::Limits;
 use problem::Problem;
 use search::{Evaluated, SearchConfig, search};
@@ -189,6 +189,7 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
     let mut stats = found.stats.clone();
     stats.wall_s = started.elapsed().as_secs_f64();
     let layouts = found.ranked.iter().enumerate().map(|(i, e)| layout_result(&problem, i + 1, e)).collect();
+    let misses = found.misses.iter().enumerate().map(|(i, e)| layout_result(&problem, i + 1, e)).collect();
     let mut notes = Vec::new();
     if stats.elastic_skipped > 0 && problem.models.iter().any(|m| m.kv == KvCacheMode::Static) {
         notes.push(format!(
@@ -199,6 +200,15 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
     }
     if opts.colocate <= 1 {
         notes.push("one instance per GPU; --colocate lets models share GPUs".to_string());
+    }
+    let elastic_shown =
+        found.ranked.iter().chain(&found.misses).any(|e| e.layout.kv == Some(KvCacheMode::Elastic));
+    if elastic_shown && problem.models.iter().any(|m| m.preset == EnginePreset::Vllm064) {
+        notes.push(
+            "elastic layouts keep the variant's vLLM 0.6.4 engine settings, but kvcached needs vLLM >= 0.8.4 \
+             (V1): plan a V1 variant (e.g. --variant managed) to size a deployable elastic stack"
+                .to_string(),
+        );
     }
     for (layout, reason) in &found.not_started {
         notes.push(format!("would not start: {layout}: {reason}"));
@@ -230,8 +240,9 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
             .first()
             .map(|m| m.kv)
             .filter(|k| problem.models.iter().all(|m| m.kv == *k)),
-        feasible: found.feasible,
+        feasible: !found.ranked.is_empty(),
         layouts,
+        misses,
         search: stats,
         notes,
     })

@@ -18,7 +18,7 @@ use super::{PlanOptions, SloTarget};
 use crate::ids::ModelId;
 use crate::runner::simulate_summary;
 use crate::scenario::{
-    GpuSpec, KvCacheMode, Override, Scenario, ScenarioError, WorkloadSpec, parse_scenario,
+    EnginePreset, GpuSpec, KvCacheMode, Override, Scenario, ScenarioError, WorkloadSpec, parse_scenario,
 };
 use crate::simulation::{SimError, SimOptions};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,8 @@ pub(crate) struct PlanModel {
     pub template: toml::Table,
     /// KV mode of the template (kept on dedicated GPUs).
     pub kv: KvCacheMode,
+    /// Engine generation of the template.
+    pub preset: EnginePreset,
     /// p90 TTFT target, seconds.
     pub ttft_p90_s: Option<f64>,
     /// p90 TPOT target, seconds.
@@ -264,6 +266,7 @@ impl Problem {
                 footprint: Footprint::of(&probe.models[m], &probe.instances[m].engine),
                 template: templates[m].clone(),
                 kv: probe.instances[m].engine.kv_cache,
+                preset: probe.instances[m].engine.preset,
                 ttft_p90_s: ttft,
                 tpot_p90_s: tpot,
             });

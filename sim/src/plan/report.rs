@@ -162,10 +162,13 @@ pub struct PlanReport {
     pub min_success: f64,
     /// KV mode of the variant's instances, kept on dedicated GPUs (None: it differs by model).
     pub variant_kv: Option<KvCacheMode>,
-    /// Whether some layout meets the targets (else `layouts` holds the closest misses).
+    /// Whether some layout meets the targets.
     pub feasible: bool,
-    /// Cheapest passing layouts by GPUs, instances, then margin (or the closest misses).
+    /// Cheapest passing layouts by GPUs, instances, then margin.
     pub layouts: Vec<LayoutResult>,
+    /// Failing layouts cheaper than the first of `layouts`, closest first: a few when some layout
+    /// passes, up to `top` when none does.
+    pub misses: Vec<LayoutResult>,
     /// Search counters.
     pub search: SearchStats,
     /// Remarks on what was skipped and why.
@@ -193,43 +196,16 @@ impl PlanReport {
         serde_json::to_string_pretty(self)
     }
 
-    /// The terminal table (see the README's "Capacity planning" for how to read it).
-    pub fn table(&self) -> String {
+    /// Aligned rows of `layouts` under a header.
+    fn rows(&self, layouts: &[LayoutResult]) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "plan: {} / {} on up to {} x {}; {} requests per evaluation (seed {}{}), load x{:.2}",
-            self.scenario,
-            self.variant,
-            self.max_gpus,
-            self.gpu,
-            self.budget.requests_per_evaluation,
-            self.seed,
-            if self.budget.truncated { ", workload shortened" } else { "" },
-            self.at_load
-        );
-        let targets: Vec<String> = self.models.iter().map(target_text).collect();
-        if targets.iter().all(|t| *t == targets[0]) {
-            let _ = writeln!(out, "p90 targets (every model): {}", targets[0]);
-        }
-        for (m, t) in self.models.iter().zip(&targets) {
-            let extra = if targets.iter().all(|x| x == t) { String::new() } else { format!(": {t}") };
-            let _ = writeln!(out, "  {:<10} = {}{extra}", m.short, m.name);
-        }
-        if !self.feasible {
-            let _ = writeln!(
-                out,
-                "NO layout on <= {} GPUs meets the targets; the closest misses:",
-                self.max_gpus
-            );
-        }
         let mut header = vec!["rank".to_string(), "GPUs".into(), "inst".into(), "layout".into(), "KV".into()];
         header.extend(self.models.iter().map(|m| format!("{} TTFT/TPOT", m.short)));
         header.extend(["margin".to_string(), "limit".into(), "max load".into()]);
         let mut rows = vec![header];
-        for l in &self.layouts {
+        for l in layouts {
             let mut row = vec![
-                if l.passes { l.rank.to_string() } else { format!("{} FAIL", l.rank) },
+                if l.passes { l.rank.to_string() } else { "FAIL".to_string() },
                 l.gpus.to_string(),
                 l.instances.to_string(),
                 l.layout.clone(),
@@ -255,24 +231,64 @@ impl PlanReport {
         let widths: Vec<usize> = (0..rows[0].len())
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
+        let left = |c: usize, n: usize| c == 3 || c == 4 || c == n - 2;
         for (i, row) in rows.iter().enumerate() {
             let cells: Vec<String> = row
                 .iter()
                 .zip(&widths)
                 .enumerate()
-                .map(|(c, (cell, w))| {
-                    if c == 3 || c == 4 || c == row.len() - 2 {
-                        format!("{cell:<w$}")
-                    } else {
-                        format!("{cell:>w$}")
-                    }
-                })
+                .map(
+                    |(c, (cell, w))| {
+                        if left(c, row.len()) { format!("{cell:<w$}") } else { format!("{cell:>w$}") }
+                    },
+                )
                 .collect();
             let _ = writeln!(out, "{}", cells.join("  ").trim_end());
             if i == 0 {
                 let _ =
                     writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
             }
+        }
+        out
+    }
+
+    /// The terminal table (see the README's "Capacity planning" for how to read it).
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "plan: {} / {} on up to {} x {}; {} requests per evaluation (seed {}{}), load x{:.2}",
+            self.scenario,
+            self.variant,
+            self.max_gpus,
+            self.gpu,
+            self.budget.requests_per_evaluation,
+            self.seed,
+            if self.budget.truncated { ", workload shortened" } else { "" },
+            self.at_load
+        );
+        let targets: Vec<String> = self.models.iter().map(target_text).collect();
+        if targets.iter().all(|t| *t == targets[0]) {
+            let _ = writeln!(out, "p90 targets (every model): {}", targets[0]);
+        }
+        for (m, t) in self.models.iter().zip(&targets) {
+            let extra = if targets.iter().all(|x| x == t) { String::new() } else { format!(": {t}") };
+            let _ = writeln!(out, "  {:<10} = {}{extra}", m.short, m.name);
+        }
+        if self.feasible {
+            out.push_str(&self.rows(&self.layouts));
+        } else {
+            let _ = writeln!(
+                out,
+                "NO layout on <= {} GPUs meets the targets; the closest misses:",
+                self.max_gpus
+            );
+        }
+        if !self.misses.is_empty() {
+            if self.feasible {
+                let _ = writeln!(out, "cheaper layouts that miss (closest first):");
+            }
+            out.push_str(&self.rows(&self.misses));
         }
         let s = &self.search;
         let _ = writeln!(

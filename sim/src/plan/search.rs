@@ -28,6 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Layouts simulated between two dominance checks (fixed, so results do not depend on `jobs`).
 pub(crate) const BATCH: usize = 4;
 
+/// Cheaper failing layouts shown next to a feasible answer.
+const NEAR_MISSES: usize = 3;
+
 /// Search settings.
 #[derive(Clone, Debug)]
 pub(crate) struct SearchConfig {
@@ -65,10 +68,11 @@ pub(crate) struct Evaluated {
 /// What the search found.
 #[derive(Debug)]
 pub(crate) struct Found {
-    /// The answer: passing layouts ranked (with headroom), or the closest misses.
+    /// The answer: passing layouts ranked by cost then margin (with headroom), at most `top`.
     pub ranked: Vec<Evaluated>,
-    /// Whether `ranked` passes.
-    pub feasible: bool,
+    /// Failing layouts cheaper than the answer, closest first (a few; up to `top` when nothing
+    /// passes).
+    pub misses: Vec<Evaluated>,
     /// Counters (wall time left for the caller).
     pub stats: SearchStats,
     /// The first few layouts the loader refused, with its reason.
@@ -173,7 +177,11 @@ fn try_layout(problem: &Problem, layout: &Layout, at_load: f64) -> Result<Trial,
     let describe = || layout.describe(&problem.types, &short(problem));
     let scenario = match problem.scenario_for(layout) {
         Ok(s) => s,
-        Err(e) => return Ok(Trial::NotStarted(describe(), format!("{}: {}", e.field, e.reason))),
+        Err(e) => {
+            // The loader notes the override the layout came from; the layout says it better.
+            let reason = e.reason.split(" (from --set instances=").next().unwrap_or_default();
+            return Ok(Trial::NotStarted(describe(), format!("{}: {reason}", e.field)));
+        }
     };
     let judged = problem
         .evaluate(&scenario, at_load)
@@ -275,20 +283,18 @@ pub(crate) fn search(problem: &Problem, cfg: &SearchConfig) -> Result<Found, Pla
 
     let types = &problem.types;
     let margin_desc = |e: &Evaluated| std::cmp::Reverse(ordered(e.judged.margin));
-    let mut passing: Vec<Evaluated> = evaluated.iter().filter(|e| e.judged.passes).cloned().collect();
-    let feasible = !passing.is_empty();
-    let mut ranked = if feasible {
-        passing.sort_by_cached_key(|e| {
-            (e.layout.gpus(), e.layout.instances(types), margin_desc(e), e.layout.key())
-        });
-        passing
-    } else {
-        let mut misses = evaluated.clone();
-        misses.sort_by_cached_key(|e| (margin_desc(e), e.layout.gpus(), e.layout.key()));
-        misses
-    };
+    let (mut ranked, failing): (Vec<Evaluated>, Vec<Evaluated>) =
+        evaluated.into_iter().partition(|e| e.judged.passes);
+    ranked
+        .sort_by_cached_key(|e| (e.layout.gpus(), e.layout.instances(types), margin_desc(e), e.layout.key()));
     ranked.truncate(cfg.top);
-    if let (true, Some((max, steps))) = (feasible, cfg.headroom) {
+    // Misses worth showing: those cheaper than the answer (all of them when nothing passes).
+    let cheapest = ranked.first().map(|e| e.layout.gpus());
+    let mut misses: Vec<Evaluated> =
+        failing.into_iter().filter(|e| cheapest.is_none_or(|g| e.layout.gpus() < g)).collect();
+    misses.sort_by_cached_key(|e| (margin_desc(e), e.layout.gpus(), e.layout.key()));
+    misses.truncate(if cheapest.is_some() { NEAR_MISSES } else { cfg.top });
+    if let Some((max, steps)) = cfg.headroom {
         let found = par_map(&ranked, cfg.jobs, |e| headroom(problem, e, cfg.at_load, max, steps));
         for (e, h) in ranked.iter_mut().zip(found) {
             let (h, sims) = h?;
@@ -296,7 +302,7 @@ pub(crate) fn search(problem: &Problem, cfg: &SearchConfig) -> Result<Found, Pla
             stats.simulations += sims;
         }
     }
-    Ok(Found { ranked, feasible, stats, not_started })
+    Ok(Found { ranked, misses, stats, not_started })
 }
 
 /// A total order key for optional margins (None lowest).

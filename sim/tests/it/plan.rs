@@ -74,6 +74,9 @@ fn a_heavy_model_gets_a_second_replica_and_the_light_one_keeps_one() {
     // One replica of the heavy model was tried and pruned everything with one replica.
     assert!(r.search.simulated >= 2);
     assert!(r.layouts.iter().all(|l| l.replicas[0] >= 2));
+    // The cheaper miss is shown with the reason.
+    assert_eq!(r.misses[0].replicas, vec![1, 1]);
+    assert_eq!(r.misses[0].limiting.as_deref().map(|l| l.starts_with("llama-8b")), Some(true));
 }
 
 #[test]
@@ -147,7 +150,9 @@ fn command_line_targets_override_the_scenario_per_model() {
     assert!(!r.feasible, "a 1 ms TTFT target cannot be met");
     assert_eq!(r.models[0].ttft_p90_s, Some(1.0));
     assert_eq!(r.models[1].ttft_p90_s, Some(0.001));
-    assert!(r.layouts[0].limiting.as_deref().unwrap().starts_with("qwen-7b TTFT"));
+    assert!(r.layouts.is_empty());
+    assert!(r.misses[0].limiting.as_deref().unwrap().starts_with("qwen-7b TTFT"));
+    assert!(r.table().contains("NO layout on <= 3 GPUs meets the targets"));
 }
 
 #[test]
