@@ -147,6 +147,9 @@ pub struct PlanArgs {
     /// Least fraction of each model's requests that must succeed.
     #[arg(long, default_value_t = 0.99)]
     pub min_success: f64,
+    /// Judge each layout on this many request streams (seed, seed+1, ...); it must pass on all.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u32,
     /// Worker threads (default: all cores).
     #[arg(long, short)]
     pub jobs: Option<usize>,

@@ -207,6 +207,7 @@ fn plan(args: PlanArgs) -> Result<()> {
         ttft_p90: targets("ttft-p90", &args.ttft_p90)?,
         tpot_p90: targets("tpot-p90", &args.tpot_p90)?,
         min_success: args.min_success,
+        seeds: args.seeds,
         jobs: args.jobs.unwrap_or(0),
         ..PlanOptions::default()
     };

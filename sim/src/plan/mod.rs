@@ -95,6 +95,9 @@ pub struct PlanOptions {
     pub tpot_p90: Vec<SloTarget>,
     /// Least fraction of a model's requests that must succeed.
     pub min_success: f64,
+    /// Request streams per evaluation (seeds `seed`, `seed + 1`, ...): a layout passes only if it
+    /// passes on every one, and shows each model's worst.
+    pub seeds: u32,
     /// Worker threads (0: the machine's parallelism).
     pub jobs: usize,
     /// Skip dominated layouts and stop at the first level filling `top` (false: brute force).
@@ -120,6 +123,7 @@ impl Default for PlanOptions {
             ttft_p90: Vec::new(),
             tpot_p90: Vec::new(),
             min_success: 0.99,
+            seeds: 1,
             jobs: 0,
             prune: true,
         }
@@ -147,6 +151,9 @@ fn check(opts: &PlanOptions) -> Result<(), PlanError> {
     }
     if opts.colocate == 0 || opts.colocate > 8 {
         return bad("--colocate", "must be 1 to 8 instances per GPU");
+    }
+    if opts.seeds == 0 || opts.seeds > 100 {
+        return bad("--seeds", "must be 1 to 100 request streams");
     }
     if opts.kv_modes.is_empty() {
         return bad("--kv", "give at least one of static, elastic");
@@ -232,6 +239,7 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
             })
             .collect(),
         seed: problem.seed,
+        seeds: problem.seeds,
         at_load: opts.at_load,
         budget: problem.budget.clone(),
         min_success: problem.min_success,

@@ -127,7 +127,7 @@ pub struct SearchStats {
     pub pruned: usize,
     /// Layouts the loader refused (would not start).
     pub not_started: usize,
-    /// Simulations run in all, headroom bisection included.
+    /// Evaluations in all, headroom bisection included (each runs up to `seeds` simulations).
     pub simulations: usize,
     /// Dedicated-only layouts not tried with elastic KV (one instance per GPU gains nothing).
     pub elastic_skipped: usize,
@@ -152,8 +152,11 @@ pub struct PlanReport {
     pub max_gpus: u32,
     /// Models and their targets, in scenario order.
     pub models: Vec<PlannedModel>,
-    /// Seed of every evaluation.
+    /// Seed of every evaluation (the first, with `seeds` > 1).
     pub seed: u64,
+    /// Request streams per evaluation (seeds `seed`..`seed + seeds`); p90s shown are each
+    /// model's worst.
+    pub seeds: u32,
     /// Load multiple the targets are checked at (1 = the scenario's workload).
     pub at_load: f64,
     /// Requests per evaluation.
@@ -257,13 +260,17 @@ impl PlanReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "plan: {} / {} on up to {} x {}; {} requests per evaluation (seed {}{}), load x{:.2}",
+            "plan: {} / {} on up to {} x {}; {} requests per evaluation ({}{}), load x{:.2}",
             self.scenario,
             self.variant,
             self.max_gpus,
             self.gpu,
             self.budget.requests_per_evaluation,
-            self.seed,
+            if self.seeds > 1 {
+                format!("seeds {}..{}, worst shown", self.seed, self.seed + u64::from(self.seeds) - 1)
+            } else {
+                format!("seed {}", self.seed)
+            },
             if self.budget.truncated { ", workload shortened" } else { "" },
             self.at_load
         );
@@ -299,7 +306,7 @@ impl PlanReport {
         let _ = writeln!(
             out,
             "searched {}-{} GPUs: {} candidates, evaluated {} layouts ({} passed), pruned {} dominated, \
-             {} would not start; {} simulations in {:.1} s on {} thread(s)",
+             {} would not start; {} evaluations in {:.1} s on {} thread(s)",
             s.gpu_levels.0,
             s.gpu_levels.1,
             s.candidates,

@@ -93,6 +93,17 @@ fn pruning_never_drops_a_passing_layout_that_brute_force_finds() {
 }
 
 #[test]
+fn judging_on_more_request_streams_only_removes_passing_layouts() {
+    let text = two_models(12.0, 0.9, SLO);
+    let base = PlanOptions { top: 1000, ..opts() };
+    let one = plan(&text, &base).unwrap();
+    let three = plan(&text, &PlanOptions { seeds: 3, ..base }).unwrap();
+    assert_eq!(three.seeds, 3);
+    assert!(passing(&three).is_subset(&passing(&one)));
+    assert!(!passing(&three).is_empty());
+}
+
+#[test]
 fn colocation_offers_layouts_with_fewer_gpus_in_both_kv_modes() {
     let r = plan(&two_models(4.0, 0.5, SLO), &PlanOptions { colocate: 2, top: 1000, ..opts() }).unwrap();
     let one_gpu: Vec<_> = r.layouts.iter().filter(|l| l.gpus == 1).collect();
