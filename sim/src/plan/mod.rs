@@ -182,11 +182,39 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
     } else {
         opts.jobs
     };
+    // kvcached needs vLLM >= 0.8.4: a 0.6.4 variant can only share GPUs with static KV.
+    let v064: Vec<&str> = problem
+        .models
+        .iter()
+        .filter(|m| m.preset == EnginePreset::Vllm064)
+        .map(|m| m.name.as_str())
+        .collect();
+    let mut kv_modes = opts.kv_modes.clone();
+    let mut notes = Vec::new();
+    if !v064.is_empty() && kv_modes.contains(&KvCacheMode::Elastic) {
+        kv_modes.retain(|&k| k != KvCacheMode::Elastic);
+        if kv_modes.is_empty() {
+            return Err(PlanError::BadOption {
+                option: "--kv",
+                reason: format!(
+                    "elastic KV (kvcached) needs vLLM >= 0.8.4 but {} run vllm-0.6.4 in variant \"{}\": \
+                     plan a V1 variant (e.g. --variant managed) or allow --kv static",
+                    v064.join(", "),
+                    problem.variant
+                ),
+            });
+        }
+        notes.push(format!(
+            "elastic KV not tried: variant \"{}\" runs vllm-0.6.4 and kvcached needs vLLM >= 0.8.4; \
+             plan a V1 variant (e.g. --variant managed) for elastic layouts",
+            problem.variant
+        ));
+    }
     let cfg = SearchConfig {
         top: opts.top,
         jobs,
         prune: opts.prune,
-        kv_modes: opts.kv_modes.clone(),
+        kv_modes,
         limits: Limits { max_replicas: opts.max_replicas.unwrap_or(problem.max_gpus), max_layouts: 200_000 },
         colocate: opts.colocate,
         at_load: opts.at_load,
@@ -197,7 +225,6 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
     stats.wall_s = started.elapsed().as_secs_f64();
     let layouts = found.ranked.iter().enumerate().map(|(i, e)| layout_result(&problem, i + 1, e)).collect();
     let misses = found.misses.iter().enumerate().map(|(i, e)| layout_result(&problem, i + 1, e)).collect();
-    let mut notes = Vec::new();
     if stats.elastic_skipped > 0 && problem.models.iter().any(|m| m.kv == KvCacheMode::Static) {
         notes.push(format!(
             "elastic KV not tried on {} layouts with one instance per GPU: alone on a GPU it cannot \
@@ -207,15 +234,6 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
     }
     if opts.colocate <= 1 {
         notes.push("one instance per GPU; --colocate lets models share GPUs".to_string());
-    }
-    let elastic_shown =
-        found.ranked.iter().chain(&found.misses).any(|e| e.layout.kv == Some(KvCacheMode::Elastic));
-    if elastic_shown && problem.models.iter().any(|m| m.preset == EnginePreset::Vllm064) {
-        notes.push(
-            "elastic layouts keep the variant's vLLM 0.6.4 engine settings, but kvcached needs vLLM >= 0.8.4 \
-             (V1): plan a V1 variant (e.g. --variant managed) to size a deployable elastic stack"
-                .to_string(),
-        );
     }
     for (layout, reason) in &found.not_started {
         notes.push(format!("would not start: {layout}: {reason}"));

@@ -120,6 +120,24 @@ fn colocation_offers_layouts_with_fewer_gpus_in_both_kv_modes() {
 }
 
 #[test]
+fn a_vllm_0_6_4_variant_shares_gpus_with_static_kv_only() {
+    let old = PlanOptions {
+        colocate: 2,
+        top: 1000,
+        overrides: vec!["defaults.engine.preset=vllm-0.6.4".parse().unwrap()],
+        ..opts()
+    };
+    let r = plan(&two_models(4.0, 0.5, SLO), &old).unwrap();
+    assert!(r.layouts.iter().any(|l| l.kv == Some(KvCacheMode::Static)));
+    assert!(r.layouts.iter().chain(&r.misses).all(|l| l.kv != Some(KvCacheMode::Elastic)));
+    assert_eq!(r.search.not_started, 0);
+    assert!(r.notes.iter().any(|n| n.contains("kvcached needs vLLM >= 0.8.4")), "{:?}", r.notes);
+    let err = plan(&two_models(4.0, 0.5, SLO), &PlanOptions { kv_modes: vec![KvCacheMode::Elastic], ..old })
+        .unwrap_err();
+    assert!(matches!(err, PlanError::BadOption { option: "--kv", .. }), "{err}");
+}
+
+#[test]
 fn the_headroom_search_brackets_the_highest_sustained_load() {
     let o = PlanOptions { max_load: Some(8.0), bisect_steps: 3, top: 1, ..opts() };
     let r = plan(&two_models(4.0, 0.5, SLO), &o).unwrap();
