@@ -17,6 +17,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(a) => simulate(a),
         Command::Bench(a) => bench(a),
         Command::Report(a) => report(a),
+        Command::Live(a) => crate::live_commands::live(a.command),
+        Command::Lb(a) => crate::live_commands::lb(a),
+        Command::Emulate(a) => crate::live_commands::emulate(a),
     }
 }
 
