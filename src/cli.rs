@@ -21,6 +21,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Measure simulator speed: simulated requests per second and peak memory, as a table.
     Bench(BenchArgs),
+    /// Simulate a scenario over a grid of field values with replications; write a tidy sweep.csv.
+    Sweep(SweepArgs),
     /// Live harness: rerun a scenario against real (or emulated) engines, launch engines, bench.
     Live(LiveArgs),
     /// Run the load balancer (the simulator's router as an HTTP proxy) in front of a scenario's instances.
@@ -94,6 +96,72 @@ pub struct BenchArgs {
     /// Override any scenario field (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
+}
+
+/// `sweep` arguments: run a sweep, or `sweep merge` its shards.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepArgs {
+    /// `merge`: combine the dirs of `--shard` runs into one sweep dir.
+    #[command(subcommand)]
+    pub action: Option<SweepAction>,
+    /// Scenario file (TOML); may come from --spec instead.
+    #[arg(required_unless_present = "spec")]
+    pub scenario: Option<PathBuf>,
+    /// A sweep spec file with a `[sweep]` table (scenario, vary, zip, reps, variants, set); the
+    /// command line's arguments add to it.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// A field and its values: a range `PATH=START..END:STEP` or a list `PATH=A,B,C` (repeatable),
+    /// e.g. `--vary workload.phases.1.arrival.rate=2..40:2 --vary router.policy=round_robin,queue_aware`.
+    #[arg(long = "vary", value_name = "PATH=VALUES")]
+    pub vary: Vec<String>,
+    /// Pair the --vary lists value by value instead of running every combination.
+    #[arg(long)]
+    pub zip: bool,
+    /// Replications per point (seeds: the scenario's seed + 0, 1, ...); 95% Student-t intervals
+    /// [default: 3].
+    #[arg(long)]
+    pub reps: Option<u32>,
+    /// Only these variants (repeatable; default: all variants in the file).
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
+    /// Override any scenario field at every point (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+    /// Override the scenario's seed (replication r uses seed + r).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output directory (default: results/<scenario name>-sweep/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only shard I of N (points p with p % N == I - 1), e.g. `--shard 1/4`; merge with `sweep merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Also write a run dir per simulation under <out>/runs/p<point>-<variant>-r<rep>/.
+    #[arg(long)]
+    pub run_dirs: bool,
+}
+
+/// Subcommands of `sweep`.
+#[derive(Debug, Subcommand)]
+pub enum SweepAction {
+    /// Merge the dirs written by `sweep --shard i/n` into the sweep dir an unsharded run writes.
+    Merge(SweepMergeArgs),
+}
+
+/// `sweep merge` arguments.
+#[derive(Debug, Args)]
+pub struct SweepMergeArgs {
+    /// The shard dirs (every shard once, any order).
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Output directory for the merged sweep.json and sweep.csv.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// One scenario variant and overrides (the live commands run exactly one variant).

@@ -1,12 +1,18 @@
 //! Dispatch: each command calls into the library crates and prints what they return.
 
-use crate::cli::{BenchArgs, Cli, Command, ReportArgs, ScenarioArgs, SimulateArgs};
+use crate::cli::{
+    BenchArgs, Cli, Command, ReportArgs, ScenarioArgs, SimulateArgs, SweepAction, SweepArgs, SweepMergeArgs,
+};
 use anyhow::{Context, Result, bail};
 use reports::{ReportOptions, write_report};
 use sim::metrics::table::{comparison_table, variant_table};
 use sim::runner::{simulate_summary, simulate_to_dir};
 use sim::scenario::{Override, Scenario, ScenarioFile, load_scenario};
 use sim::simulation::SimOptions;
+use sim::sweep::{
+    Axis, Shard, SweepFile, SweepOptions, SweepSpec, load_sweep_file, merge_shards, plan as sweep_plan,
+    run_sweep,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,6 +23,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(a) => simulate(a),
         Command::Bench(a) => bench(a),
         Command::Report(a) => report(a),
+        Command::Sweep(a) => sweep(a),
         Command::Live(a) => crate::live_commands::live(a.command),
         Command::Lb(a) => crate::live_commands::lb(a),
         Command::Emulate(a) => crate::live_commands::emulate(a),
@@ -168,4 +175,91 @@ fn bench(args: BenchArgs) -> Result<()> {
         o.tpot.as_ref().map_or(0.0, |s| s.p50 * 1e3)
     );
     Ok(())
+}
+
+fn sweep(args: SweepArgs) -> Result<()> {
+    if let Some(SweepAction::Merge(m)) = args.action {
+        return sweep_merge(m);
+    }
+    let file = match &args.spec {
+        Some(path) => load_sweep_file(path)?,
+        None => SweepFile::default(),
+    };
+    let Some(scenario) = args.scenario.or(file.scenario) else {
+        bail!("sweep: give a scenario file, or a --spec whose [sweep] table names one")
+    };
+    let mut overrides = file.overrides;
+    overrides.extend(parse_overrides(&args.overrides)?);
+    if let Some(seed) = args.seed {
+        overrides.push(format!("seed={seed}").parse::<Override>()?);
+    }
+    let mut axes = file.axes;
+    for v in &args.vary {
+        axes.push(v.parse::<Axis>()?);
+    }
+    let mut variants = file.variants;
+    variants.extend(args.variants);
+    let spec = SweepSpec {
+        scenario,
+        axes,
+        zip: args.zip || file.zip,
+        reps: args.reps.or(file.reps).unwrap_or(3),
+        variants,
+        overrides,
+    };
+    let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
+    let plan = sweep_plan(&spec)?;
+    let out = args.out.unwrap_or_else(|| plan.default_out(shard));
+    let opts = SweepOptions { shard, jobs: args.jobs, run_dirs: args.run_dirs, progress: true };
+    let runs = plan.runs(shard.unwrap_or(Shard::WHOLE));
+    eprintln!(
+        "sweep {}: {} points x {} variant(s) x {} rep(s){} = {runs} runs -> {}",
+        plan.name,
+        plan.total_points(),
+        plan.variants.len(),
+        spec.reps,
+        shard.map(|s| format!(", shard {s}")).unwrap_or_default(),
+        out.display()
+    );
+    let t0 = Instant::now();
+    let done = run_sweep(&plan, &out, &opts)?;
+    let wall = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "swept {} runs ({} simulated requests) in {wall:.1} s -> {} ({} rows)",
+        done.runs,
+        done.requests,
+        out.join("sweep.csv").display(),
+        done.rows.len()
+    );
+    if shard.is_some_and(|s| s.count > 1) {
+        println!(
+            "shard written to {}; merge all shards with `modelsguard sweep merge <dirs>... --out DIR`",
+            out.display()
+        );
+        return Ok(());
+    }
+    println!("sweep written to {}", out.display());
+    sweep_report(&out)
+}
+
+/// Writes the report of a finished (whole or merged) sweep dir into `<dir>/report/`: the one
+/// place a sweep calls the reports crate.
+fn sweep_report(dir: &std::path::Path) -> Result<()> {
+    let opts = ReportOptions { out_dir: dir.join("report"), ..ReportOptions::default() };
+    let written = write_report(&[dir.to_path_buf()], &opts)
+        .with_context(|| format!("writing the report of the sweep in {}", dir.display()))?;
+    println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+    Ok(())
+}
+
+fn sweep_merge(args: SweepMergeArgs) -> Result<()> {
+    let meta = merge_shards(&args.shards, &args.out)?;
+    println!(
+        "merged {} shards of {} ({} points) into {}",
+        args.shards.len(),
+        meta.scenario,
+        meta.total_points,
+        args.out.display()
+    );
+    sweep_report(&args.out)
 }

@@ -66,8 +66,4 @@ impl ReportError {
         let path = path.into();
         move |source| ReportError::Io { path, source }
     }
-
-    pub(crate) fn sweep(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> ReportError {
-        ReportError::Sweep { path: path.into(), reason: reason.to_string() }
-    }
 }

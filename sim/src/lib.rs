@@ -22,6 +22,7 @@ pub mod router;
 pub mod runner;
 pub mod scenario;
 pub mod simulation;
+pub mod sweep;
 pub mod time;
 pub mod trace;
 pub mod workload;

@@ -233,8 +233,9 @@ pub fn write_sweep(dir: &Path) -> PathBuf {
         scenario: "three-models".into(),
         params: vec![rate.clone(), policy.clone()],
         x_param: rate.clone(),
-        slo: SweepSlo { ttft_p90_s: Some(1.5), tpot_p90_s: None },
+        slo: SweepSlo { ttft_p90_s: Some(1.5), ..SweepSlo::default() },
         calibrated: false,
+        ..SweepMeta::default()
     };
     let mut rows = Vec::new();
     let mut point = 0;

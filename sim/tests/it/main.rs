@@ -9,3 +9,4 @@ mod scenario_load;
 mod scenario_overrides;
 mod scenario_presets;
 mod simulation;
+mod sweep;

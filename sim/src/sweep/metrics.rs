@@ -1,0 +1,108 @@
+//! The metrics a sweep reports per (point, variant, model): names and how each is read from a
+//! run's `ModelSummary`. Names are those the reports crate charts (latencies in seconds, rates per
+//! second, fractions). This module does not aggregate replications (see `stats`).
+
+use crate::metrics::{LatencyStats, ModelSummary};
+
+/// Every metric name, in the order rows are written.
+pub const METRICS: [&str; 20] = [
+    "ttft_mean",
+    "ttft_p50",
+    "ttft_p90",
+    "ttft_p99",
+    "tpot_mean",
+    "tpot_p50",
+    "tpot_p90",
+    "tpot_p99",
+    "itl_p50",
+    "itl_p99",
+    "e2e_mean",
+    "e2e_p50",
+    "e2e_p90",
+    "e2e_p99",
+    "request_throughput",
+    "output_token_throughput",
+    "success_rate",
+    "goodput",
+    "slo_attainment",
+    "preemptions",
+];
+
+/// The value of metric `METRICS[i]` in `m`, or `None` where the run has none (no ok request, no
+/// SLO).
+pub fn metric_value(m: &ModelSummary, metric: &str) -> Option<f64> {
+    let lat = |s: &Option<LatencyStats>, f: fn(&LatencyStats) -> f64| s.as_ref().map(f);
+    match metric {
+        "ttft_mean" => lat(&m.ttft, |s| s.mean),
+        "ttft_p50" => lat(&m.ttft, |s| s.p50),
+        "ttft_p90" => lat(&m.ttft, |s| s.p90),
+        "ttft_p99" => lat(&m.ttft, |s| s.p99),
+        "tpot_mean" => lat(&m.tpot, |s| s.mean),
+        "tpot_p50" => lat(&m.tpot, |s| s.p50),
+        "tpot_p90" => lat(&m.tpot, |s| s.p90),
+        "tpot_p99" => lat(&m.tpot, |s| s.p99),
+        "itl_p50" => lat(&m.itl, |s| s.p50),
+        "itl_p99" => lat(&m.itl, |s| s.p99),
+        "e2e_mean" => lat(&m.e2e, |s| s.mean),
+        "e2e_p50" => lat(&m.e2e, |s| s.p50),
+        "e2e_p90" => lat(&m.e2e, |s| s.p90),
+        "e2e_p99" => lat(&m.e2e, |s| s.p99),
+        "request_throughput" => Some(m.request_throughput),
+        "output_token_throughput" => Some(m.output_token_throughput),
+        "success_rate" => Some(m.success_rate),
+        "goodput" => m.goodput,
+        "slo_attainment" => m.slo_attainment,
+        "preemptions" => Some(m.preemptions as f64),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> ModelSummary {
+        let lat = |x: f64| LatencyStats {
+            count: 3,
+            mean: x,
+            p50: x,
+            p90: 2.0 * x,
+            p99: 3.0 * x,
+            p99_9: 4.0 * x,
+            max: 5.0 * x,
+        };
+        ModelSummary {
+            model: "all".into(),
+            requests: 10,
+            ok: 9,
+            error: 1,
+            timeout: 0,
+            rejected: 0,
+            success_rate: 0.9,
+            duration_s: 10.0,
+            request_throughput: 0.9,
+            output_token_throughput: 100.0,
+            total_token_throughput: 300.0,
+            ttft: Some(lat(0.1)),
+            tpot: Some(lat(0.01)),
+            itl: None,
+            e2e: Some(lat(1.0)),
+            preemptions: 2,
+            goodput: None,
+            slo_attainment: None,
+        }
+    }
+
+    #[test]
+    fn every_metric_name_is_read_from_the_summary_or_absent() {
+        let m = summary();
+        assert_eq!(metric_value(&m, "ttft_p90"), Some(0.2));
+        assert_eq!(metric_value(&m, "e2e_p99"), Some(3.0));
+        assert_eq!(metric_value(&m, "preemptions"), Some(2.0));
+        assert_eq!(metric_value(&m, "itl_p50"), None);
+        assert_eq!(metric_value(&m, "goodput"), None);
+        let present = METRICS.iter().filter(|n| metric_value(&m, n).is_some()).count();
+        assert_eq!(present, METRICS.len() - 4);
+        assert_eq!(metric_value(&m, "no_such_metric"), None);
+    }
+}
