@@ -299,10 +299,10 @@ pub struct LiveBenchArgs {
     #[arg(long, default_value_t = 2000)]
     pub streams: u32,
     /// Tokens per stream.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     pub tokens: u32,
-    /// Emulated step time, milliseconds (every stream gets one token per step).
-    #[arg(long, default_value_t = 50)]
+    /// Time between two tokens of one stream, milliseconds (streams are spread in phase).
+    #[arg(long, default_value_t = 100)]
     pub step_ms: u64,
     /// Request rate of the LB-overhead benchmark, requests per second.
     #[arg(long, default_value_t = 1000.0)]
