@@ -25,6 +25,12 @@ pub enum Command {
     Bench(BenchArgs),
     /// Simulate a scenario over a grid of field values with replications; write a tidy sweep.csv.
     Sweep(SweepArgs),
+    /// Live harness: rerun a scenario against real (or emulated) engines, launch engines, bench.
+    Live(LiveArgs),
+    /// Run the load balancer (the simulator's router as an HTTP proxy) in front of a scenario's instances.
+    Lb(LbArgs),
+    /// Serve a scenario's instances as vLLM-compatible emulated engines paced by the simulator's model.
+    Emulate(EmulateArgs),
 }
 
 /// Selecting a scenario, its variants and overrides.
@@ -222,4 +228,204 @@ pub struct SweepMergeArgs {
     /// Output directory for the merged sweep.json and sweep.csv.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// One scenario variant and overrides (the live commands run exactly one variant).
+#[derive(Debug, Args)]
+pub struct OneVariantArgs {
+    /// Scenario file (TOML).
+    pub scenario: PathBuf,
+    /// The variant to run (may be left out when the scenario has exactly one).
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
+    /// Override any scenario field, e.g. `--set workload.phases.0.arrival.rate=20` (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `live` arguments.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: LiveCommand,
+}
+
+/// The `live` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LiveCommand {
+    /// Send a scenario variant's request stream to an LB or the instances and record a run dir.
+    Run(LiveRunArgs),
+    /// Start one engine per instance, wait for /health, run the LB; stop all on Ctrl-C.
+    Up(LiveUpArgs),
+    /// Stop what `live up` started with a run dir.
+    Down(LiveDownArgs),
+    /// Measure the harness on loopback: streams held at once with timestamp lag, and LB overhead.
+    Bench(LiveBenchArgs),
+}
+
+/// `live run` arguments.
+#[derive(Debug, Args)]
+pub struct LiveRunArgs {
+    /// Scenario, variant and overrides.
+    #[command(flatten)]
+    pub scenario: OneVariantArgs,
+    /// Send to this load balancer: `lb=http://HOST:PORT` (default `lb=http://127.0.0.1:8080`).
+    #[arg(long, value_name = "lb=URL", conflicts_with = "direct")]
+    pub target: Option<String>,
+    /// Send straight to the instances on HOST (each at its scenario port), routing with the
+    /// scenario's router policy.
+    #[arg(long, value_name = "HOST")]
+    pub direct: Option<String>,
+    /// Run dir to write (default: results/<scenario name>/<variant>-live).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Longest one request may take, send to [DONE], seconds.
+    #[arg(long, default_value_t = 600.0, value_name = "S")]
+    pub timeout: f64,
+    /// End the run this many seconds after its start, whatever is left (unfinished = timeout).
+    #[arg(long, value_name = "S")]
+    pub deadline: Option<f64>,
+    /// After Ctrl-C, how long in-flight requests may finish, seconds (a second Ctrl-C stops at once).
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    pub grace: f64,
+    /// Use /v1/chat/completions (prompt lengths then approximate) instead of /v1/completions.
+    #[arg(long)]
+    pub chat: bool,
+    /// Also write tokens.csv (one row per streamed chunk).
+    #[arg(long)]
+    pub tokens: bool,
+    /// Poll every instance's /metrics this often into instances.csv (0: off).
+    #[arg(long, default_value_t = 250, value_name = "MS")]
+    pub scrape_interval_ms: u64,
+    /// Host whose instance ports are scraped (default: the target's host).
+    #[arg(long, value_name = "HOST")]
+    pub scrape_host: Option<String>,
+    /// Also write genai-perf's profile_export.json.
+    #[arg(long)]
+    pub genai_perf: bool,
+    /// Simulated run dirs to compare with in the report (sim-versus-live overlays; repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub compare: Vec<PathBuf>,
+    /// Skip the PNG report (written by default to <out>/report/).
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// `live up` arguments.
+#[derive(Debug, Args)]
+pub struct LiveUpArgs {
+    /// Scenario, variant and overrides.
+    #[command(flatten)]
+    pub scenario: OneVariantArgs,
+    /// Directory for the state file and engine logs.
+    #[arg(long, default_value = "runs/live")]
+    pub run_dir: PathBuf,
+    /// Print the engine commands and exit without starting anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Host the engines listen on and the LB reaches them at.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub engine_host: String,
+    /// Port of the LB started in front of the engines.
+    #[arg(long, default_value_t = 8080)]
+    pub lb_port: u16,
+    /// Address the LB listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub lb_bind: std::net::IpAddr,
+    /// Start the engines only, no LB.
+    #[arg(long)]
+    pub no_lb: bool,
+    /// Longest wait for every engine's /health, seconds.
+    #[arg(long, default_value_t = 1200.0, value_name = "S")]
+    pub health_timeout: f64,
+    /// Time between SIGTERM and SIGKILL at teardown, seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    pub grace: f64,
+}
+
+/// `live down` arguments.
+#[derive(Debug, Args)]
+pub struct LiveDownArgs {
+    /// The run dir given to `live up`.
+    #[arg(long, default_value = "runs/live")]
+    pub run_dir: PathBuf,
+    /// Time between SIGTERM and SIGKILL, seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    pub grace: f64,
+}
+
+/// `live bench` arguments.
+#[derive(Debug, Args)]
+pub struct LiveBenchArgs {
+    /// Streams held open at once by the stream benchmark.
+    #[arg(long, default_value_t = 2000)]
+    pub streams: u32,
+    /// Tokens per stream.
+    #[arg(long, default_value_t = 100)]
+    pub tokens: u32,
+    /// Time between two tokens of one stream, milliseconds (streams are spread in phase).
+    #[arg(long, default_value_t = 100)]
+    pub step_ms: u64,
+    /// Request rate of the LB-overhead benchmark, requests per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Duration of each LB-overhead run (direct, then through the LB), seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    pub duration: f64,
+    /// Run only the stream benchmark.
+    #[arg(long, conflicts_with = "lb_only")]
+    pub streams_only: bool,
+    /// Run only the LB-overhead benchmark.
+    #[arg(long)]
+    pub lb_only: bool,
+}
+
+/// `lb` arguments.
+#[derive(Debug, Args)]
+pub struct LbArgs {
+    /// Scenario, variant and overrides (the instances and router policy come from it).
+    #[command(flatten)]
+    pub scenario: OneVariantArgs,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Host of every instance (each at its scenario port).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub upstream_host: String,
+}
+
+/// `emulate` arguments.
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Scenario, variant and overrides (instances, engines and step times come from it).
+    #[command(flatten)]
+    pub scenario: OneVariantArgs,
+    /// Wall seconds per simulated second (2 runs everything twice as slow).
+    #[arg(long, default_value_t = 1.0, value_name = "X")]
+    pub time_scale: f64,
+    /// /metrics names: v0 (vLLM 0.6.4) or v1 (default: each instance's engine preset).
+    #[arg(long, value_name = "v0|v1")]
+    pub metrics_naming: Option<MetricsNamingArg>,
+    /// Only these instances, by name or index (comma-separated or repeated; default: all).
+    #[arg(long, value_name = "NAME|INDEX", value_delimiter = ',')]
+    pub instances: Vec<String>,
+    /// Address every instance listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+}
+
+/// `--metrics-naming` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsNamingArg {
+    /// vLLM 0.6.4 names (`vllm:gpu_cache_usage_perc`, `{model_name}` labels).
+    V0,
+    /// vLLM V1 names (`vllm:kv_cache_usage_perc`, `{model_name, engine}` labels).
+    V1,
 }

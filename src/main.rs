@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod live_commands;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! Live harness: load generator, LB proxy, engine launcher and real-time emulator (see issue "Live harness").
 
+pub mod bench;
 pub mod client;
 pub mod emulator;
 pub mod genai_perf;

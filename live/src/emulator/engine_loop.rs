@@ -141,9 +141,22 @@ pub(crate) async fn run(
         }
         let msg = match step_end {
             Some(end) => {
-                tokio::select! {
-                    biased;
-                    () = sleep_until(clock.wall(end)) => {
+                let due = clock.wall(end);
+                // A step already due (zero length, or the loop runs late) ends without a timer
+                // round trip, which would add up to tokio's 1 ms granularity.
+                let arrived = if due <= Instant::now() {
+                    tokio::task::consume_budget().await;
+                    None
+                } else {
+                    tokio::select! {
+                        biased;
+                        () = sleep_until(due) => None,
+                        msg = rx.recv() => Some(msg),
+                    }
+                };
+                match arrived {
+                    Some(msg) => msg,
+                    None => {
                         out.clear();
                         engine.end_step(end, &mut out);
                         now = end;
@@ -152,7 +165,6 @@ pub(crate) async fn run(
                         publish(&stats, engine.as_ref(), &counters);
                         continue;
                     }
-                    msg = rx.recv() => msg,
                 }
             }
             None => {

@@ -12,7 +12,7 @@ use super::LbState;
 use super::error::ProxyFailure;
 use super::table::{Lease, UpstreamErrorKind};
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderName, Response, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, header};
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -93,7 +93,7 @@ pub async fn forward(state: LbState, path: &'static str, headers: HeaderMap, bod
     loop {
         match attempt(&state, &lease, path, &headers, &body).await {
             Attempt::Relay(resp) => return relay(resp, lease, state.inner.opts.idle_timeout),
-            Attempt::Fatal(failure) => return failure.into_response(style),
+            Attempt::Fatal(failure) => return named(failure.into_response(style), &lease),
             Attempt::Retryable { failure, response } => {
                 let next = if retries_left > 0 { table.lease(&req, &excluded) } else { None };
                 if let Some(next) = next {
@@ -110,7 +110,7 @@ pub async fn forward(state: LbState, path: &'static str, headers: HeaderMap, bod
                 }
                 return match response {
                     Some(resp) => relay(resp, lease, state.inner.opts.idle_timeout),
-                    None => failure.into_response(style),
+                    None => named(failure.into_response(style), &lease),
                 };
             }
         }
@@ -209,6 +209,7 @@ fn relay(resp: reqwest::Response, lease: Lease, idle_timeout: Duration) -> Respo
             headers.append(HeaderName::clone(name), value.clone());
         }
     }
+    let instance = lease.info().name.clone();
     let upstream = resp.bytes_stream().boxed();
     let chunks = futures_util::stream::unfold(Some((upstream, lease)), move |state| async move {
         let (mut upstream, lease) = state?;
@@ -233,7 +234,21 @@ fn relay(resp: reqwest::Response, lease: Lease, idle_timeout: Duration) -> Respo
     let mut out = Body::from_stream(chunks).into_response();
     *out.status_mut() = status;
     *out.headers_mut() = headers;
+    name_instance(&mut out, &instance);
     out
+}
+
+/// Names the instance that served (or failed) the request in the response, for the load
+/// generator's `instance` column.
+fn name_instance(resp: &mut Response<Body>, instance: &str) {
+    if let Ok(v) = HeaderValue::from_str(instance) {
+        resp.headers_mut().insert(HeaderName::from_static(crate::client::INSTANCE_HEADER), v);
+    }
+}
+
+fn named(mut resp: Response<Body>, lease: &Lease) -> Response<Body> {
+    name_instance(&mut resp, &lease.info().name);
+    resp
 }
 
 #[cfg(test)]

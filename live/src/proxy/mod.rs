@@ -27,6 +27,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use sim::ids::{InstanceId, ModelId};
 use sim::router::build_router;
 use sim::scenario::{RouterPolicy, Scenario};
@@ -351,7 +352,14 @@ impl LbServer {
             let _ = tx.send(true);
         };
         let mut rx1 = rx;
-        let server = axum::serve(self.listener, app(self.state.clone()))
+        // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm holds each chunk
+        // until the client's delayed ACK (~40 ms on Linux).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY on an accepted connection: {e}");
+            }
+        });
+        let server = axum::serve(listener, app(self.state.clone()))
             .with_graceful_shutdown(async move {
                 let _ = rx1.wait_for(|&stop| stop).await;
             })
