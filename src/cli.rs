@@ -17,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Simulate every variant of a scenario, print per-model tables and write a run dir per variant.
     Simulate(SimulateArgs),
+    /// Find the cheapest layouts (replicas per model, GPU sharing, KV mode) meeting p90 SLOs.
+    Plan(PlanArgs),
     /// Draw PNG charts and report.md from run dirs or sweep dirs.
     Report(ReportArgs),
     /// Measure simulator speed: simulated requests per second and peak memory, as a table.
@@ -96,6 +98,70 @@ pub struct BenchArgs {
     /// Override any scenario field (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
+}
+
+/// `plan` arguments.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Scenario file (TOML): its models, workload and [slo] ttft_p90_s / tpot_p90_s.
+    pub scenario: PathBuf,
+    /// Variant to plan (default: the file's first).
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Override any scenario field (repeatable); `instances.*.FIELD` applies to every instance.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Most GPUs a layout may use (default: the scenario's count).
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// GPU kind (default: the scenario's).
+    #[arg(long, value_name = "NAME")]
+    pub gpu: Option<String>,
+    /// Most replicas of one model (default: --gpus).
+    #[arg(long, value_name = "K")]
+    pub max_replicas: Option<u32>,
+    /// Let up to K models share a GPU when their weights fit (bare flag: 2).
+    #[arg(long, value_name = "K", num_args = 0..=1, default_missing_value = "2")]
+    pub colocate: Option<u32>,
+    /// KV modes to try on shared GPUs (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "static,elastic")]
+    pub kv: Vec<String>,
+    /// Passing layouts to report.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Requests per evaluation (the workload is shortened in proportion beyond this).
+    #[arg(long, default_value_t = 4000)]
+    pub requests: u64,
+    /// Check the SLOs at this multiple of the scenario's load.
+    #[arg(long, default_value_t = 1.0)]
+    pub at_load: f64,
+    /// Upper bound of the max-load search (bisection on every phase's rate).
+    #[arg(long, alias = "load-scale", default_value_t = 4.0)]
+    pub max_load: f64,
+    /// Skip the max-load search.
+    #[arg(long)]
+    pub no_headroom: bool,
+    /// p90 TTFT target in seconds, for every model or `MODEL=SECONDS` for one (repeatable).
+    #[arg(long = "ttft-p90", value_name = "[MODEL=]SECONDS")]
+    pub ttft_p90: Vec<String>,
+    /// p90 TPOT target in seconds, for every model or `MODEL=SECONDS` for one (repeatable).
+    #[arg(long = "tpot-p90", value_name = "[MODEL=]SECONDS")]
+    pub tpot_p90: Vec<String>,
+    /// Least fraction of each model's requests that must succeed.
+    #[arg(long, default_value_t = 0.99)]
+    pub min_success: f64,
+    /// Judge each layout on this many request streams (seed, seed+1, ...); it must pass on all.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u32,
+    /// Worker threads (default: all cores).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `sweep` arguments: run a sweep, or `sweep merge` its shards.

@@ -1,7 +1,8 @@
 //! Dispatch: each command calls into the library crates and prints what they return.
 
 use crate::cli::{
-    BenchArgs, Cli, Command, ReportArgs, ScenarioArgs, SimulateArgs, SweepAction, SweepArgs, SweepMergeArgs,
+    BenchArgs, Cli, Command, PlanArgs, ReportArgs, ScenarioArgs, SimulateArgs, SweepAction, SweepArgs,
+    SweepMergeArgs,
 };
 use anyhow::{Context, Result, bail};
 use reports::{ReportOptions, write_report};
@@ -21,6 +22,7 @@ use std::time::Instant;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Simulate(a) => simulate(a),
+        Command::Plan(a) => plan(a),
         Command::Bench(a) => bench(a),
         Command::Report(a) => report(a),
         Command::Sweep(a) => sweep(a),
@@ -174,6 +176,50 @@ fn bench(args: BenchArgs) -> Result<()> {
         o.ttft.as_ref().map_or(0.0, |s| s.p50 * 1e3),
         o.tpot.as_ref().map_or(0.0, |s| s.p50 * 1e3)
     );
+    Ok(())
+}
+
+fn plan(args: PlanArgs) -> Result<()> {
+    use sim::plan::{PlanOptions, SloTarget, plan_file};
+    use sim::scenario::KvCacheMode;
+    let targets = |flag: &str, raw: &[String]| -> Result<Vec<SloTarget>> {
+        raw.iter().map(|s| s.parse::<SloTarget>().map_err(|e| anyhow::anyhow!("--{flag}: {e}"))).collect()
+    };
+    let kv_modes = args
+        .kv
+        .iter()
+        .map(|k| match k.trim() {
+            "static" => Ok(KvCacheMode::Static),
+            "elastic" => Ok(KvCacheMode::Elastic),
+            other => bail!("--kv: unknown KV mode `{other}`; use static, elastic or both"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opts = PlanOptions {
+        variant: args.variant,
+        overrides: parse_overrides(&args.overrides)?,
+        seed: args.seed,
+        gpus: args.gpus,
+        gpu: args.gpu,
+        max_replicas: args.max_replicas,
+        colocate: args.colocate.unwrap_or(1),
+        kv_modes,
+        top: args.top,
+        requests: args.requests,
+        at_load: args.at_load,
+        max_load: (!args.no_headroom).then_some(args.max_load),
+        ttft_p90: targets("ttft-p90", &args.ttft_p90)?,
+        tpot_p90: targets("tpot-p90", &args.tpot_p90)?,
+        min_success: args.min_success,
+        seeds: args.seeds,
+        jobs: args.jobs.unwrap_or(0),
+        ..PlanOptions::default()
+    };
+    let report = plan_file(&args.scenario, &opts)?;
+    if args.json {
+        println!("{}", report.to_json()?);
+    } else {
+        print!("{}", report.table());
+    }
     Ok(())
 }
 

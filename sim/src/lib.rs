@@ -18,6 +18,7 @@ pub mod instance;
 pub mod metrics;
 pub mod observe;
 pub mod perf_model;
+pub mod plan;
 pub mod router;
 pub mod runner;
 pub mod scenario;

@@ -5,7 +5,13 @@
 //! that has work — so a request arriving at the same instant a step ends joins the next batch.
 //! Step ends live in a small per-instance array rather than the heap (there are a handful of
 //! instances and millions of steps). Rows go to an [`Observer`]; nothing here writes files.
+//!
+//! Colocated instances (several on one GPU) share its elastic KV pool, which the driver owns
+//! ([`Cluster`]) and lends to the instance stepping; a step begun while co-tenants are busy is
+//! slowed by the cluster's contention model, evaluated once every instance that starts at that
+//! instant has started. Pages freed by one tenant wake its co-tenants.
 
+use crate::cluster::Cluster;
 use crate::des::EventQueue;
 use crate::engine::{Request, StepEvents};
 use crate::ids::{InstanceId, ModelId};
@@ -92,6 +98,12 @@ struct Simulation<'s, 'o, 'p> {
     replicas: Vec<Vec<ReplicaSnapshot>>,
     slots: Vec<ReplicaSlot>,
     queue: EventQueue<Event>,
+    /// Elastic pools per GPU and who shares which GPU.
+    cluster: Cluster,
+    /// Whether any GPU has several instances (contention and wake-ups apply).
+    colocated: bool,
+    /// Steps begun at the current instant, with their uncontended durations.
+    started: Vec<(usize, SimDuration)>,
     arrival_generation: u64,
     pending_arrival: Option<SimTime>,
     drain_scheduled: bool,
@@ -128,6 +140,8 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         }
         let router_seed = scenario.seed ^ 0x726f_7574_6572; // "router": its own stream
         let n = instances.len();
+        let cluster = Cluster::new(scenario);
+        let colocated = (0..n).any(|i| cluster.is_colocated(InstanceId(i as u32)));
         Simulation {
             scenario,
             workload,
@@ -140,6 +154,9 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             replicas,
             slots,
             queue: EventQueue::new(),
+            cluster,
+            colocated,
+            started: Vec::new(),
             arrival_generation: 0,
             pending_arrival: None,
             drain_scheduled: false,
@@ -185,14 +202,34 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             // (3) idle instances with work start a step.
             for i in 0..self.instances.len() {
                 if std::mem::take(&mut self.needs_step[i]) && self.step_end[i].is_none() {
-                    if let Some(d) = self.instances[i].begin_step() {
+                    let pool = self.cluster.pool_mut(self.instances[i].gpu());
+                    if let Some(d) = self.instances[i].begin_step_on(pool) {
                         self.step_end[i] = Some(now + d.max(SimDuration(1)));
                         self.stats.steps += 1;
+                        if self.colocated {
+                            self.started.push((i, d));
+                        }
                     }
                 }
             }
+            self.apply_contention(now);
         }
         Ok(self.stats)
+    }
+
+    /// Slows the steps begun at `now` by how many of their co-tenants are busy (those begun now
+    /// included), per the cluster's contention model.
+    fn apply_contention(&mut self, now: SimTime) {
+        for k in 0..self.started.len() {
+            let (i, d) = self.started[k];
+            let step_end = &self.step_end;
+            let factor = self.cluster.step_factor(InstanceId(i as u32), |o| step_end[o.index()].is_some());
+            if factor != 1.0 {
+                let slowed = SimDuration::from_secs_f64(d.as_secs_f64() * factor);
+                self.step_end[i] = Some(now + slowed.max(SimDuration(1)));
+            }
+        }
+        self.started.clear();
     }
 
     fn is_finished(&self) -> bool {
@@ -277,7 +314,14 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     fn end_step(&mut self, i: usize, now: SimTime) -> Result<(), SimError> {
         let mut events = std::mem::take(&mut self.events);
         events.clear();
-        self.instances[i].end_step(now, &mut events);
+        let gpu = self.instances[i].gpu();
+        self.instances[i].end_step_on(now, &mut events, self.cluster.pool_mut(gpu));
+        if self.colocated && self.instances[i].is_elastic() {
+            // Pages it freed may let a co-tenant blocked on the pool go on.
+            for &o in self.cluster.tenants(gpu) {
+                self.needs_step[o.index()] = true;
+            }
+        }
         let model_key = &self.scenario.models[self.scenario.instances[i].model.index()].name;
         for &(gap, count) in &events.itl_gaps {
             self.observer.on_itl(model_key, gap.as_secs_f64(), u64::from(count))?;
@@ -362,8 +406,8 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
                 num_requests_waiting: s.num_waiting(),
                 kv_cache_usage: s.kv_cache_usage(),
                 num_preemptions_total: s.num_preemptions_total(),
-                mapped_pages: None,
-                gpu_pool_free_bytes: None,
+                mapped_pages: inst.mapped_pages(),
+                gpu_pool_free_bytes: inst.is_elastic().then(|| self.cluster.pool(inst.gpu()).free_bytes()),
             };
             self.observer.on_instance_sample(&row)?;
         }
@@ -373,7 +417,8 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     /// Ends every unfinished request as a timeout: the run is over.
     fn drain(&mut self, now: SimTime) -> Result<(), SimError> {
         for i in 0..self.instances.len() {
-            let left = self.instances[i].scheduler_mut().abort_all_requests();
+            let pool = self.cluster.pool_mut(self.instances[i].gpu());
+            let left = self.instances[i].abort_all_requests_on(pool);
             self.step_end[i] = None;
             for req in left {
                 let reason = format!(

@@ -49,6 +49,7 @@ fn instance(name: &str, model: u32, port: u16) -> InstanceSpec {
             kv_cache: KvCacheMode::Static,
             activation_reserve_bytes: 0,
             num_gpu_blocks_override: None,
+            elastic: Default::default(),
         },
         perf: PerfSpec::Roofline { mfu: 0.5, bandwidth_efficiency: 0.8, step_overhead_s: 0.001 },
         launch_command: None,
@@ -92,6 +93,7 @@ fn scenario(
         },
         slo: SloSpec::default(),
         output: OutputSpec { sample_interval_s: 0.25, tokens_csv: false, drain_timeout_s },
+        contention: Default::default(),
     }
 }
 

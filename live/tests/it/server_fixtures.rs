@@ -49,6 +49,7 @@ pub fn engine(preset: EnginePreset) -> EngineConfig {
         kv_cache: KvCacheMode::Static,
         activation_reserve_bytes: 2 << 30,
         num_gpu_blocks_override: Some(256),
+        elastic: Default::default(),
     }
 }
 
@@ -99,6 +100,7 @@ pub fn scenario(policy: RouterPolicy, ports: [u16; 3]) -> Scenario {
         },
         slo: SloSpec::default(),
         output: OutputSpec { sample_interval_s: 1.0, tokens_csv: false, drain_timeout_s: 10.0 },
+        contention: Default::default(),
     }
 }
 

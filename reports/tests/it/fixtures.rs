@@ -65,6 +65,7 @@ fn instance(name: String, model: u32, gpu: u32, kv: KvCacheMode) -> InstanceSpec
             kv_cache: kv,
             activation_reserve_bytes: 2 << 30,
             num_gpu_blocks_override: None,
+            elastic: Default::default(),
         },
         perf: PerfSpec::Roofline { mfu: 0.5, bandwidth_efficiency: 0.7, step_overhead_s: 0.004 },
         launch_command: None,
@@ -119,6 +120,7 @@ pub fn scenario(name: &str, variant: &str, elastic: bool) -> Scenario {
             tpot_p90_s: Some(0.05),
         },
         output: OutputSpec { sample_interval_s: 0.5, tokens_csv: false, drain_timeout_s: 30.0 },
+        contention: Default::default(),
     }
 }
 

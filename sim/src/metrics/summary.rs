@@ -1,8 +1,10 @@
 //! `summary.json`: per-model and overall aggregates of one run, built as rows stream past.
 
 use super::{LatencyStats, LogHistogram};
+use crate::cluster::{elastic_kv_plan, gpu_kv_plans, static_kv_budget};
+use crate::ids::InstanceId;
 use crate::observe::Observer;
-use crate::scenario::SloSpec;
+use crate::scenario::{KvCacheMode, SloSpec};
 use crate::trace::{InstanceRow, RequestRow, RequestStatus, SCHEMA_VERSION, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -68,6 +70,34 @@ pub struct InstanceSummary {
     pub peak_waiting: u32,
     /// Preemptions at the last sample.
     pub preemptions: u64,
+    /// Peak GPU memory its KV cache held in samples, bytes: blocks in use x block bytes (static),
+    /// mapped pages x page bytes (elastic). None when the run's layout is unknown.
+    #[serde(default)]
+    pub peak_kv_memory_bytes: Option<u64>,
+    /// Mean of the same over samples, bytes.
+    #[serde(default)]
+    pub mean_kv_memory_bytes: Option<f64>,
+}
+
+/// KV memory of one GPU over the run: the sum over its instances of the samples taken at the
+/// same instant (the simulator samples every instance at once; live scrapes that differ in time
+/// are not summed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuSummary {
+    /// GPU index.
+    pub gpu: u32,
+    /// Its instances, in scenario order.
+    pub instances: Vec<String>,
+    /// KV bytes the GPU can hold: the elastic pool plus the static instances' caches.
+    pub kv_capacity_bytes: u64,
+    /// The elastic pool shared by its elastic instances, bytes (None without elastic KV).
+    pub elastic_pool_bytes: Option<u64>,
+    /// Peak KV memory of its instances together at one sample time, bytes.
+    pub peak_kv_memory_bytes: u64,
+    /// Mean KV memory of its instances together over sample times, bytes.
+    pub mean_kv_memory_bytes: f64,
+    /// Least free memory seen in its elastic pool, bytes (None without elastic KV).
+    pub min_pool_free_bytes: Option<u64>,
 }
 
 /// The whole of `summary.json`.
@@ -89,6 +119,9 @@ pub struct RunSummary {
     pub overall: ModelSummary,
     /// One entry per instance, in scenario order.
     pub instances: Vec<InstanceSummary>,
+    /// KV memory per GPU, by GPU index (empty when the run's layout is unknown).
+    #[serde(default)]
+    pub gpus: Vec<GpuSummary>,
 }
 
 #[derive(Default)]
@@ -214,6 +247,78 @@ struct InstanceAcc {
     kv_peak: f64,
     peak_waiting: u32,
     preemptions: u64,
+    mem_sum: f64,
+    mem_peak: u64,
+}
+
+/// How to turn an instance's samples into KV bytes.
+#[derive(Clone, Copy, Debug)]
+struct KvLayout {
+    /// KV blocks (`kv_cache_usage` is a fraction of these).
+    num_blocks: u32,
+    block_bytes: u64,
+    /// Elastic: bytes of one page (`mapped_pages` x this).
+    page_bytes: Option<u64>,
+}
+
+impl KvLayout {
+    fn bytes(&self, row: &InstanceRow) -> u64 {
+        match (row.mapped_pages, self.page_bytes) {
+            (Some(p), Some(b)) => u64::from(p) * b,
+            _ => (row.kv_cache_usage * f64::from(self.num_blocks)).round() as u64 * self.block_bytes,
+        }
+    }
+}
+
+/// One GPU's plan and the running sums of its samples.
+#[derive(Clone, Debug)]
+struct GpuAcc {
+    gpu: u32,
+    instances: Vec<String>,
+    kv_capacity_bytes: u64,
+    elastic_pool_bytes: Option<u64>,
+    /// The sample time being summed, and the sum so far.
+    current: Option<(f64, u64)>,
+    samples: u64,
+    sum: f64,
+    peak: u64,
+    min_pool_free: Option<u64>,
+}
+
+impl GpuAcc {
+    fn add(&mut self, row: &InstanceRow, bytes: u64) {
+        match &mut self.current {
+            Some((t, total)) if *t == row.time_s => *total += bytes,
+            _ => {
+                self.flush();
+                self.current = Some((row.time_s, bytes));
+            }
+        }
+        if let Some(free) = row.gpu_pool_free_bytes {
+            self.min_pool_free = Some(self.min_pool_free.map_or(free, |m| m.min(free)));
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((_, total)) = self.current.take() {
+            self.samples += 1;
+            self.sum += total as f64;
+            self.peak = self.peak.max(total);
+        }
+    }
+
+    fn finish(mut self) -> GpuSummary {
+        self.flush();
+        GpuSummary {
+            gpu: self.gpu,
+            instances: self.instances,
+            kv_capacity_bytes: self.kv_capacity_bytes,
+            elastic_pool_bytes: self.elastic_pool_bytes,
+            peak_kv_memory_bytes: self.peak,
+            mean_kv_memory_bytes: if self.samples > 0 { self.sum / self.samples as f64 } else { 0.0 },
+            min_pool_free_bytes: self.min_pool_free,
+        }
+    }
 }
 
 /// Builds a [`RunSummary`] from the rows of a run; an [`Observer`].
@@ -227,6 +332,10 @@ pub struct SummaryBuilder {
     models: BTreeMap<String, ModelAcc>,
     instance_order: Vec<String>,
     instances: BTreeMap<String, InstanceAcc>,
+    /// KV layout per instance name (known for scenario runs only).
+    kv_layouts: BTreeMap<String, KvLayout>,
+    /// Per-GPU accumulators, by GPU index (scenario runs only).
+    gpus: Vec<GpuAcc>,
 }
 
 impl SummaryBuilder {
@@ -250,12 +359,15 @@ impl SummaryBuilder {
             models: BTreeMap::new(),
             instance_order: instances,
             instances: BTreeMap::new(),
+            kv_layouts: BTreeMap::new(),
+            gpus: Vec::new(),
         }
     }
 
-    /// A builder for one resolved scenario variant.
+    /// A builder for one resolved scenario variant; it also reports KV memory per instance and
+    /// per GPU (from the scenario's memory plans).
     pub fn for_scenario(source: Source, s: &crate::scenario::Scenario, calibrated: bool) -> Self {
-        Self::new(
+        let mut b = Self::new(
             source,
             &s.name,
             &s.variant,
@@ -263,7 +375,44 @@ impl SummaryBuilder {
             s.slo.clone(),
             s.models.iter().map(|m| m.name.clone()).collect(),
             s.instances.iter().map(|i| i.name.clone()).collect(),
-        )
+        );
+        for (i, spec) in s.instances.iter().enumerate() {
+            let model = &s.models[spec.model.index()];
+            let e = &spec.engine;
+            let block_bytes = model.kv_bytes_per_token() * u64::from(e.block_size.max(1));
+            let plan = match e.kv_cache {
+                KvCacheMode::Elastic => elastic_kv_plan(s, InstanceId(i as u32)),
+                KvCacheMode::Static => None,
+            };
+            let layout = match plan {
+                Some(p) => KvLayout {
+                    num_blocks: p.num_blocks(),
+                    block_bytes,
+                    page_bytes: Some(p.geometry.page_bytes),
+                },
+                None => KvLayout {
+                    num_blocks: static_kv_budget(model, &s.gpus[spec.gpu.index()], e).num_gpu_blocks,
+                    block_bytes,
+                    page_bytes: None,
+                },
+            };
+            b.kv_layouts.insert(spec.name.clone(), layout);
+        }
+        b.gpus = gpu_kv_plans(s)
+            .into_iter()
+            .map(|p| GpuAcc {
+                gpu: p.gpu.0,
+                instances: p.instances.iter().map(|i| s.instances[i.index()].name.clone()).collect(),
+                kv_capacity_bytes: p.kv_capacity_bytes(),
+                elastic_pool_bytes: p.elastic_usable_bytes.map(|_| p.pool_bytes),
+                current: None,
+                samples: 0,
+                sum: 0.0,
+                peak: 0,
+                min_pool_free: None,
+            })
+            .collect();
+        b
     }
 
     /// The summary of everything observed so far.
@@ -294,6 +443,7 @@ impl SummaryBuilder {
             .into_iter()
             .map(|name| {
                 let a = instances.remove(&name).unwrap_or_default();
+                let known = self.kv_layouts.contains_key(&name);
                 InstanceSummary {
                     instance: name,
                     model: a.model,
@@ -303,6 +453,9 @@ impl SummaryBuilder {
                     mean_kv_usage: if a.samples > 0 { a.kv_sum / a.samples as f64 } else { 0.0 },
                     peak_waiting: a.peak_waiting,
                     preemptions: a.preemptions,
+                    peak_kv_memory_bytes: known.then_some(a.mem_peak),
+                    mean_kv_memory_bytes: known
+                        .then(|| if a.samples > 0 { a.mem_sum / a.samples as f64 } else { 0.0 }),
                 }
             })
             .collect();
@@ -315,6 +468,7 @@ impl SummaryBuilder {
             models: out,
             overall: all.finish("all".to_string(), has_slo),
             instances,
+            gpus: self.gpus.into_iter().map(GpuAcc::finish).collect(),
         }
     }
 }
@@ -346,6 +500,14 @@ impl Observer for SummaryBuilder {
         a.kv_peak = a.kv_peak.max(row.kv_cache_usage);
         a.peak_waiting = a.peak_waiting.max(row.num_requests_waiting);
         a.preemptions = row.num_preemptions_total;
+        if let Some(layout) = self.kv_layouts.get(&row.instance) {
+            let bytes = layout.bytes(row);
+            a.mem_sum += bytes as f64;
+            a.mem_peak = a.mem_peak.max(bytes);
+            if let Some(g) = self.gpus.get_mut(row.gpu as usize) {
+                g.add(row, bytes);
+            }
+        }
         Ok(())
     }
 

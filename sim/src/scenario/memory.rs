@@ -8,12 +8,14 @@
 //! V1 vllm/v1/core/kv_cache_utils.py `check_enough_kv_cache_memory`). Co-tenants of a GPU: static
 //! instances each take `total x gpu_memory_utilization`, so their fractions must sum to <= 1;
 //! elastic (kvcached) instances share one pool of `total x gpu_memory_utilization` from which every
-//! co-tenant's weights and reserve (and static co-tenants' whole share) come first. This module
-//! only checks; the cluster module computes budgets at run time.
+//! co-tenant's weights and reserve (and static co-tenants' whole share) come first, and which must
+//! also hold every elastic instance's pre-mapped reserve pages. This module only checks; the
+//! cluster module computes the same plans (`cluster::gpu_kv_plan`, `elastic_kv_plan`) at run time.
 
 use super::error::{Ctx, ScenarioError, gib};
 use super::types::{EngineConfig, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec};
-use crate::cluster::static_kv_budget;
+use crate::cluster::{PageGeometry, elastic_kv_plan_in, gpu_kv_plan, static_kv_budget};
+use crate::ids::GpuId;
 
 /// Names the TOML field an engine knob of instance `i` came from (the instance's own table or
 /// `[defaults.engine]`).
@@ -122,12 +124,77 @@ fn check_gpu_sharing(
                 ),
             ));
         }
+        check_elastic_pool(ctx, GpuId(g as u32), gpu, models, instances, field)?;
     }
     Ok(())
 }
 
+/// Elastic co-tenants: weights, activation reserves, static shares and every elastic instance's
+/// pre-mapped reserve pages must fit in `total x cap`.
+fn check_elastic_pool(
+    ctx: Ctx<'_>,
+    g: GpuId,
+    gpu: &GpuSpec,
+    models: &[ModelSpec],
+    instances: &[InstanceSpec],
+    field: EngineField<'_>,
+) -> Result<(), ScenarioError> {
+    let plan = gpu_kv_plan(g, gpu, models, instances);
+    let Some(usable_bytes) = plan.elastic_usable_bytes else { return Ok(()) };
+    let need = plan.taken_bytes.saturating_add(plan.reserve_page_bytes);
+    if need <= usable_bytes {
+        return Ok(());
+    }
+    let elastic: Vec<usize> = plan
+        .instances
+        .iter()
+        .map(|i| i.index())
+        .filter(|&i| instances[i].engine.kv_cache == KvCacheMode::Elastic)
+        .collect();
+    let cap = elastic.iter().map(|&i| instances[i].engine.gpu_memory_utilization).fold(1.0, f64::min);
+    let parts: Vec<String> = plan
+        .instances
+        .iter()
+        .map(|i| {
+            let x = &instances[i.index()];
+            let m = &models[x.model.index()];
+            match x.engine.kv_cache {
+                KvCacheMode::Static => format!("{} static share {}", x.name, gib(usable(gpu, &x.engine))),
+                KvCacheMode::Elastic => {
+                    let pages = PageGeometry::new(m, x.engine.block_size).map_or(0, |p| p.page_bytes)
+                        * u64::from(x.engine.elastic.min_reserve_pages);
+                    format!(
+                        "{} weights {} + reserve {} + {} reserve pages {}",
+                        x.name,
+                        gib(m.weight_bytes()),
+                        gib(x.engine.activation_reserve_bytes),
+                        x.engine.elastic.min_reserve_pages,
+                        gib(pages)
+                    )
+                }
+            }
+        })
+        .collect();
+    let i = elastic.last().copied().unwrap_or(0);
+    Err(ctx.err(
+        field(i, "gpu_memory_utilization"),
+        format!(
+            "the instances on GPU {g} ({}) need {} (weights, activation reserves and static shares {} + \
+             pre-mapped elastic reserve pages {}) but {} x gpu_memory_utilization {cap} = {}: {}; move \
+             an instance to another GPU, lower elastic.min_reserve_pages or raise gpu_memory_utilization",
+            gpu.name,
+            gib(need),
+            gib(plan.taken_bytes),
+            gib(plan.reserve_page_bytes),
+            gib(gpu.memory_bytes),
+            gib(usable_bytes),
+            parts.join(", ")
+        ),
+    ))
+}
+
 /// One instance: weights and reserve fit its share, some KV blocks remain, and one
-/// `max_model_len` request fits in them.
+/// `max_model_len` request fits in them (elastic instances: see `check_elastic_instance`).
 fn check_instance(
     ctx: Ctx<'_>,
     gpus: &[GpuSpec],
@@ -137,6 +204,9 @@ fn check_instance(
     field: EngineField<'_>,
 ) -> Result<(), ScenarioError> {
     let inst = &instances[i];
+    if inst.engine.kv_cache == KvCacheMode::Elastic {
+        return check_elastic_instance(ctx, gpus, models, instances, i, field);
+    }
     let model = &models[inst.model.index()];
     let gpu_id = inst.gpu.index();
     let gpu = &gpus[gpu_id];
@@ -144,31 +214,14 @@ fn check_instance(
     let weights = model.weight_bytes();
     let reserve = e.activation_reserve_bytes;
     let block_bytes = model.kv_bytes_per_token().saturating_mul(u64::from(e.block_size.max(1)));
-    // What the instance may use in all, and who else takes from it first.
-    let (share, cotenants) = match e.kv_cache {
-        KvCacheMode::Static => (usable(gpu, e), 0),
-        KvCacheMode::Elastic => {
-            let others: u64 = instances
-                .iter()
-                .enumerate()
-                .filter(|(j, x)| *j != i && x.gpu.index() == gpu_id)
-                .map(|(_, x)| footprint(&models[x.model.index()], gpu, &x.engine))
-                .fold(0, u64::saturating_add);
-            (usable(gpu, e), others)
-        }
-    };
-    let needed = weights.saturating_add(reserve).saturating_add(cotenants);
-    let shared_note = if cotenants > 0 {
-        format!(" minus {} taken by its co-tenants", gib(cotenants))
-    } else {
-        String::new()
-    };
+    let share = usable(gpu, e);
+    let needed = weights.saturating_add(reserve);
     if needed >= share {
         return Err(ctx.err(
             field(i, "gpu_memory_utilization"),
             format!(
                 "{} does not fit on GPU {gpu_id} ({}): weights {} + reserve {} = {}, but {} x \
-                 gpu_memory_utilization {} = {}{shared_note}; raise gpu_memory_utilization, lower \
+                 gpu_memory_utilization {} = {}; raise gpu_memory_utilization, lower \
                  max_num_batched_tokens/max_num_seqs, or use a bigger GPU",
                 inst.name,
                 gpu.name,
@@ -182,17 +235,16 @@ fn check_instance(
         ));
     }
     let kv_bytes = share - needed;
-    let num_blocks = match (e.kv_cache, e.num_gpu_blocks_override) {
-        (_, Some(n)) => u64::from(n),
-        (KvCacheMode::Static, None) => u64::from(static_kv_budget(model, gpu, e).num_gpu_blocks),
-        (KvCacheMode::Elastic, None) => kv_bytes / block_bytes.max(1),
+    let num_blocks = match e.num_gpu_blocks_override {
+        Some(n) => u64::from(n),
+        None => u64::from(static_kv_budget(model, gpu, e).num_gpu_blocks),
     };
     if num_blocks == 0 {
         return Err(ctx.err(
             field(i, "gpu_memory_utilization"),
             format!(
                 "no KV blocks left for {} on GPU {gpu_id} ({}): {} remain after weights and \
-                 reserve{shared_note}, one block of {} tokens needs {}; vLLM stops with \"No \
+                 reserve, one block of {} tokens needs {}; vLLM stops with \"No \
                  available memory for the cache blocks\": raise gpu_memory_utilization",
                 inst.name,
                 gpu.name,
@@ -216,6 +268,70 @@ fn check_instance(
                 gib(num_blocks.saturating_mul(block_bytes)),
                 e.max_model_len,
                 gib(need),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One elastic instance: its blocks fit a kvcached page, and the pool (within its limit) holds
+/// one `max_model_len` request.
+fn check_elastic_instance(
+    ctx: Ctx<'_>,
+    gpus: &[GpuSpec],
+    models: &[ModelSpec],
+    instances: &[InstanceSpec],
+    i: usize,
+    field: EngineField<'_>,
+) -> Result<(), ScenarioError> {
+    let inst = &instances[i];
+    let model = &models[inst.model.index()];
+    let e = &inst.engine;
+    let gpu = &gpus[inst.gpu.index()];
+    let Some(plan) = elastic_kv_plan_in(gpus, models, instances, i) else {
+        return Err(ctx.err(
+            field(i, "block_size"),
+            format!(
+                "one block of {} tokens of {} per layer is larger than kvcached's 2 MiB page: use a \
+                 smaller block_size",
+                e.block_size, model.name
+            ),
+        ));
+    };
+    let g = &plan.geometry;
+    let limit_note = match e.elastic.max_memory_bytes {
+        Some(m) if m < plan.pool_bytes => format!(" (its elastic.max_memory_gib limit is {})", gib(m)),
+        _ => String::new(),
+    };
+    if plan.limit_pages == 0 {
+        return Err(ctx.err(
+            field(i, "gpu_memory_utilization"),
+            format!(
+                "no KV page left for {} on GPU {} ({}): the elastic pool is {}{limit_note} and one page \
+                 (2 MiB x 2 x {} layers) needs {}; raise gpu_memory_utilization or move a co-tenant",
+                inst.name,
+                inst.gpu,
+                gpu.name,
+                gib(plan.pool_bytes),
+                model.num_layers,
+                gib(g.page_bytes)
+            ),
+        ));
+    }
+    let capacity = u64::from(plan.limit_pages) * g.tokens_per_page();
+    if capacity < u64::from(e.max_model_len) {
+        return Err(ctx.err(
+            field(i, "max_model_len"),
+            format!(
+                "{}'s elastic KV can hold at most {capacity} tokens ({} pages of {} tokens from GPU {}'s \
+                 pool of {}{limit_note}) but max_model_len is {}; vLLM refuses to start: set \
+                 max_model_len <= {capacity}",
+                inst.name,
+                plan.limit_pages,
+                g.tokens_per_page(),
+                inst.gpu,
+                gib(plan.pool_bytes),
+                e.max_model_len
             ),
         ));
     }

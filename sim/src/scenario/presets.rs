@@ -6,7 +6,7 @@
 //! does not validate ranges or memory; `resolve` and `memory` do.
 
 use super::raw::RawEngine;
-use super::types::{EngineConfig, EnginePreset, GpuSpec, KvCacheMode, ModelSpec};
+use super::types::{ElasticKvConfig, EngineConfig, EnginePreset, GpuSpec, KvCacheMode, ModelSpec};
 
 const GIB: u64 = 1 << 30;
 
@@ -28,8 +28,10 @@ const GIB: u64 = 1 << 30;
 /// - `max_num_seqs`: 0.6.4: 256 (`EngineArgs.max_num_seqs`); V1: 1024 on >= 70 GiB non-A100 GPUs,
 ///   else 256 (`get_batch_defaults`).
 /// - `block_size`: 16 (`CacheConfig`, CUDA default). `gpu_memory_utilization`: 0.9.
-/// - `enable_prefix_caching`: 0.6.4: off (opt-in `--enable-prefix-caching`); V1: on.
+/// - `enable_prefix_caching`: 0.6.4: off (opt-in `--enable-prefix-caching`); V1: on, except with
+///   elastic KV (kvcached runs with `--no-enable-prefix-caching` unless told otherwise).
 /// - `kv_cache`: static (stock vLLM; elastic means kvcached, which needs vLLM >= 0.8.4).
+/// - `elastic`: kvcached's defaults (see `ElasticKvConfig`).
 /// - `activation_reserve_bytes`: see [`default_activation_reserve_bytes`].
 /// - `num_gpu_blocks_override`: none.
 pub fn engine_preset_defaults(preset: EnginePreset, model: &ModelSpec) -> EngineConfig {
@@ -103,20 +105,39 @@ pub(crate) fn derive_engine(
         (None, Some(g)) => (g.max(0.0) * GIB as f64) as u64,
         (None, None) => default_activation_reserve_bytes(preset, model, max_num_batched_tokens, max_num_seqs),
     };
+    let kv_cache = set.kv_cache.unwrap_or(KvCacheMode::Static);
     EngineConfig {
         preset,
         max_num_seqs,
         max_num_batched_tokens,
         block_size: set.block_size.unwrap_or(16),
         gpu_memory_utilization: set.gpu_memory_utilization.unwrap_or(0.9),
-        enable_prefix_caching: set.enable_prefix_caching.unwrap_or(match preset {
-            EnginePreset::Vllm064 => false,
-            EnginePreset::VllmV1 => true,
+        enable_prefix_caching: set.enable_prefix_caching.unwrap_or(match (preset, kv_cache) {
+            (_, KvCacheMode::Elastic) | (EnginePreset::Vllm064, _) => false,
+            (EnginePreset::VllmV1, KvCacheMode::Static) => true,
         }),
         enable_chunked_prefill,
         max_model_len,
-        kv_cache: set.kv_cache.unwrap_or(KvCacheMode::Static),
+        kv_cache,
         activation_reserve_bytes,
         num_gpu_blocks_override: set.num_gpu_blocks_override,
+        elastic: derive_elastic(set),
+    }
+}
+
+/// kvcached's knobs: its defaults, then whatever `set.elastic` sets.
+fn derive_elastic(set: &RawEngine) -> ElasticKvConfig {
+    let d = ElasticKvConfig::default();
+    let Some(e) = &set.elastic else { return d };
+    // Setting one end of the reserve moves the other default out of its way.
+    let min_reserve_pages =
+        e.min_reserve_pages.unwrap_or(d.min_reserve_pages.min(e.max_reserve_pages.unwrap_or(u32::MAX)));
+    ElasticKvConfig {
+        min_reserve_pages,
+        max_reserve_pages: e.max_reserve_pages.unwrap_or(d.max_reserve_pages.max(min_reserve_pages)),
+        map_latency_s: e.map_latency_s.unwrap_or(d.map_latency_s),
+        max_memory_bytes: e.max_memory_gib.map(|g| (g.max(0.0) * GIB as f64) as u64),
+        step_overhead_factor: e.step_overhead_factor.unwrap_or(d.step_overhead_factor),
+        prefix_cache_max_tokens: e.prefix_cache_max_tokens.unwrap_or(d.prefix_cache_max_tokens),
     }
 }

@@ -44,6 +44,22 @@ pub(crate) struct RawCluster {
     pub gpu: Option<String>,
     pub num_gpus: Option<u32>,
     pub gpus: Option<Vec<String>>,
+    pub contention: Option<RawContention>,
+}
+
+/// `[cluster] contention = { model = "...", ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RawContention {
+    None,
+    Serialize {
+        #[serde(default = "default_contention_overhead")]
+        overhead: f64,
+    },
+}
+
+fn default_contention_overhead() -> f64 {
+    0.10
 }
 
 /// `[gpu_catalog."name"]`.
@@ -109,6 +125,46 @@ pub(crate) struct RawEngine {
     pub activation_reserve_bytes: Option<u64>,
     pub activation_reserve_gib: Option<f64>,
     pub num_gpu_blocks_override: Option<u32>,
+    pub elastic: Option<RawElastic>,
+}
+
+/// `elastic = { ... }` inside an engine table: kvcached's knobs, every one optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawElastic {
+    pub min_reserve_pages: Option<u32>,
+    pub max_reserve_pages: Option<u32>,
+    pub map_latency_s: Option<f64>,
+    pub max_memory_gib: Option<f64>,
+    pub step_overhead_factor: Option<f64>,
+    pub prefix_cache_max_tokens: Option<u32>,
+}
+
+impl RawElastic {
+    /// `self` with every knob `top` sets replaced by `top`'s value.
+    fn overlaid_by(&self, top: &RawElastic) -> RawElastic {
+        RawElastic {
+            min_reserve_pages: top.min_reserve_pages.or(self.min_reserve_pages),
+            max_reserve_pages: top.max_reserve_pages.or(self.max_reserve_pages),
+            map_latency_s: top.map_latency_s.or(self.map_latency_s),
+            max_memory_gib: top.max_memory_gib.or(self.max_memory_gib),
+            step_overhead_factor: top.step_overhead_factor.or(self.step_overhead_factor),
+            prefix_cache_max_tokens: top.prefix_cache_max_tokens.or(self.prefix_cache_max_tokens),
+        }
+    }
+
+    /// Whether this table sets the knob called `knob`.
+    fn sets(&self, knob: &str) -> bool {
+        match knob {
+            "min_reserve_pages" => self.min_reserve_pages.is_some(),
+            "max_reserve_pages" => self.max_reserve_pages.is_some(),
+            "map_latency_s" => self.map_latency_s.is_some(),
+            "max_memory_gib" => self.max_memory_gib.is_some(),
+            "step_overhead_factor" => self.step_overhead_factor.is_some(),
+            "prefix_cache_max_tokens" => self.prefix_cache_max_tokens.is_some(),
+            _ => false,
+        }
+    }
 }
 
 impl RawEngine {
@@ -136,11 +192,19 @@ impl RawEngine {
                 self.activation_reserve_gib
             },
             num_gpu_blocks_override: top.num_gpu_blocks_override.or(self.num_gpu_blocks_override),
+            elastic: match (&self.elastic, &top.elastic) {
+                (Some(a), Some(b)) => Some(a.overlaid_by(b)),
+                (a, b) => b.clone().or_else(|| a.clone()),
+            },
         }
     }
 
-    /// Whether this table sets the knob called `knob` (its TOML name).
+    /// Whether this table sets the knob called `knob` (its TOML name; `elastic.<knob>` for
+    /// kvcached's).
     pub fn sets(&self, knob: &str) -> bool {
+        if let Some(k) = knob.strip_prefix("elastic.") {
+            return self.elastic.as_ref().is_some_and(|e| e.sets(k));
+        }
         match knob {
             "preset" => self.preset.is_some(),
             "max_num_seqs" => self.max_num_seqs.is_some(),
@@ -154,6 +218,7 @@ impl RawEngine {
             "activation_reserve_bytes" => self.activation_reserve_bytes.is_some(),
             "activation_reserve_gib" => self.activation_reserve_gib.is_some(),
             "num_gpu_blocks_override" => self.num_gpu_blocks_override.is_some(),
+            "elastic" => self.elastic.is_some(),
             _ => false,
         }
     }

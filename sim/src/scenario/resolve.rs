@@ -18,9 +18,11 @@ use super::memory::check_memory;
 use super::perf::{PerfKey, check_perf, perf_for_instance, scan_profiles};
 use super::phases::{Models, resolve_workload};
 use super::presets::{derive_engine, gets_large_batch_defaults};
+use super::raw::RawContention;
 use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel};
 use super::types::{
-    EnginePreset, GpuSpec, InstanceSpec, ModelSpec, OutputSpec, RouterSpec, Scenario, SloSpec,
+    ContentionSpec, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec, OutputSpec, RouterSpec,
+    Scenario, SloSpec,
 };
 use crate::ids::{GpuId, ModelId};
 use std::collections::BTreeMap;
@@ -140,6 +142,7 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
                 ),
             ));
         }
+        check_elastic(ctx, &engine, &|knob: &str| engine_field(i, knob))?;
         let key = PerfKey { model: &model.name, gpu: &gpu.name, engine: preset };
         let perf = perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &profiles, &raw.perf)?;
         instances.push(InstanceSpec {
@@ -153,6 +156,7 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         });
     }
     check_memory(ctx, &gpus, &models, &instances, &engine_field)?;
+    let contention = resolve_contention(ctx, raw.cluster.contention.as_ref())?;
 
     let r = &raw.router;
     if !(r.poll_interval_s.is_finite() && r.poll_interval_s > 0.0) {
@@ -208,7 +212,55 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         workload,
         slo,
         output,
+        contention,
     })
+}
+
+/// `[cluster] contention`, default serialise + 10 %.
+fn resolve_contention(ctx: Ctx<'_>, c: Option<&RawContention>) -> Result<ContentionSpec, ScenarioError> {
+    match c {
+        None => Ok(ContentionSpec::default()),
+        Some(RawContention::None) => Ok(ContentionSpec::None),
+        Some(&RawContention::Serialize { overhead }) => {
+            if !(overhead.is_finite() && (0.0..=10.0).contains(&overhead)) {
+                return Err(ctx.err(
+                    "cluster.contention.overhead",
+                    format!("must be a fraction in [0, 10] (0.10 = 10 % time-slicing cost), got {overhead}"),
+                ));
+            }
+            Ok(ContentionSpec::Serialize { overhead })
+        }
+    }
+}
+
+/// Elastic KV needs a V1 engine (kvcached supports vLLM >= 0.8.4) and a consistent reserve.
+fn check_elastic(
+    ctx: Ctx<'_>,
+    e: &super::types::EngineConfig,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(), ScenarioError> {
+    if e.kv_cache != KvCacheMode::Elastic {
+        return Ok(());
+    }
+    if e.preset == EnginePreset::Vllm064 {
+        return Err(ctx.err(
+            field("kv_cache"),
+            "kv_cache = \"elastic\" is kvcached, which needs vLLM >= 0.8.4: use preset = \"vllm-v1\" \
+             (vllm-0.6.4 can only run static KV)",
+        ));
+    }
+    let x = &e.elastic;
+    if x.min_reserve_pages > x.max_reserve_pages {
+        return Err(ctx.err(
+            field("elastic.min_reserve_pages"),
+            format!(
+                "min_reserve_pages ({}) must be <= max_reserve_pages ({}): the background pre-allocation \
+                 refills the reserve to the minimum, freed pages stay mapped up to the maximum",
+                x.min_reserve_pages, x.max_reserve_pages
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Range checks of the knobs one engine table sets (`field` is the table's path).
@@ -238,6 +290,27 @@ fn check_engine_knobs(ctx: Ctx<'_>, field: &str, e: &RawEngine) -> Result<(), Sc
     }
     if let Some(g) = e.activation_reserve_gib.filter(|g| !(g.is_finite() && *g >= 0.0 && *g < 1e6)) {
         return Err(ctx.err(f("activation_reserve_gib"), format!("must be a number of GiB >= 0, got {g}")));
+    }
+    if let Some(x) = &e.elastic {
+        let f = |n: &str| format!("{field}.elastic.{n}");
+        if let Some(v) = x.map_latency_s.filter(|v| !(v.is_finite() && (0.0..=1.0).contains(v))) {
+            return Err(ctx.err(f("map_latency_s"), format!("must be seconds in [0, 1] per page, got {v}")));
+        }
+        if let Some(v) = x.step_overhead_factor.filter(|v| !(v.is_finite() && (1.0..=10.0).contains(v))) {
+            return Err(ctx.err(
+                f("step_overhead_factor"),
+                format!("must be in [1, 10] (1.05 = steps 5 % slower), got {v}"),
+            ));
+        }
+        if let Some(v) = x.max_memory_gib.filter(|v| !(v.is_finite() && *v > 0.0 && *v < 1e6)) {
+            return Err(ctx.err(f("max_memory_gib"), format!("must be a positive number of GiB, got {v}")));
+        }
+        for (n, v) in [("min_reserve_pages", x.min_reserve_pages), ("max_reserve_pages", x.max_reserve_pages)]
+        {
+            if let Some(v) = v.filter(|v| *v > 100_000) {
+                return Err(ctx.err(f(n), format!("must be at most 100000 pages, got {v}")));
+            }
+        }
     }
     Ok(())
 }

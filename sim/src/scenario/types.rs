@@ -32,6 +32,68 @@ pub struct Scenario {
     pub slo: SloSpec,
     /// Simulator output settings.
     pub output: OutputSpec,
+    /// How colocated instances slow each other down (`[cluster] contention`).
+    #[serde(default)]
+    pub contention: ContentionSpec,
+}
+
+/// How the steps of instances sharing a GPU slow each other down: elastic KV shares memory, not
+/// compute. Evaluated when a step begins, from how many co-tenants are busy then.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "snake_case")]
+pub enum ContentionSpec {
+    /// Co-tenants never slow each other (e.g. MIG slices, or to isolate memory effects).
+    None,
+    /// Steps of busy co-tenants serialise on the SMs: a step with `n` busy co-tenants takes
+    /// `(1 + n) x (1 + overhead)` times as long (time-slicing without MPS; measured on an H100:
+    /// 2.15-2.22x for two busy tenants, i.e. overhead ~0.10). No slowdown while the others idle.
+    Serialize {
+        /// Extra time-slicing cost on top of serialisation (0.10 = 10 %).
+        overhead: f64,
+    },
+}
+
+impl Default for ContentionSpec {
+    fn default() -> Self {
+        ContentionSpec::Serialize { overhead: 0.10 }
+    }
+}
+
+/// kvcached's knobs of an elastic-KV instance (ignored with static KV). Defaults follow kvcached
+/// (`kvcached/utils.py`) and its published overheads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ElasticKvConfig {
+    /// Empty pages the background pre-allocation keeps mapped (`KVCACHED_MIN_RESERVED_PAGES`, 5).
+    pub min_reserve_pages: u32,
+    /// Empty pages kept mapped when blocks are freed; more are unmapped
+    /// (`KVCACHED_MAX_RESERVED_PAGES`, 10).
+    pub max_reserve_pages: u32,
+    /// Seconds added to a step per page it had to map because the reserve was empty (~0.2 ms per
+    /// page id on an H100: one 2 MB page per layer for K and V).
+    pub map_latency_s: f64,
+    /// The most KV memory this instance may map, bytes (kvcached's per-instance limit; None: the
+    /// whole pool).
+    pub max_memory_bytes: Option<u64>,
+    /// Every step of the instance takes this many times longer (kvcached's TPOT overhead on an
+    /// H100 is +2..18 %; 1.05 is its middle for typical batches).
+    pub step_overhead_factor: f64,
+    /// With prefix caching on, the most tokens whose freed blocks are kept cached (kvcached caps
+    /// its prefix cache; 16K tokens in its 2026 releases).
+    pub prefix_cache_max_tokens: u32,
+}
+
+impl Default for ElasticKvConfig {
+    fn default() -> Self {
+        ElasticKvConfig {
+            min_reserve_pages: 5,
+            max_reserve_pages: 10,
+            map_latency_s: 0.0002,
+            max_memory_bytes: None,
+            step_overhead_factor: 1.05,
+            prefix_cache_max_tokens: 16384,
+        }
+    }
 }
 
 /// A GPU model's hardware facts.
@@ -135,6 +197,9 @@ pub struct EngineConfig {
     pub activation_reserve_bytes: u64,
     /// Forces the number of KV blocks (vLLM's `num_gpu_blocks_override`).
     pub num_gpu_blocks_override: Option<u32>,
+    /// kvcached's knobs, used when `kv_cache` is elastic.
+    #[serde(default)]
+    pub elastic: ElasticKvConfig,
 }
 
 /// One engine instance: a model on a GPU at a port.

@@ -3,6 +3,8 @@
 // Tests may unwrap (the common brief); helpers outside `#[test]` functions need the allowance too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod elastic;
+mod plan;
 mod scenario_errors;
 mod scenario_fuzz;
 mod scenario_load;

@@ -12,7 +12,15 @@
 //! held when preempted (see `KvCacheManager::get_computed_blocks`). Where two blocks get the same
 //! prefix identity (two requests computed the same prefix concurrently), only the first is
 //! registered; vLLM keeps both findable until both are evicted.
+//!
+//! Elastic KV (kvcached, see `elastic`): the pool's blocks are grouped in pages that are mapped
+//! on demand. Free blocks then live on their pages ([`ElasticPages`]), and the free queue holds
+//! only freed blocks kept for their prefix-cache content, at most
+//! `ElasticParams::max_cached_free_blocks` of them (the oldest is evicted, and its block returned
+//! to its page, beyond that): kvcached caps the prefix cache instead of keeping every free block
+//! cached.
 
+use super::elastic::{ElasticPages, ElasticParams};
 use crate::ids::{BlockId, RequestId};
 use std::collections::BTreeMap;
 
@@ -59,6 +67,11 @@ pub struct FreeKVCacheBlockQueue {
 }
 
 impl FreeKVCacheBlockQueue {
+    /// A queue holding no block.
+    fn empty() -> Self {
+        FreeKVCacheBlockQueue { head: None, tail: None, num_free_blocks: 0 }
+    }
+
     /// Links all of `blocks` into one queue in id order.
     pub fn new(blocks: &mut [KVCacheBlock]) -> Self {
         let n = blocks.len() as u32;
@@ -161,6 +174,8 @@ pub struct BlockPool {
     reuse_last_freed: bool,
     /// vLLM's `cached_block_hash_to_block`, for `BlockHash::Prefix` only: group -> block per index.
     cached_prefix_blocks: BTreeMap<u64, Vec<Option<BlockId>>>,
+    /// Elastic KV: the page table (free blocks live there; the free queue holds cached ones).
+    elastic: Option<Box<ElasticPages>>,
 }
 
 impl BlockPool {
@@ -175,6 +190,42 @@ impl BlockPool {
             num_used_blocks: 0,
             reuse_last_freed: !enable_caching,
             cached_prefix_blocks: BTreeMap::new(),
+            elastic: None,
+        }
+    }
+
+    /// Turns this pool, which must have no block in use, into an elastic one: its blocks are
+    /// grouped in pages of `params.blocks_per_page` (blocks past the last whole page are dropped),
+    /// none mapped. Cached content is dropped.
+    pub fn enable_elastic(&mut self, params: ElasticParams) {
+        debug_assert_eq!(self.num_used_blocks, 0, "enable_elastic on a pool in use");
+        let num_pages = self.num_blocks() / params.blocks_per_page.max(1);
+        let pages = ElasticPages::new(num_pages, params);
+        self.blocks.clear();
+        self.blocks.resize((num_pages * pages.blocks_per_page()) as usize, KVCacheBlock::default());
+        self.cached_prefix_blocks.clear();
+        self.free_block_queue = FreeKVCacheBlockQueue::empty();
+        self.num_used_blocks = 0;
+        self.elastic = Some(Box::new(pages));
+    }
+
+    /// The page table, when elastic.
+    pub fn elastic(&self) -> Option<&ElasticPages> {
+        self.elastic.as_deref()
+    }
+
+    /// The page table, when elastic (to set the page budget or refill the reserve).
+    pub fn elastic_mut(&mut self) -> Option<&mut ElasticPages> {
+        self.elastic.as_deref_mut()
+    }
+
+    /// Blocks an allocation can get now: the free queue, or when elastic, free blocks on mapped
+    /// pages, pages the budget still allows, and cached free blocks.
+    #[inline]
+    pub fn num_allocatable_blocks(&self) -> u32 {
+        match &self.elastic {
+            None => self.free_block_queue.len(),
+            Some(e) => e.num_allocatable_blocks() + self.free_block_queue.len(),
         }
     }
 
@@ -183,11 +234,14 @@ impl BlockPool {
         self.blocks.len() as u32
     }
 
-    /// Blocks that can be allocated now (free, possibly still cached): vLLM's
-    /// `get_num_free_blocks`.
+    /// Blocks not in use (free, possibly still cached): vLLM's `get_num_free_blocks`. When
+    /// elastic this counts unmapped blocks too; see [`BlockPool::num_allocatable_blocks`].
     #[inline]
     pub fn num_free_blocks(&self) -> u32 {
-        self.free_block_queue.len()
+        match &self.elastic {
+            None => self.free_block_queue.len(),
+            Some(_) => self.num_blocks() - self.num_used_blocks,
+        }
     }
 
     /// Blocks referenced by at least one request.
@@ -213,7 +267,8 @@ impl BlockPool {
         self.blocks[block.index()].block_hash
     }
 
-    /// The free blocks from the next to evict to the most recently freed (O(free blocks)).
+    /// The free blocks from the next to evict to the most recently freed (O(free blocks)); when
+    /// elastic, only the cached ones.
     pub fn free_blocks(&self) -> impl Iterator<Item = BlockId> + '_ {
         self.free_block_queue.iter(&self.blocks)
     }
@@ -235,11 +290,15 @@ impl BlockPool {
         out: &mut Vec<BlockId>,
         own: Option<(RequestId, u32)>,
     ) -> bool {
-        if num_blocks > self.num_free_blocks() {
+        if num_blocks > self.num_allocatable_blocks() {
             return false;
         }
         for _ in 0..num_blocks {
-            let Some(block) = self.free_block_queue.popleft(&mut self.blocks) else { return false };
+            let popped = match self.elastic.as_deref_mut().and_then(ElasticPages::pop_block) {
+                Some(b) => Some(b),
+                None => self.free_block_queue.popleft(&mut self.blocks),
+            };
+            let Some(block) = popped else { return false };
             let index = out.len() as u32;
             let b = &mut self.blocks[block.index()];
             b.ref_cnt = 1;
@@ -288,10 +347,38 @@ impl BlockPool {
         *rc -= 1;
         if *rc == 0 {
             self.num_used_blocks -= 1;
-            if self.reuse_last_freed {
+            if self.elastic.is_some() {
+                self.free_elastic_block(block);
+            } else if self.reuse_last_freed {
                 self.free_block_queue.appendleft(&mut self.blocks, block);
             } else {
                 self.free_block_queue.append(&mut self.blocks, block);
+            }
+        }
+    }
+
+    /// Elastic: a block nobody references is kept for its cached content (free-queue tail) when it
+    /// has one and the cache cap allows, evicting the oldest cached block beyond the cap; a block
+    /// not kept goes back to its page (which may unmap it).
+    fn free_elastic_block(&mut self, block: BlockId) {
+        let Some(pages) = self.elastic.as_deref_mut() else { return };
+        let cap = pages.params().max_cached_free_blocks;
+        let release = if self.blocks[block.index()].block_hash.is_some() && cap > 0 {
+            self.free_block_queue.append(&mut self.blocks, block);
+            if self.free_block_queue.len() > cap {
+                self.free_block_queue.popleft(&mut self.blocks)
+            } else {
+                None
+            }
+        } else {
+            Some(block)
+        };
+        if let Some(b) = release {
+            if let Some(old) = self.blocks[b.index()].block_hash.take() {
+                self.evict_cached_block(b, old);
+            }
+            if let Some(pages) = self.elastic.as_deref_mut() {
+                pages.release(b);
             }
         }
     }

@@ -4,13 +4,17 @@
 //!
 //! The request owns its block table; the manager owns the [`BlockPool`]. The number of usable
 //! blocks lives behind one seam, the manager's `capacity` (all blocks for static KV), which every
-//! "is there room" decision reads through `num_free_blocks`: elastic KV (kvcached mapping pages
-//! on demand) will grow and shrink it with `set_capacity`. It does not decide who runs (that is
+//! "is there room" decision reads through `num_free_blocks`. Elastic KV (kvcached, see
+//! [`ElasticPages`]) groups the blocks in pages mapped on demand: its capacity is the page budget
+//! the GPU's shared pool grants (`set_page_budget`), so an exhausted pool makes `allocate_slots`
+//! fail and the scheduler preempt exactly as with static KV. It does not decide who runs (that is
 //! the `Scheduler`) and has no notion of time.
 
 mod block_pool;
+mod elastic;
 
 pub use block_pool::{BlockHash, BlockPool, FreeKVCacheBlockQueue, KVCacheBlock};
+pub use elastic::{ElasticPages, ElasticParams};
 
 use crate::engine::request::Request;
 use crate::ids::BlockId;
@@ -79,6 +83,46 @@ impl KvCacheManager {
     /// enough blocks are freed.
     pub fn set_capacity(&mut self, num_blocks: u32) {
         self.capacity = num_blocks.min(self.num_gpu_blocks());
+    }
+
+    /// Switches this manager, which must hold no block yet, to elastic KV (kvcached): the blocks
+    /// are grouped in pages of `params.blocks_per_page`, none mapped, and the page budget is every
+    /// page until [`KvCacheManager::set_page_budget`] says otherwise.
+    pub fn enable_elastic(&mut self, params: ElasticParams) {
+        self.block_pool.enable_elastic(params);
+        self.capacity = self.num_gpu_blocks();
+    }
+
+    /// The page table, when elastic.
+    pub fn elastic(&self) -> Option<&ElasticPages> {
+        self.block_pool.elastic()
+    }
+
+    /// Elastic: lets at most `pages` pages be mapped at once (what the GPU's pool grants, pages
+    /// already mapped included); the capacity becomes `pages x blocks_per_page`. No-op when static.
+    pub fn set_page_budget(&mut self, pages: u32) {
+        if let Some(e) = self.block_pool.elastic_mut() {
+            e.set_budget(pages.max(e.num_mapped_pages()));
+            let blocks = e.budget() * e.blocks_per_page();
+            self.set_capacity(blocks);
+        }
+    }
+
+    /// Elastic: the background pre-allocation maps empty pages up to the reserve's minimum, at most
+    /// `grant`; returns the pages mapped (0 when static).
+    pub fn refill_reserve(&mut self, grant: u32) -> u32 {
+        self.block_pool.elastic_mut().map_or(0, |e| e.refill_reserve(grant))
+    }
+
+    /// Elastic: pages mapped by allocations since the last call, each paying the map latency
+    /// (0 when static).
+    pub fn take_num_demand_maps(&mut self) -> u32 {
+        self.block_pool.elastic_mut().map_or(0, ElasticPages::take_num_demand_maps)
+    }
+
+    /// Elastic: unmaps every empty page (kvcached's `trim`); returns how many (0 when static).
+    pub fn trim(&mut self) -> u32 {
+        self.block_pool.elastic_mut().map_or(0, ElasticPages::trim)
     }
 
     /// KV cache usage in `0..=1` (vLLM's `usage`, the `kv_cache_usage_perc` gauge).
@@ -393,3 +437,6 @@ mod tests {
         assert_eq!(kv.get_computed_blocks(&b), 32);
     }
 }
+
+#[cfg(test)]
+mod elastic_tests;

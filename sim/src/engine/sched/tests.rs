@@ -20,6 +20,7 @@ pub(super) fn config(preset: EnginePreset, chunked: bool, caching: bool) -> Engi
         kv_cache: KvCacheMode::Static,
         activation_reserve_bytes: 0,
         num_gpu_blocks_override: None,
+        elastic: Default::default(),
     }
 }
 
