@@ -3,7 +3,7 @@
 //!
 //! Why it does not flake: `scenarios/live-loopback.toml` slows every engine step to ~0.3 s, so
 //! what the wall clock adds to each latency (tokio's 1 ms timer granularity, loopback and LB hops,
-//! scheduler wake-ups: ~1 ms idle, ~10 ms on a 2-core machine at load 10) stays a few percent of
+//! scheduler wake-ups: ~1-3 ms idle, ~10 ms on a 2-core machine at load 10) stays a few percent of
 //! the shortest latency measured, and a request rarely lands on the other side of a step boundary
 //! than in the simulation. The emulator runs the simulator's own scheduler and step-time model on
 //! absolute deadlines (no drift), and the live run sends exactly the simulated request stream
