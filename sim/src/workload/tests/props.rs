@@ -179,7 +179,9 @@ proptest! {
             let mine: Vec<_> = reqs.iter().filter(|r| r.phase as usize == i).collect();
             if let Some(d) = p.duration_s {
                 let end = start + SimDuration::from_secs_f64(d);
-                prop_assert!(mine.iter().all(|r| r.arrival > start && r.arrival <= end));
+                // `>=`: a gap shorter than half a nanosecond rounds to zero, so a first arrival can
+                // coincide with the phase start (rare, seen once with a random seed).
+                prop_assert!(mine.iter().all(|r| r.arrival >= start && r.arrival <= end));
                 let count_hit = p.num_requests.is_some_and(|n| n == mine.len() as u64);
                 start = if count_hit { mine.last().map_or(end, |r| r.arrival) } else { end };
             } else {
