@@ -98,6 +98,9 @@ pub struct BenchArgs {
     /// Override any scenario field (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
+    /// Step every engine step one by one (no fast-forward of decode stretches); same results.
+    #[arg(long, hide = true)]
+    pub no_fast_forward: bool,
 }
 
 /// `plan` arguments.

@@ -83,7 +83,7 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         let dir = out.join(&scenario.variant);
         run_dirs.push(dir.clone());
         let mut progress = progress_printer(scenario.variant.clone(), None);
-        let opts = SimOptions { progress: Some(&mut progress) };
+        let opts = SimOptions { progress: Some(&mut progress), ..SimOptions::default() };
         let t0 = Instant::now();
         let run = simulate_to_dir(scenario, &file.base_dir, &dir, args.tokens, &started, opts).with_context(
             || format!("simulating variant '{}' of {}", scenario.variant, file.path.display()),
@@ -150,7 +150,8 @@ fn bench(args: BenchArgs) -> Result<()> {
         },
     };
     let t0 = Instant::now();
-    let run = simulate_summary(&scenario, &file.base_dir, SimOptions::default())?;
+    let opts = SimOptions { fast_forward: !args.no_fast_forward, ..SimOptions::default() };
+    let run = simulate_summary(&scenario, &file.base_dir, opts)?;
     let wall = t0.elapsed().as_secs_f64();
     let o = &run.summary.overall;
     println!(

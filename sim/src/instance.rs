@@ -13,14 +13,33 @@
 //! alone with its pool (every page its own, no background reserve refill). An elastic step takes
 //! `step_overhead_factor` times longer, plus `map_latency_s` per page it had to map because the
 //! reserve was empty. Compute contention between co-tenants is the driver's (`cluster`).
+//!
+//! Fast-forward (the simulation driver only): when the scheduler can open a decode stretch
+//! (`engine::sched::fast_forward`), [`Instance::begin_stretch`] computes every step's duration of
+//! the stretch up front and returns the end of its last step; the steps are applied lazily. A
+//! driver that needs the state at an instant inside the stretch says so: [`Instance::sync`] before
+//! reading gauges, [`Instance::interrupt`] before a new request joins,
+//! [`Instance::close_stretch`] before a drain. Each leaves exactly the state the step-by-step
+//! path has at that instant. Elastic and colocated instances never fast-forward (their steps
+//! settle pages with the GPU's pool and see co-tenants' contention one step at a time).
 
 use crate::cluster::{GpuPool, PageGeometry, PoolSlot, elastic_kv_plan, static_kv_budget};
 use crate::engine::kv_cache::ElasticParams;
+use crate::engine::sched::DecodeStretch;
 use crate::engine::{Rejection, Request, Scheduler, StepEvents};
 use crate::ids::{GpuId, InstanceId};
+use crate::metrics::LogHistogram;
 use crate::perf_model::{BatchFeatures, StepTimeModel};
 use crate::scenario::Scenario;
 use crate::time::{SimDuration, SimTime};
+
+/// Fewer steps than this are not worth a stretch.
+const MIN_STRETCH_STEPS: u32 = 2;
+/// Longest stretch, in steps.
+const MAX_STRETCH_STEPS: u32 = 4096;
+/// Step ends of a stretch are computed this many steps at a time: an arrival cuts a stretch after
+/// the step in flight, and steps computed beyond it are wasted.
+const STRETCH_CHUNK_STEPS: u32 = 16;
 
 /// An instance's link to its GPU's elastic pool.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +63,22 @@ pub struct Instance {
     /// Bytes of one KV block (all layers, K and V).
     block_bytes: u64,
     elastic: Option<ElasticLink>,
+    /// Whether decode stretches may open (see [`Instance::can_fast_forward`]).
+    fast_forward: bool,
+    /// The open stretch's step ends computed so far: step `s` (from 1) ends at
+    /// `stretch_ends[s - 1]`; the instance is busy until the last one.
+    stretch_ends: Vec<SimTime>,
+    /// Step `s`'s duration (`stretch_gaps[s - 1]`): its tokens' inter-token gap from step 2 on.
+    stretch_gaps: Vec<SimDuration>,
+    /// The open stretch's start and shape (its length as when it opened).
+    stretch_start: SimTime,
+    stretch_shape: Option<DecodeStretch>,
+    /// Inter-token gaps of every token generated here (see [`Instance::record_itl_gaps`]).
+    itl: LogHistogram,
+    /// Steps run inside stretches (applied or cut).
+    num_stretch_steps: u64,
+    /// Scratch events of stretch applications outside `end_stretch_step`.
+    scratch: StepEvents,
 }
 
 impl Instance {
@@ -88,6 +123,14 @@ impl Instance {
             colocated: scenario.instances.iter().filter(|x| x.gpu == spec.gpu).count() > 1,
             block_bytes,
             elastic,
+            fast_forward: false,
+            stretch_ends: Vec::new(),
+            stretch_gaps: Vec::new(),
+            stretch_start: SimTime::ZERO,
+            stretch_shape: None,
+            itl: LogHistogram::new(),
+            num_stretch_steps: 0,
+            scratch: StepEvents::default(),
         }
     }
 
@@ -174,9 +217,183 @@ impl Instance {
         n
     }
 
-    /// True while a step is running.
+    /// True while a step or stretch is running.
     pub fn is_busy(&self) -> bool {
-        self.in_step
+        self.in_step || self.in_stretch()
+    }
+
+    /// Turns fast-forward of pure-decode stretches on or off (results are identical either way;
+    /// off by default).
+    pub fn set_fast_forward(&mut self, on: bool) {
+        self.fast_forward = on;
+    }
+
+    /// Whether the next step may open a decode stretch. This is the seam where conditions
+    /// outside the scheduler veto fast-forward: an instance sharing its GPU's compute or KV pages
+    /// with another, or elastic KV that would have to map pages mid-stretch. The scheduler itself
+    /// already refuses while tokens are recorded or anything but pure decode is due.
+    pub fn can_fast_forward(&self) -> bool {
+        self.fast_forward && !self.shares_gpu() && !self.is_elastic()
+    }
+
+    /// Whether a decode stretch is open.
+    pub fn in_stretch(&self) -> bool {
+        self.scheduler.decode_stretch().is_some()
+    }
+
+    /// Opens a decode stretch at `now` when idle, allowed ([`Instance::can_fast_forward`]) and the
+    /// scheduler can; returns when the last step computed so far ends (see
+    /// [`Instance::end_stretch_step`]). `None`: step one step at a time ([`Instance::begin_step`]).
+    pub fn begin_stretch(&mut self, now: SimTime) -> Option<SimTime> {
+        if self.in_step || self.in_stretch() || !self.can_fast_forward() {
+            return None;
+        }
+        if !self.scheduler.has_unfinished_requests() {
+            return None;
+        }
+        let stretch = self.scheduler.begin_decode_stretch(MIN_STRETCH_STEPS, MAX_STRETCH_STEPS)?;
+        self.stretch_ends.clear();
+        self.stretch_gaps.clear();
+        self.stretch_start = now;
+        self.stretch_shape = Some(stretch);
+        self.extend_stretch();
+        self.stretch_ends.last().copied()
+    }
+
+    /// Computes the ends of the open stretch's next steps (at most a chunk, none past its
+    /// length). Steps take at least a nanosecond, as the driver's single steps.
+    fn extend_stretch(&mut self) {
+        let (Some(shape), Some(open)) = (self.stretch_shape, self.scheduler.decode_stretch()) else {
+            return;
+        };
+        let mut batch = BatchFeatures {
+            num_scheduled_requests: shape.num_seqs,
+            num_prefill_tokens: 0,
+            num_decode_seqs: shape.num_seqs,
+            num_kv_tokens_read: 0,
+            num_prefill_attn_pairs: 0,
+        };
+        let done = self.stretch_ends.len() as u32;
+        let mut t = self.stretch_ends.last().copied().unwrap_or(self.stretch_start);
+        for s in done + 1..=open.num_steps.min(done + STRETCH_CHUNK_STEPS) {
+            batch.num_kv_tokens_read = shape.kv_tokens_read(s);
+            let d = self.perf.step_time(&batch).max(SimDuration(1));
+            t += d;
+            self.stretch_ends.push(t);
+            self.stretch_gaps.push(d);
+        }
+    }
+
+    /// The open stretch's last computed step ended at `now`: either computes the next steps and
+    /// returns when they end (nothing applied, the instance stays busy), or applies the whole
+    /// stretch, appending finished requests and tokens to `events`, and returns `None` (idle).
+    /// Inter-token gaps go to [`Instance::itl_histogram`].
+    pub fn end_stretch_step(&mut self, now: SimTime, events: &mut StepEvents) -> Option<SimTime> {
+        let open = self.scheduler.decode_stretch()?;
+        debug_assert_eq!(self.stretch_ends.last(), Some(&now));
+        if (self.stretch_ends.len() as u32) < open.num_steps {
+            self.extend_stretch();
+            return self.stretch_ends.last().copied();
+        }
+        self.finish_stretch(self.stretch_ends.len() as u32, events);
+        None
+    }
+
+    /// Moves a single step's inter-token gaps from `events` into [`Instance::itl_histogram`].
+    pub fn record_itl_gaps(&mut self, events: &mut StepEvents) {
+        for &(gap, count) in &events.itl_gaps {
+            self.itl.add(gap.as_secs_f64(), u64::from(count));
+        }
+        events.itl_gaps.clear();
+    }
+
+    /// Brings the block pool to its state at `now` inside a stretch (the steps begun before `now`
+    /// have their blocks), so the scheduler's gauges read as step by step. Call before reading
+    /// `kv_cache_usage` and friends during event handling at `now`. No-op outside a stretch.
+    pub fn sync(&mut self, now: SimTime) {
+        if self.in_stretch() {
+            let begun = self.steps_begun_before(now);
+            self.scheduler.allocate_decode_steps(begun);
+        }
+    }
+
+    /// A request is about to join at `now` (call right after adding it): a stretch is cut after
+    /// the step in flight at `now` (or closed, when a step ends exactly at `now`), so the newcomer
+    /// joins the next step as it would step by step. Returns when the stretch's work in flight
+    /// ends (`None`: idle). Outside a stretch, returns `None` and does nothing.
+    pub fn interrupt(&mut self, now: SimTime) -> Option<SimTime> {
+        if !self.in_stretch() {
+            return None;
+        }
+        let ended = self.stretch_ends.partition_point(|&e| e <= now);
+        if ended > 0 && self.stretch_ends[ended - 1] == now {
+            let mut events = std::mem::take(&mut self.scratch);
+            self.finish_stretch(ended as u32, &mut events);
+            self.scratch = events;
+            None
+        } else {
+            self.scheduler.truncate_decode_stretch(ended as u32 + 1);
+            self.stretch_ends.truncate(ended + 1);
+            self.stretch_gaps.truncate(ended + 1);
+            self.stretch_ends.last().copied()
+        }
+    }
+
+    /// The driver's drain deadline is `now`: applies the open stretch up to `now` and closes it
+    /// (the step in flight keeps its blocks), as the step-by-step path stands then. No-op outside
+    /// a stretch.
+    pub fn close_stretch(&mut self, now: SimTime) {
+        if self.in_stretch() {
+            self.sync(now);
+            let ended = self.stretch_ends.partition_point(|&e| e <= now);
+            let mut events = std::mem::take(&mut self.scratch);
+            self.finish_stretch(ended as u32, &mut events);
+            self.scratch = events;
+        }
+    }
+
+    /// Steps of the open stretch that began before `now` (step 1 began at the stretch's start,
+    /// which is before any instant a driver asks about).
+    fn steps_begun_before(&self, now: SimTime) -> u32 {
+        let ended_before = self.stretch_ends.partition_point(|&e| e < now);
+        (ended_before + 1).min(self.stretch_ends.len()) as u32
+    }
+
+    /// Applies the first `n` steps of the open stretch and closes it, recording their gaps.
+    fn finish_stretch(&mut self, n: u32, events: &mut StepEvents) {
+        let begun = self.scheduler.decode_stretch_allocated().max(n);
+        let num_seqs = self.scheduler.decode_stretch().map_or(0, |s| s.num_seqs);
+        self.num_stretch_steps += u64::from(begun);
+        let n = n as usize;
+        if n == 0 {
+            self.scheduler.finish_decode_stretch(0, SimTime::ZERO, SimTime::ZERO, SimDuration::ZERO, events);
+        } else {
+            let ends = &self.stretch_ends;
+            // Steps 2..=n: every request's gap is the step's duration.
+            let later = &self.stretch_gaps[1..n];
+            let max_later_gap = later.iter().copied().max().unwrap_or(SimDuration::ZERO);
+            events.itl_gaps.clear();
+            self.scheduler.finish_decode_stretch(n as u32, ends[0], ends[n - 1], max_later_gap, events);
+            for &(g, count) in &events.itl_gaps {
+                self.itl.add(g.as_secs_f64(), u64::from(count));
+            }
+            events.itl_gaps.clear();
+            self.itl.add_monotone(later.len(), |i| later[i].as_secs_f64(), u64::from(num_seqs));
+        }
+        self.stretch_ends.clear();
+        self.stretch_gaps.clear();
+        self.stretch_shape = None;
+    }
+
+    /// Steps run inside decode stretches so far (a stretch's steps count once applied or cut).
+    pub fn num_stretch_steps(&self) -> u64 {
+        self.num_stretch_steps
+    }
+
+    /// Inter-token gaps recorded here: every stretch's, and single steps' passed to
+    /// [`Instance::record_itl_gaps`].
+    pub fn itl_histogram(&self) -> &LogHistogram {
+        &self.itl
     }
 
     /// The GPU it runs on.

@@ -3,6 +3,7 @@
 //! Components never write files: the simulation driver and the live harness hand rows to an
 //! [`Observer`]; the trace writer is one observer, the summary builder another.
 
+use crate::metrics::LogHistogram;
 use crate::trace::{InstanceRow, RequestRow, TokenRow};
 use std::io;
 
@@ -23,6 +24,18 @@ pub trait Observer {
 
     /// `count` inter-token gaps of `gap_s` seconds were observed for `model` (ITL distribution).
     fn on_itl(&mut self, _model: &str, _gap_s: f64, _count: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The inter-token gaps of every token `instance` (serving `model`) generated, as one
+    /// histogram: the simulator reports ITL this way, once per instance at the end of a run,
+    /// instead of one `on_itl` call per engine step.
+    fn on_itl_histogram(
+        &mut self,
+        _model: &str,
+        _instance: &str,
+        _histogram: &LogHistogram,
+    ) -> io::Result<()> {
         Ok(())
     }
 
@@ -61,6 +74,9 @@ impl Observer for Tee<'_> {
     }
     fn on_itl(&mut self, model: &str, gap_s: f64, count: u64) -> io::Result<()> {
         self.observers.iter_mut().try_for_each(|o| o.on_itl(model, gap_s, count))
+    }
+    fn on_itl_histogram(&mut self, model: &str, instance: &str, h: &LogHistogram) -> io::Result<()> {
+        self.observers.iter_mut().try_for_each(|o| o.on_itl_histogram(model, instance, h))
     }
     fn wants_tokens(&self) -> bool {
         self.observers.iter().any(|o| o.wants_tokens())

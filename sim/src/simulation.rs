@@ -10,6 +10,14 @@
 //! ([`Cluster`]) and lends to the instance stepping; a step begun while co-tenants are busy is
 //! slowed by the cluster's contention model, evaluated once every instance that starts at that
 //! instant has started. Pages freed by one tenant wake its co-tenants.
+//!
+//! Fast-forward (on by default, [`SimOptions::fast_forward`]): an instance whose next steps are
+//! pure decode runs them as one stretch whose end sits in the step-end array; the driver brings it
+//! to the exact step-by-step state wherever an event needs it (an arrival routed to it cuts the
+//! stretch after the step in flight; polls and samples sync its blocks; the drain applies it).
+//! Results are byte-identical with it off. Elastic and colocated instances never fast-forward.
+//! Inter-token gaps are collected per instance and handed to the observer as one histogram per
+//! instance at the end of the run.
 
 use crate::cluster::Cluster;
 use crate::des::EventQueue;
@@ -49,10 +57,18 @@ pub struct SimStats {
 }
 
 /// Options that do not change results.
-#[derive(Default)]
 pub struct SimOptions<'a> {
     /// Called with the number of finished requests, every few thousand requests.
     pub progress: Option<&'a mut dyn FnMut(u64)>,
+    /// Fast-forward stretches of pure-decode steps (default on). Off runs every step one by one;
+    /// the output is byte-identical either way.
+    pub fast_forward: bool,
+}
+
+impl Default for SimOptions<'_> {
+    fn default() -> Self {
+        SimOptions { progress: None, fast_forward: true }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -125,6 +141,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             (0..scenario.instances.len()).map(|i| Instance::new(scenario, InstanceId(i as u32))).collect();
         for inst in &mut instances {
             inst.scheduler_mut().set_record_tokens(record_tokens);
+            inst.set_fast_forward(opts.fast_forward);
         }
         let mut replicas = vec![Vec::new(); scenario.models.len()];
         let mut slots = Vec::with_capacity(instances.len());
@@ -168,6 +185,17 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     }
 
     fn run(mut self) -> Result<SimStats, SimError> {
+        self.run_events()?;
+        for (i, inst) in self.instances.iter().enumerate() {
+            self.stats.steps += inst.num_stretch_steps();
+            let spec = &self.scenario.instances[i];
+            let model = &self.scenario.models[spec.model.index()].name;
+            self.observer.on_itl_histogram(model, &spec.name, inst.itl_histogram())?;
+        }
+        Ok(self.stats)
+    }
+
+    fn run_events(&mut self) -> Result<(), SimError> {
         self.queue.push(SimTime::ZERO, Event::Sample);
         self.queue.push(SimTime::ZERO, Event::Poll);
         self.schedule_next_arrival();
@@ -202,6 +230,10 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             // (3) idle instances with work start a step.
             for i in 0..self.instances.len() {
                 if std::mem::take(&mut self.needs_step[i]) && self.step_end[i].is_none() {
+                    if let Some(end) = self.instances[i].begin_stretch(now) {
+                        self.step_end[i] = Some(end);
+                        continue;
+                    }
                     let pool = self.cluster.pool_mut(self.instances[i].gpu());
                     if let Some(d) = self.instances[i].begin_step_on(pool) {
                         self.step_end[i] = Some(now + d.max(SimDuration(1)));
@@ -214,7 +246,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             }
             self.apply_contention(now);
         }
-        Ok(self.stats)
+        Ok(())
     }
 
     /// Slows the steps begun at `now` by how many of their co-tenants are busy (those begun now
@@ -273,7 +305,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
                 self.schedule_next_arrival();
             }
             Event::Poll => {
-                self.poll();
+                self.poll(now);
                 if !self.is_finished() {
                     let dt = SimDuration::from_secs_f64(self.scenario.router.poll_interval_s);
                     self.queue.push(now + dt.max(SimDuration(1)), Event::Poll);
@@ -304,6 +336,9 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         match self.instances[inst.index()].add_request(Request::new(&spec, now)) {
             Ok(()) => {
                 self.replicas[spec.model.index()][pick].in_flight += 1;
+                if self.instances[inst.index()].in_stretch() {
+                    self.step_end[inst.index()] = self.instances[inst.index()].interrupt(now);
+                }
                 self.needs_step[inst.index()] = true;
                 Ok(())
             }
@@ -314,17 +349,23 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     fn end_step(&mut self, i: usize, now: SimTime) -> Result<(), SimError> {
         let mut events = std::mem::take(&mut self.events);
         events.clear();
-        let gpu = self.instances[i].gpu();
-        self.instances[i].end_step_on(now, &mut events, self.cluster.pool_mut(gpu));
-        if self.colocated && self.instances[i].is_elastic() {
-            // Pages it freed may let a co-tenant blocked on the pool go on.
-            for &o in self.cluster.tenants(gpu) {
-                self.needs_step[o.index()] = true;
+        if self.instances[i].in_stretch() {
+            // A stretch whose next steps were only now computed goes on, nothing applied.
+            if let Some(end) = self.instances[i].end_stretch_step(now, &mut events) {
+                self.step_end[i] = Some(end);
+                self.events = events;
+                return Ok(());
             }
-        }
-        let model_key = &self.scenario.models[self.scenario.instances[i].model.index()].name;
-        for &(gap, count) in &events.itl_gaps {
-            self.observer.on_itl(model_key, gap.as_secs_f64(), u64::from(count))?;
+        } else {
+            let gpu = self.instances[i].gpu();
+            self.instances[i].end_step_on(now, &mut events, self.cluster.pool_mut(gpu));
+            if self.colocated && self.instances[i].is_elastic() {
+                // Pages it freed may let a co-tenant blocked on the pool go on.
+                for &o in self.cluster.tenants(gpu) {
+                    self.needs_step[o.index()] = true;
+                }
+            }
+            self.instances[i].record_itl_gaps(&mut events);
         }
         if self.record_tokens {
             for &(id, index) in &events.tokens {
@@ -381,8 +422,9 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         Ok(())
     }
 
-    fn poll(&mut self) {
-        for (i, inst) in self.instances.iter().enumerate() {
+    fn poll(&mut self, now: SimTime) {
+        for (i, inst) in self.instances.iter_mut().enumerate() {
+            inst.sync(now);
             let s = inst.scheduler();
             let slot = self.slots[i];
             self.replicas[slot.model.index()][slot.index].polled = Some(PolledLoad {
@@ -394,6 +436,9 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     }
 
     fn sample(&mut self, now: SimTime) -> Result<(), SimError> {
+        for inst in &mut self.instances {
+            inst.sync(now);
+        }
         for (i, inst) in self.instances.iter().enumerate() {
             let spec = &self.scenario.instances[i];
             let s = inst.scheduler();
@@ -417,6 +462,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     /// Ends every unfinished request as a timeout: the run is over.
     fn drain(&mut self, now: SimTime) -> Result<(), SimError> {
         for i in 0..self.instances.len() {
+            self.instances[i].close_stretch(now);
             let pool = self.cluster.pool_mut(self.instances[i].gpu());
             let left = self.instances[i].abort_all_requests_on(pool);
             self.step_end[i] = None;

@@ -62,10 +62,20 @@ impl SimDuration {
 
 fn secs_to_nanos(secs: f64) -> u64 {
     if secs.is_nan() || secs <= 0.0 {
-        0
+        return 0;
+    }
+    let x = secs * NANOS_PER_SEC;
+    if x >= u64::MAX as f64 {
+        return u64::MAX;
+    }
+    // `x.round()` (half away from zero), without the software `round` the x86-64 baseline calls
+    // (the simulator converts every step time): below 2^52 the fraction `x - trunc(x)` is exact;
+    // from 2^52 on every f64 is an integer.
+    if x < 4_503_599_627_370_496.0 {
+        let t = x as i64;
+        (t + i64::from(x - t as f64 >= 0.5)) as u64
     } else {
-        let n = (secs * NANOS_PER_SEC).round();
-        if n >= u64::MAX as f64 { u64::MAX } else { n as u64 }
+        x as u64
     }
 }
 
@@ -124,6 +134,26 @@ mod tests {
         assert_eq!(t.0, 1_234_567_891);
         assert_eq!(SimTime::from_secs_f64(-3.0), SimTime::ZERO);
         assert_eq!(SimTime::from_secs_f64(f64::INFINITY), SimTime::MAX);
+    }
+
+    #[test]
+    fn conversion_rounds_exactly_like_f64_round() {
+        let reference = |secs: f64| {
+            let n = (secs * NANOS_PER_SEC).round();
+            if n >= u64::MAX as f64 { u64::MAX } else { n as u64 }
+        };
+        let mut x: f64 = 1e-12;
+        while x < 1e12 {
+            for n in [x, x + 0.5e-9, x - 0.5e-9, (x * 2e9).floor() / 2e9] {
+                for bits in [n.to_bits().saturating_sub(1), n.to_bits(), n.to_bits().saturating_add(1)] {
+                    let secs = f64::from_bits(bits);
+                    assert_eq!(secs_to_nanos(secs), reference(secs), "{secs:e}");
+                }
+            }
+            x *= 1.0173;
+        }
+        assert_eq!(secs_to_nanos(2.5e-9), 3);
+        assert_eq!(secs_to_nanos(1e30), u64::MAX);
     }
 
     #[test]

@@ -50,7 +50,9 @@ impl LatencyStats {
         if samples.is_empty() {
             return None;
         }
-        samples.sort_by(f64::total_cmp);
+        // Samples equal under `total_cmp` are bit-identical, so an unstable sort (about twice as
+        // fast on a million samples) gives the same order.
+        samples.sort_unstable_by(f64::total_cmp);
         let sum: f64 = samples.iter().sum();
         Some(LatencyStats {
             count: samples.len() as u64,

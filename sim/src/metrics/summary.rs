@@ -482,7 +482,11 @@ impl Observer for SummaryBuilder {
             acc.add(row, &self.slo);
         }
         if !row.instance.is_empty() {
-            let inst = self.instances.entry(row.instance.clone()).or_default();
+            // Look up before inserting: `entry` would allocate the key for every request.
+            if !self.instances.contains_key(&row.instance) {
+                self.instances.insert(row.instance.clone(), InstanceAcc::default());
+            }
+            let Some(inst) = self.instances.get_mut(&row.instance) else { return Ok(()) };
             inst.requests += 1;
             if inst.model.is_empty() {
                 inst.model = row.model.clone();
@@ -492,7 +496,10 @@ impl Observer for SummaryBuilder {
     }
 
     fn on_instance_sample(&mut self, row: &InstanceRow) -> io::Result<()> {
-        let a = self.instances.entry(row.instance.clone()).or_default();
+        if !self.instances.contains_key(&row.instance) {
+            self.instances.insert(row.instance.clone(), InstanceAcc::default());
+        }
+        let Some(a) = self.instances.get_mut(&row.instance) else { return Ok(()) };
         a.model.clone_from(&row.model);
         a.gpu = row.gpu;
         a.samples += 1;
@@ -517,6 +524,16 @@ impl Observer for SummaryBuilder {
         }
         if let Some(acc) = self.models.get_mut(model) {
             acc.itl.add(gap_s, count);
+        }
+        Ok(())
+    }
+
+    fn on_itl_histogram(&mut self, model: &str, _instance: &str, h: &LogHistogram) -> io::Result<()> {
+        if !self.models.contains_key(model) {
+            self.models.insert(model.to_string(), ModelAcc::default());
+        }
+        if let Some(acc) = self.models.get_mut(model) {
+            acc.itl.merge(h);
         }
         Ok(())
     }

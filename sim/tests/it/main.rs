@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod elastic;
+mod fast_forward;
 mod plan;
 mod scenario_errors;
 mod scenario_fuzz;

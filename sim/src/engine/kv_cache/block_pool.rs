@@ -315,6 +315,16 @@ impl BlockPool {
         true
     }
 
+    /// Gives a block just taken by `get_new_blocks` without identity the identity `Own {
+    /// request, index }`, as `get_new_blocks` with `own` would have (decode stretches, see
+    /// `engine::sched::fast_forward`).
+    #[inline]
+    pub fn set_own_hash(&mut self, block: BlockId, request: RequestId, index: u32) {
+        let b = &mut self.blocks[block.index()];
+        debug_assert!(b.block_hash.is_none() && b.ref_cnt == 1, "block {block} is not fresh");
+        b.block_hash = Some(BlockHash::Own { request, index });
+    }
+
     /// Drops `block`'s entry in the cached-hash map (vLLM's `_maybe_evict_cached_block`; the
     /// block's own hash is already cleared).
     fn evict_cached_block(&mut self, block: BlockId, hash: BlockHash) {

@@ -276,6 +276,40 @@ impl KvCacheManager {
         Some(num_new_blocks)
     }
 
+    /// Pops `n` free blocks onto `out` for decode steps applied in bulk (the scheduler's decode
+    /// stretches): the blocks that `n` one-block `allocate_slots` calls would take, in the same
+    /// order, each referenced once and without identity yet. Give each to its request with
+    /// [`KvCacheManager::append_decode_block`], in the order the calls would have been made.
+    /// Returns false, popping nothing, when fewer blocks are free.
+    pub fn pop_decode_blocks(&mut self, n: u32, out: &mut Vec<BlockId>) -> bool {
+        n <= self.num_free_blocks() && self.block_pool.get_new_blocks(n, out, None)
+    }
+
+    /// Appends `block` (from [`KvCacheManager::pop_decode_blocks`]) to `req`'s block table with
+    /// the identity `allocate_slots` gives a block allocated there. `num_cached_blocks` and the
+    /// allocation limit catch up in [`KvCacheManager::sync_decode_state`].
+    #[inline]
+    pub fn append_decode_block(&mut self, req: &mut Request, block: BlockId) {
+        let index = req.block_table.len() as u32;
+        if self.enable_caching && index >= self.num_prefix_blocks(req) {
+            self.block_pool.set_own_hash(block, req.request_id, index);
+        }
+        req.block_table.push(block);
+    }
+
+    /// Brings `req`'s `num_cached_blocks` and allocation limit to where `allocate_slots` leaves
+    /// them after `req` computed its tokens one decode token per step up to
+    /// `num_computed_tokens`, its blocks appended by [`KvCacheManager::append_decode_block`]:
+    /// the blocks that filled are registered (its shared-prefix blocks were already, at prefill).
+    pub fn sync_decode_state(&mut self, req: &mut Request) {
+        if self.enable_caching {
+            debug_assert!(req.num_cached_blocks >= self.num_prefix_blocks(req), "{req:?}");
+            let num_full = req.num_computed_tokens.min(req.num_tokens()) / self.block_size;
+            req.num_cached_blocks = req.num_cached_blocks.max(num_full);
+        }
+        self.update_alloc_limit(req);
+    }
+
     /// Blocks of `req` that lie entirely inside its shared prefix.
     #[inline]
     fn num_prefix_blocks(&self, req: &Request) -> u32 {

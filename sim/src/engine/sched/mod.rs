@@ -15,10 +15,12 @@
 //! batch moves 4-byte values. The scheduler has no clock: `update_from_output` is told when the
 //! step ended. It does not compute step times (`perf_model`) nor route (`router`).
 
+mod fast_forward;
 mod output;
 mod v0;
 mod v1;
 
+pub use fast_forward::DecodeStretch;
 pub use output::{SchedulerOutput, StepEvents};
 
 use crate::engine::kv_cache::{KvCacheManager, cdiv};
@@ -92,6 +94,12 @@ pub struct Scheduler {
     record_tokens: bool,
     /// Block-table vectors of finished requests, reused by newly admitted ones.
     spare_block_tables: Vec<Vec<BlockId>>,
+    /// The open decode stretch (`fast_forward.rs`), if any.
+    stretch: Option<fast_forward::StretchState>,
+    /// The stretch's block-allocation cycle (kept for its capacity between stretches).
+    stretch_order: Vec<fast_forward::AllocEntry>,
+    /// Scratch: blocks popped for a stretch's steps.
+    stretch_blocks: Vec<BlockId>,
 }
 
 impl Scheduler {
@@ -128,6 +136,9 @@ impl Scheduler {
             num_preemptions_total: 0,
             record_tokens: false,
             spare_block_tables: Vec::new(),
+            stretch: None,
+            stretch_order: Vec::new(),
+            stretch_blocks: Vec::new(),
         }
     }
 
@@ -206,6 +217,7 @@ impl Scheduler {
     /// [`Scheduler::update_from_output`] returns the same decision unchanged. The output may be
     /// empty right after a preemption even with requests queued; apply it and schedule again.
     pub fn schedule(&mut self) -> &SchedulerOutput {
+        debug_assert!(self.stretch.is_none(), "schedule() inside a decode stretch");
         if !self.step_in_flight {
             self.output.clear();
             match self.rule {
@@ -371,9 +383,10 @@ impl Scheduler {
 
     /// Ends every running and waiting request now (the driver's drain deadline): frees their blocks
     /// and returns them, running ones first in admission order, then the queue. Drops any step in
-    /// flight (vLLM's `finish_requests` with `FINISHED_ABORTED`).
+    /// flight and any open decode stretch (vLLM's `finish_requests` with `FINISHED_ABORTED`).
     pub fn abort_all_requests(&mut self) -> Vec<Request> {
         self.step_in_flight = false;
+        self.stretch = None;
         let order: Vec<Slot> = self.running.drain(..).chain(self.waiting.drain(..)).collect();
         let mut out = Vec::with_capacity(order.len());
         for slot in order {

@@ -1,0 +1,301 @@
+//! Fast-forward of pure-decode stretches changes nothing: over random small scenarios (presets,
+//! block sizes, budgets, tight KV caches with preemption, prefix caching on and off, every router
+//! policy, open and closed loop, drains with work in flight) and the shipped scenarios, a run with
+//! it on writes the same `requests.csv`, `instances.csv` and `summary.json` bytes as a run stepping
+//! every step one by one.
+
+use proptest::prelude::*;
+use sim::ids::InstanceId;
+use sim::instance::Instance;
+use sim::runner::simulate_to_dir;
+use sim::scenario::{Override, Scenario, load_scenario, parse_scenario};
+use sim::simulation::{SimOptions, SimStats};
+use std::path::{Path, PathBuf};
+
+const COMPARED: [&str; 3] = ["requests.csv", "instances.csv", "summary.json"];
+
+/// Runs `scenario` with fast-forward `on` into a fresh dir; returns the dir and the counters.
+fn run(scenario: &Scenario, base_dir: &Path, on: bool, tokens: bool) -> (tempfile::TempDir, SimStats) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SimOptions { fast_forward: on, ..SimOptions::default() };
+    let run = simulate_to_dir(scenario, base_dir, dir.path(), tokens, "2025-01-01T00:00:00Z", opts).unwrap();
+    (dir, run.stats)
+}
+
+/// Asserts both modes write identical files and count the same steps.
+fn assert_same_output(scenario: &Scenario, base_dir: &Path, tokens: bool) {
+    let (ff, ff_stats) = run(scenario, base_dir, true, tokens);
+    let (step, step_stats) = run(scenario, base_dir, false, tokens);
+    for file in COMPARED.iter().chain(tokens.then_some(&"tokens.csv")) {
+        let a = std::fs::read_to_string(ff.path().join(file)).unwrap();
+        let b = std::fs::read_to_string(step.path().join(file)).unwrap();
+        if a != b {
+            let line = a.lines().zip(b.lines()).position(|(x, y)| x != y);
+            let show =
+                |s: &str| line.and_then(|l| s.lines().nth(l)).unwrap_or("(length differs)").to_string();
+            panic!(
+                "{} {file} differs at line {line:?}:\n  fast-forward: {}\n  step by step: {}",
+                scenario.variant,
+                show(&a),
+                show(&b)
+            );
+        }
+    }
+    assert_eq!(ff_stats, step_stats, "{}", scenario.variant);
+}
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+#[test]
+fn the_seed_scenario_runs_identically_with_and_without_fast_forward() {
+    // Shortened phases keep the test quick; the load still builds batches of several requests.
+    let overrides: Vec<Override> = [
+        "workload.phases.0.duration_s=20",
+        "workload.phases.1.duration_s=20",
+        "workload.phases.2.duration_s=10",
+    ]
+    .iter()
+    .map(|o| o.parse().unwrap())
+    .collect();
+    let file = load_scenario(&scenarios_dir().join("seed-6xh100.toml"), &overrides).unwrap();
+    assert_eq!(file.variants.len(), 2);
+    for scenario in &file.variants {
+        assert_same_output(scenario, &file.base_dir, false);
+    }
+}
+
+#[test]
+fn the_closed_loop_benchmark_scenario_runs_identically_with_and_without_fast_forward() {
+    let file = load_scenario(&scenarios_dir().join("seed-benchmark-all-models.toml"), &[]).unwrap();
+    for scenario in &file.variants {
+        assert_same_output(scenario, &file.base_dir, false);
+    }
+}
+
+#[test]
+fn colocated_and_elastic_instances_never_fast_forward_and_run_identically() {
+    // Three instances share one GPU (static split and elastic pool variants): each step must see
+    // its co-tenants' contention and settle pages, so the veto keeps them stepping one by one.
+    let file = load_scenario(&scenarios_dir().join("whatif-three-8b-one-gpu.toml"), &[]).unwrap();
+    for scenario in &file.variants {
+        for i in 0..scenario.instances.len() {
+            let mut inst = Instance::new(scenario, InstanceId(i as u32));
+            inst.set_fast_forward(true);
+            assert!(!inst.can_fast_forward(), "{} instance {i}", scenario.variant);
+        }
+        assert_same_output(scenario, &file.base_dir, false);
+    }
+}
+
+#[test]
+fn token_recording_runs_identically_with_and_without_fast_forward() {
+    let file = parse_scenario(&small_scenario(&Knobs::default()), Path::new("t.toml"), &[]).unwrap();
+    assert_same_output(&file.variants[0], &file.base_dir, true);
+}
+
+/// The random part of a small scenario.
+#[derive(Clone, Debug)]
+struct Knobs {
+    seed: u64,
+    v1: bool,
+    chunked: bool,
+    caching: bool,
+    block_size: u32,
+    max_num_seqs: u32,
+    budget: u32,
+    /// Extra KV blocks beyond one max_model_len request (small = preemptions).
+    extra_blocks: u32,
+    replicas: u32,
+    policy: &'static str,
+    poll_s: f64,
+    sample_s: f64,
+    closed_loop: Option<u32>,
+    rate: f64,
+    num_requests: u32,
+    prompt: (u32, u32),
+    output: (u32, u32),
+    prefix: (u32, u32, f64),
+    drain_s: f64,
+    overhead_s: f64,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            seed: 7,
+            v1: true,
+            chunked: true,
+            caching: true,
+            block_size: 16,
+            max_num_seqs: 16,
+            budget: 512,
+            extra_blocks: 40,
+            replicas: 2,
+            policy: "round_robin",
+            poll_s: 0.2,
+            sample_s: 0.3,
+            closed_loop: None,
+            rate: 20.0,
+            num_requests: 60,
+            prompt: (20, 300),
+            output: (1, 120),
+            prefix: (64, 2, 0.5),
+            drain_s: 600.0,
+            overhead_s: 0.002,
+        }
+    }
+}
+
+const MAX_MODEL_LEN: u32 = 1024;
+
+fn small_scenario(k: &Knobs) -> String {
+    let preset = if k.v1 { "vllm-v1" } else { "vllm-0.6.4" };
+    // Without chunked prefill vLLM needs the budget to hold a whole max_model_len prompt.
+    // vLLM also needs it to hold one token per sequence.
+    let budget = k.budget.max(k.max_num_seqs);
+    let budget = if k.chunked { budget } else { budget.max(MAX_MODEL_LEN) };
+    let blocks = MAX_MODEL_LEN.div_ceil(k.block_size) * 102 / 100 + 1 + k.extra_blocks;
+    let arrival = match k.closed_loop {
+        Some(c) => format!("{{ process = \"closed_loop\", concurrency = {c} }}"),
+        None => format!("{{ process = \"poisson\", rate = {} }}", k.rate),
+    };
+    let mut text = format!(
+        r#"
+name = "ff"
+seed = {seed}
+[cluster]
+gpu = "H100-80GB-SXM"
+num_gpus = {gpus}
+[defaults.engine]
+preset = "{preset}"
+block_size = {bs}
+max_num_seqs = {seqs}
+max_num_batched_tokens = {budget}
+enable_chunked_prefill = {chunked}
+enable_prefix_caching = {caching}
+max_model_len = {mml}
+num_gpu_blocks_override = {blocks}
+[router]
+policy = "{policy}"
+poll_interval_s = {poll}
+[workload.prefix]
+tokens = {pt}
+groups = {pg}
+fraction = {pf}
+[[workload.phases]]
+num_requests = {n}
+arrival = {arrival}
+input_tokens = {{ dist = "uniform", min = {pmin}, max = {pmax} }}
+output_tokens = {{ dist = "uniform", min = {omin}, max = {omax} }}
+[output]
+sample_interval_s = {sample}
+drain_timeout_s = {drain}
+[perf]
+step_overhead_s = {overhead}
+"#,
+        seed = k.seed,
+        gpus = k.replicas + 1,
+        bs = k.block_size,
+        seqs = k.max_num_seqs,
+        chunked = k.chunked,
+        caching = k.caching,
+        mml = MAX_MODEL_LEN,
+        policy = k.policy,
+        poll = k.poll_s,
+        pt = k.prefix.0,
+        pg = k.prefix.1,
+        pf = k.prefix.2,
+        n = k.num_requests,
+        pmin = k.prompt.0,
+        pmax = k.prompt.1,
+        omin = k.output.0,
+        omax = k.output.1,
+        sample = k.sample_s,
+        drain = k.drain_s,
+        overhead = k.overhead_s,
+    );
+    // `replicas` instances of one model and one of another, each on its own GPU.
+    for i in 0..k.replicas {
+        text += &format!("[[instances]]\nmodel = \"llama-3.1-8b\"\ngpu = {i}\n");
+    }
+    text += &format!("[[instances]]\nmodel = \"qwen2.5-7b\"\ngpu = {}\n", k.replicas);
+    text
+}
+
+fn knobs() -> impl Strategy<Value = Knobs> {
+    let engine = (
+        0u64..1 << 40,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::sample::select(vec![1u32, 8, 16, 32]),
+        1u32..40,
+        16u32..2048,
+        prop_oneof![0u32..8, 8u32..200, 200u32..4000],
+    );
+    let routing = (
+        1u32..3,
+        prop::sample::select(vec![
+            "round_robin",
+            "queue_aware",
+            "least_outstanding",
+            "power_of_two",
+            "random",
+        ]),
+        0.01f64..1.5,
+        0.01f64..1.5,
+    );
+    let load = (
+        prop::option::of(1u32..12),
+        0.5f64..80.0,
+        1u32..120,
+        (1u32..400, 0u32..500),
+        (1u32..60, 0u32..300),
+        (prop::sample::select(vec![0u32, 16, 100, 300]), 1u32..4, 0.0f64..1.0),
+        prop_oneof![0.05f64..3.0, Just(600.0)],
+        0.0001f64..0.01,
+    );
+    (engine, routing, load).prop_map(
+        |(
+            (seed, v1, chunked, caching, block_size, max_num_seqs, budget, extra_blocks),
+            (replicas, policy, poll_s, sample_s),
+            (closed_loop, rate, num_requests, prompt, output, prefix, drain_s, overhead_s),
+        )| Knobs {
+            seed,
+            v1,
+            // vLLM V1 always chunks.
+            chunked: chunked || v1,
+            caching,
+            block_size,
+            max_num_seqs,
+            budget,
+            extra_blocks,
+            replicas,
+            policy,
+            poll_s,
+            sample_s,
+            closed_loop,
+            rate,
+            num_requests,
+            prompt: (prompt.0, prompt.0 + prompt.1),
+            output: (output.0, output.0 + output.1),
+            prefix,
+            drain_s,
+            overhead_s,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_small_scenarios_run_identically_with_and_without_fast_forward(k in knobs()) {
+        let text = small_scenario(&k);
+        let file = parse_scenario(&text, Path::new("ff.toml"), &[])
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_same_output(&file.variants[0], &file.base_dir, false);
+    }
+}
