@@ -3,13 +3,13 @@
 //! the pool invariants under random colocated scenarios, determinism, and the startup check for
 //! co-tenants that cannot fit.
 
+use crate::simulation::Collect;
 use sim::metrics::{RunSummary, SummaryBuilder};
-use sim::observe::{Observer, Tee};
+use sim::observe::Tee;
 use sim::runner::simulate_summary;
 use sim::scenario::{Scenario, parse_scenario};
 use sim::simulation::{SimOptions, simulate};
 use sim::trace::{InstanceRow, RequestRow, Source};
-use std::io;
 use std::path::Path;
 
 /// Three copies of Llama-3.1-8B's architecture under different names, so each gets its own
@@ -128,25 +128,8 @@ struct Collected {
     samples: Vec<InstanceRow>,
 }
 
-#[derive(Default)]
-struct Rows {
-    requests: Vec<RequestRow>,
-    samples: Vec<InstanceRow>,
-}
-
-impl Observer for Rows {
-    fn on_request(&mut self, row: &RequestRow) -> io::Result<()> {
-        self.requests.push(row.clone());
-        Ok(())
-    }
-    fn on_instance_sample(&mut self, row: &InstanceRow) -> io::Result<()> {
-        self.samples.push(row.clone());
-        Ok(())
-    }
-}
-
 fn collect(s: &Scenario) -> Collected {
-    let mut rows = Rows::default();
+    let mut rows = Collect::default();
     let mut summary = SummaryBuilder::for_scenario(Source::Sim, s, false);
     {
         let mut tee = Tee::new(vec![&mut summary, &mut rows]);

@@ -11,11 +11,11 @@ use sim::trace::{InstanceRow, RequestRow, RequestStatus};
 use std::io;
 use std::path::Path;
 
-/// Collects rows in memory.
+/// Collects rows in memory (shared by the integration tests).
 #[derive(Default)]
-struct Collect {
-    requests: Vec<RequestRow>,
-    samples: Vec<InstanceRow>,
+pub struct Collect {
+    pub requests: Vec<RequestRow>,
+    pub samples: Vec<InstanceRow>,
 }
 
 impl Observer for Collect {

@@ -2,22 +2,9 @@
 //! budget, freed back, and the capped prefix cache.
 
 use super::*;
-use crate::ids::{ModelId, RequestId};
-use crate::time::SimTime;
-use crate::workload::{PrefixRef, RequestSpec};
+use crate::workload::PrefixRef;
 
-fn request(id: u64, prompt: u32, prefix: Option<PrefixRef>) -> Request {
-    let spec = RequestSpec {
-        id: RequestId(id),
-        phase: 0,
-        arrival: SimTime::ZERO,
-        model: ModelId(0),
-        num_prompt_tokens: prompt,
-        max_tokens: 4,
-        prefix,
-    };
-    Request::new(&spec, SimTime::ZERO)
-}
+use super::tests::request;
 
 /// 8 pages of 4 blocks of 16 tokens; reserve kept between `min` and `max` pages.
 fn elastic(caching: bool, min: u32, max: u32, cached: u32) -> KvCacheManager {

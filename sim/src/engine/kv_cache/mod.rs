@@ -341,7 +341,8 @@ mod tests {
     use crate::time::SimTime;
     use crate::workload::{PrefixRef, RequestSpec};
 
-    fn request(id: u64, prompt: u32, prefix: Option<PrefixRef>) -> Request {
+    /// A waiting request of `prompt` tokens (4 output tokens); also used by `elastic_tests`.
+    pub(super) fn request(id: u64, prompt: u32, prefix: Option<PrefixRef>) -> Request {
         let spec = RequestSpec {
             id: RequestId(id),
             phase: 0,
