@@ -22,7 +22,7 @@
 
 use super::elastic::{ElasticPages, ElasticParams};
 use crate::ids::{BlockId, RequestId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Content identity of a full block: two blocks with equal hashes hold identical KV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,47 +43,82 @@ pub enum BlockHash {
     },
 }
 
-/// One KV block's bookkeeping (vLLM's `KVCacheBlock`): reference count, content hash and the
-/// free-queue links, kept together so touching a block costs one cache line.
+/// One KV block's bookkeeping (vLLM's `KVCacheBlock`): reference count, content hash and, while
+/// it waits in the free queue with its identity, where.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KVCacheBlock {
-    /// Requests referencing the block; 0 means it is in the free queue.
+    /// Requests referencing the block; 0 means it is free.
     pub ref_cnt: u32,
     /// Content identity while the block is cached.
     pub block_hash: Option<BlockHash>,
-    prev_free_block: Option<BlockId>,
-    next_free_block: Option<BlockId>,
+    /// Absolute position of the block's entry in the free queue (see [`FreeKVCacheBlockQueue`]).
+    queue_pos: u64,
 }
 
-/// vLLM's `FreeKVCacheBlockQueue`: a doubly linked list of free blocks threaded through the
-/// blocks' own `prev_free_block`/`next_free_block` fields (indices into the pool's block `Vec`),
-/// so removing a block from the middle (a cache hit on a free block) is O(1). The head is the
-/// next block to evict. The queue owns only the ends; every operation takes the block array.
-#[derive(Clone, Debug)]
+/// An entry of the free queue: a block that keeps its identity, a run of anonymous blocks, or a
+/// removed block's hole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    Block(BlockId),
+    Anonymous(u32),
+    Removed,
+}
+
+impl Entry {
+    const REMOVED: u32 = u32::MAX;
+    const ANONYMOUS: u32 = 1 << 31;
+    /// Longest run one entry holds (the code below `REMOVED`).
+    const MAX_RUN: u32 = Self::REMOVED - Self::ANONYMOUS - 1;
+
+    #[inline]
+    fn decode(code: u32) -> Entry {
+        if code == Self::REMOVED {
+            Entry::Removed
+        } else if code & Self::ANONYMOUS != 0 {
+            Entry::Anonymous(code & !Self::ANONYMOUS)
+        } else {
+            Entry::Block(BlockId(code))
+        }
+    }
+}
+
+/// vLLM's `FreeKVCacheBlockQueue`: the free blocks in eviction order, head first (the least
+/// recently freed, next to be reused).
+///
+/// vLLM threads a doubly linked list through the blocks; walking it reads a cold block per
+/// allocation, which dominated the simulator's profile. Here the order is a ring of compact
+/// entries and only blocks whose identity matters appear by name:
+/// - a block freed with a content hash that may still be hit (a shared-prefix block, a preempted
+///   request's block) is an entry of its own; a hit takes it out by marking its entry removed
+///   (O(1), through the position the block remembers);
+/// - a block with nothing to hit (never filled, or its request finished) is *anonymous*: it
+///   joins a stack of interchangeable blocks, and the queue only counts it, in runs.
+///
+/// Popping an anonymous entry hands out the most recently freed anonymous block, still hot in
+/// memory. Which block it is cannot be observed (it holds nothing anyone can hit), so the queue
+/// evicts identities in exactly vLLM's order and the number of free blocks is the same at every
+/// step. Removed entries are skipped when the head reaches them, and compacted away when they
+/// outnumber the live entries.
+#[derive(Clone, Debug, Default)]
 pub struct FreeKVCacheBlockQueue {
-    head: Option<BlockId>,
-    tail: Option<BlockId>,
+    /// Encoded [`Entry`]s (see `Entry::decode`), head first.
+    entries: VecDeque<u32>,
+    /// Absolute position of `entries[0]`.
+    head_pos: u64,
+    /// The anonymous free blocks; the last is handed out first.
+    anonymous: Vec<BlockId>,
     num_free_blocks: u32,
+    num_removed: u32,
 }
 
 impl FreeKVCacheBlockQueue {
-    /// A queue holding no block.
-    fn empty() -> Self {
-        FreeKVCacheBlockQueue { head: None, tail: None, num_free_blocks: 0 }
-    }
-
-    /// Links all of `blocks` into one queue in id order.
+    /// A queue of all `blocks`, anonymous, to be handed out in id order.
     pub fn new(blocks: &mut [KVCacheBlock]) -> Self {
-        let n = blocks.len() as u32;
-        for (i, b) in (0..n).zip(blocks.iter_mut()) {
-            b.prev_free_block = i.checked_sub(1).map(BlockId);
-            b.next_free_block = (i + 1 < n).then_some(BlockId(i + 1));
+        let mut q = FreeKVCacheBlockQueue::default();
+        for b in (0..blocks.len() as u32).rev() {
+            q.append_anonymous(BlockId(b));
         }
-        FreeKVCacheBlockQueue {
-            head: (n > 0).then_some(BlockId(0)),
-            tail: n.checked_sub(1).map(BlockId),
-            num_free_blocks: n,
-        }
+        q
     }
 
     /// Number of blocks in the queue.
@@ -97,67 +132,111 @@ impl FreeKVCacheBlockQueue {
         self.num_free_blocks == 0
     }
 
-    /// Takes the head (least recently freed) block.
+    /// Takes the head block: the least recently freed named block, or, where the head is a run
+    /// of anonymous blocks, the most recently freed anonymous block.
     #[inline]
-    pub fn popleft(&mut self, blocks: &mut [KVCacheBlock]) -> Option<BlockId> {
-        let block = self.head?;
-        let next = blocks[block.index()].next_free_block.take();
-        match next {
-            Some(n) => blocks[n.index()].prev_free_block = None,
-            None => self.tail = None,
+    pub fn popleft(&mut self) -> Option<BlockId> {
+        loop {
+            let code = self.entries.front_mut()?;
+            match Entry::decode(*code) {
+                Entry::Anonymous(n) if n > 1 => *code -= 1,
+                Entry::Anonymous(_) => self.pop_front_entry(),
+                Entry::Block(b) => {
+                    self.pop_front_entry();
+                    self.num_free_blocks -= 1;
+                    return Some(b);
+                }
+                Entry::Removed => {
+                    self.pop_front_entry();
+                    self.num_removed -= 1;
+                    continue;
+                }
+            }
+            self.num_free_blocks -= 1;
+            return self.anonymous.pop();
         }
-        self.head = next;
-        self.num_free_blocks -= 1;
-        Some(block)
     }
 
-    /// Unlinks `block`, which must be in the queue.
+    #[inline]
+    fn pop_front_entry(&mut self) {
+        self.entries.pop_front();
+        self.head_pos += 1;
+    }
+
+    /// Takes `block`, which must be in the queue under its own name, out of it.
     #[inline]
     pub fn remove(&mut self, blocks: &mut [KVCacheBlock], block: BlockId) {
-        let b = &mut blocks[block.index()];
-        let (prev, next) = (b.prev_free_block.take(), b.next_free_block.take());
-        match prev {
-            Some(p) => blocks[p.index()].next_free_block = next,
-            None => self.head = next,
-        }
-        match next {
-            Some(n) => blocks[n.index()].prev_free_block = prev,
-            None => self.tail = prev,
-        }
+        let i = (blocks[block.index()].queue_pos - self.head_pos) as usize;
+        debug_assert_eq!(self.entries.get(i).map(|&c| Entry::decode(c)), Some(Entry::Block(block)));
+        self.entries[i] = Entry::REMOVED;
+        self.num_removed += 1;
         self.num_free_blocks -= 1;
+        if self.num_removed as usize > 64 + self.entries.len() / 2 {
+            self.compact(blocks);
+        }
     }
 
-    /// Puts `block`, which must not be in the queue, at the tail.
+    /// Drops the removed entries, renumbering the named blocks' positions.
+    fn compact(&mut self, blocks: &mut [KVCacheBlock]) {
+        let old = std::mem::take(&mut self.entries);
+        self.head_pos += old.len() as u64;
+        for code in old {
+            match Entry::decode(code) {
+                Entry::Removed => {}
+                Entry::Block(b) => self.push_named(blocks, b),
+                Entry::Anonymous(n) => self.push_anonymous_run(n),
+            }
+        }
+        self.num_removed = 0;
+    }
+
+    /// Puts `block`, which keeps its identity, at the tail.
     #[inline]
     pub fn append(&mut self, blocks: &mut [KVCacheBlock], block: BlockId) {
-        let b = &mut blocks[block.index()];
-        b.prev_free_block = self.tail;
-        b.next_free_block = None;
-        match self.tail {
-            Some(t) => blocks[t.index()].next_free_block = Some(block),
-            None => self.head = Some(block),
-        }
-        self.tail = Some(block);
+        self.push_named(blocks, block);
         self.num_free_blocks += 1;
     }
 
-    /// Puts `block`, which must not be in the queue, at the head (next to be popped).
     #[inline]
-    pub fn appendleft(&mut self, blocks: &mut [KVCacheBlock], block: BlockId) {
-        let b = &mut blocks[block.index()];
-        b.prev_free_block = None;
-        b.next_free_block = self.head;
-        match self.head {
-            Some(h) => blocks[h.index()].prev_free_block = Some(block),
-            None => self.tail = Some(block),
-        }
-        self.head = Some(block);
+    fn push_named(&mut self, blocks: &mut [KVCacheBlock], block: BlockId) {
+        blocks[block.index()].queue_pos = self.head_pos + self.entries.len() as u64;
+        self.entries.push_back(block.0);
+    }
+
+    /// Puts `block`, which holds nothing anyone can hit, at the tail as an anonymous block.
+    #[inline]
+    pub fn append_anonymous(&mut self, block: BlockId) {
+        self.anonymous.push(block);
+        self.push_anonymous_run(1);
         self.num_free_blocks += 1;
     }
 
-    /// The queued blocks from head to tail (for checks and tests; O(len)).
-    pub fn iter<'a>(&self, blocks: &'a [KVCacheBlock]) -> impl Iterator<Item = BlockId> + 'a {
-        std::iter::successors(self.head, |b| blocks[b.index()].next_free_block)
+    #[inline]
+    fn push_anonymous_run(&mut self, n: u32) {
+        match self.entries.back_mut() {
+            Some(code) if *code & Entry::ANONYMOUS != 0 && *code != Entry::REMOVED => {
+                let run = *code & !Entry::ANONYMOUS;
+                let add = n.min(Entry::MAX_RUN - run);
+                *code += add;
+                if add < n {
+                    self.entries.push_back(Entry::ANONYMOUS | (n - add));
+                }
+            }
+            _ => self.entries.push_back(Entry::ANONYMOUS | n),
+        }
+    }
+
+    /// The blocks `popleft` would return from now on, in order (for checks and tests; O(len)).
+    pub fn iter(&self) -> impl Iterator<Item = BlockId> + '_ {
+        let mut anonymous = self.anonymous.iter().rev();
+        self.entries.iter().flat_map(move |&code| {
+            let run: Vec<BlockId> = match Entry::decode(code) {
+                Entry::Block(b) => vec![b],
+                Entry::Anonymous(n) => anonymous.by_ref().take(n as usize).copied().collect(),
+                Entry::Removed => Vec::new(),
+            };
+            run
+        })
     }
 }
 
@@ -169,9 +248,6 @@ pub struct BlockPool {
     free_block_queue: FreeKVCacheBlockQueue,
     /// Blocks with `ref_cnt > 0`, counted independently of the free queue (an invariant check).
     num_used_blocks: u32,
-    /// Freed blocks go to the head instead of the tail: without prefix caching block identity
-    /// is irrelevant, and reusing recently freed blocks keeps the simulator's memory hot.
-    reuse_last_freed: bool,
     /// vLLM's `cached_block_hash_to_block`, for `BlockHash::Prefix` only: group -> block per index.
     cached_prefix_blocks: BTreeMap<u64, Vec<Option<BlockId>>>,
     /// Elastic KV: the page table (free blocks live there; the free queue holds cached ones).
@@ -179,16 +255,15 @@ pub struct BlockPool {
 }
 
 impl BlockPool {
-    /// A pool of `num_gpu_blocks` free, unhashed blocks. With `enable_caching` off, freed blocks
-    /// are reused last-freed-first (no observable difference: nothing is ever hit).
-    pub fn new(num_gpu_blocks: u32, enable_caching: bool) -> Self {
+    /// A pool of `num_gpu_blocks` free, unhashed blocks (at most 2^31 - 1; more are dropped).
+    pub fn new(num_gpu_blocks: u32) -> Self {
+        let num_gpu_blocks = num_gpu_blocks.min(Entry::ANONYMOUS - 1);
         let mut blocks = vec![KVCacheBlock::default(); num_gpu_blocks as usize];
         let free_block_queue = FreeKVCacheBlockQueue::new(&mut blocks);
         BlockPool {
             blocks,
             free_block_queue,
             num_used_blocks: 0,
-            reuse_last_freed: !enable_caching,
             cached_prefix_blocks: BTreeMap::new(),
             elastic: None,
         }
@@ -204,7 +279,7 @@ impl BlockPool {
         self.blocks.clear();
         self.blocks.resize((num_pages * pages.blocks_per_page()) as usize, KVCacheBlock::default());
         self.cached_prefix_blocks.clear();
-        self.free_block_queue = FreeKVCacheBlockQueue::empty();
+        self.free_block_queue = FreeKVCacheBlockQueue::default();
         self.num_used_blocks = 0;
         self.elastic = Some(Box::new(pages));
     }
@@ -267,10 +342,10 @@ impl BlockPool {
         self.blocks[block.index()].block_hash
     }
 
-    /// The free blocks from the next to evict to the most recently freed (O(free blocks)); when
-    /// elastic, only the cached ones.
+    /// The free blocks in the order allocation would take them (O(free blocks)); when elastic,
+    /// only the cached ones.
     pub fn free_blocks(&self) -> impl Iterator<Item = BlockId> + '_ {
-        self.free_block_queue.iter(&self.blocks)
+        self.free_block_queue.iter()
     }
 
     /// The cached blocks of prefix `group` by block index (vLLM's `get_cached_block` for a
@@ -296,7 +371,7 @@ impl BlockPool {
         for _ in 0..num_blocks {
             let popped = match self.elastic.as_deref_mut().and_then(ElasticPages::pop_block) {
                 Some(b) => Some(b),
-                None => self.free_block_queue.popleft(&mut self.blocks),
+                None => self.free_block_queue.popleft(),
             };
             let Some(block) = popped else { return false };
             let index = out.len() as u32;
@@ -349,21 +424,33 @@ impl BlockPool {
 
     /// Drops one reference; a block nobody references goes to the free-queue tail, keeping its
     /// hash (vLLM's `free_blocks`, one block at a time: callers pass a request's blocks in
-    /// reverse order so its tail blocks are evicted first).
+    /// reverse order so its tail blocks are evicted first). `owner_finished` says the request
+    /// freeing it is done for good: its own blocks can never be hit again, so a static pool
+    /// queues them anonymously (see [`FreeKVCacheBlockQueue`]).
     #[inline]
-    pub fn free_block(&mut self, block: BlockId) {
-        let rc = &mut self.blocks[block.index()].ref_cnt;
-        debug_assert!(*rc > 0, "freeing free block {block}");
-        *rc -= 1;
-        if *rc == 0 {
-            self.num_used_blocks -= 1;
-            if self.elastic.is_some() {
-                self.free_elastic_block(block);
-            } else if self.reuse_last_freed {
-                self.free_block_queue.appendleft(&mut self.blocks, block);
-            } else {
-                self.free_block_queue.append(&mut self.blocks, block);
-            }
+    pub fn free_block(&mut self, block: BlockId, owner_finished: bool) {
+        let b = &mut self.blocks[block.index()];
+        debug_assert!(b.ref_cnt > 0, "freeing free block {block}");
+        b.ref_cnt -= 1;
+        if b.ref_cnt > 0 {
+            return;
+        }
+        self.num_used_blocks -= 1;
+        if self.elastic.is_some() {
+            self.free_elastic_block(block);
+            return;
+        }
+        let keeps_identity = match b.block_hash {
+            Some(BlockHash::Prefix { .. }) => true,
+            Some(BlockHash::Own { .. }) => !owner_finished,
+            None => false,
+        };
+        if keeps_identity {
+            self.free_block_queue.append(&mut self.blocks, block);
+        } else {
+            // An own hash is in no map: clearing it evicts nothing.
+            b.block_hash = None;
+            self.free_block_queue.append_anonymous(block);
         }
     }
 
@@ -375,11 +462,7 @@ impl BlockPool {
         let cap = pages.params().max_cached_free_blocks;
         let release = if self.blocks[block.index()].block_hash.is_some() && cap > 0 {
             self.free_block_queue.append(&mut self.blocks, block);
-            if self.free_block_queue.len() > cap {
-                self.free_block_queue.popleft(&mut self.blocks)
-            } else {
-                None
-            }
+            if self.free_block_queue.len() > cap { self.free_block_queue.popleft() } else { None }
         } else {
             Some(block)
         };
@@ -424,63 +507,109 @@ mod tests {
         pool.free_blocks().map(|b| b.0).collect()
     }
 
+    /// A pool of `n` blocks with blocks `0..held` allocated, each given identity `Own { 7, i }`.
+    fn pool_with_own_blocks(n: u32, held: u32) -> (BlockPool, Vec<BlockId>) {
+        let mut pool = BlockPool::new(n);
+        let mut got = Vec::new();
+        assert!(pool.get_new_blocks(held, &mut got, Some((RequestId(7), 0))));
+        (pool, got)
+    }
+
     #[test]
-    fn the_free_queue_starts_in_id_order_and_pops_from_the_head() {
+    fn the_free_queue_starts_in_id_order_and_hands_out_from_the_head() {
         let mut blocks = vec![KVCacheBlock::default(); 4];
         let mut q = FreeKVCacheBlockQueue::new(&mut blocks);
-        let ids = |q: &FreeKVCacheBlockQueue, b: &[KVCacheBlock]| q.iter(b).map(|b| b.0).collect::<Vec<_>>();
-        assert_eq!(ids(&q, &blocks), [0, 1, 2, 3]);
-        assert_eq!(q.popleft(&mut blocks), Some(BlockId(0)));
-        q.remove(&mut blocks, BlockId(2));
-        q.append(&mut blocks, BlockId(0));
-        assert_eq!(ids(&q, &blocks), [1, 3, 0]);
-        assert_eq!(q.len(), 3);
-        q.remove(&mut blocks, BlockId(0));
+        assert_eq!(q.iter().map(|b| b.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!((q.popleft(), q.popleft(), q.len()), (Some(BlockId(0)), Some(BlockId(1)), 2));
+        q.append(&mut blocks, BlockId(1));
+        q.append_anonymous(BlockId(0));
         q.remove(&mut blocks, BlockId(1));
-        q.remove(&mut blocks, BlockId(3));
+        // Three anonymous slots remain; the most recently freed anonymous block comes first.
+        assert_eq!(q.iter().map(|b| b.0).collect::<Vec<_>>(), [0, 2, 3]);
+        let popped: Vec<_> = std::iter::from_fn(|| q.popleft()).collect();
+        assert_eq!(popped, [BlockId(0), BlockId(2), BlockId(3)]);
         assert!(q.is_empty());
-        assert_eq!(q.popleft(&mut blocks), None);
-        q.append(&mut blocks, BlockId(2));
-        q.appendleft(&mut blocks, BlockId(1));
-        q.append(&mut blocks, BlockId(3));
-        assert_eq!(ids(&q, &blocks), [1, 2, 3]);
-        assert_eq!(q.popleft(&mut blocks), Some(BlockId(1)));
-        assert_eq!(ids(&q, &blocks), [2, 3]);
     }
 
     #[test]
-    fn freed_blocks_go_to_the_tail_and_allocation_takes_the_oldest_free() {
-        let mut pool = BlockPool::new(4, true);
-        let mut got = Vec::new();
-        assert!(pool.get_new_blocks(3, &mut got, None));
-        assert_eq!(got, [BlockId(0), BlockId(1), BlockId(2)]);
+    fn a_preempted_requests_blocks_are_evicted_in_lru_order_tail_first() {
+        let (mut pool, got) = pool_with_own_blocks(5, 3);
         for &b in got.iter().rev() {
-            pool.free_block(b);
+            pool.free_block(b, false);
         }
-        assert_eq!(queue_ids(&pool), [3, 2, 1, 0]);
-        assert_eq!(pool.num_used_blocks() + pool.num_free_blocks(), 4);
+        // Never-used blocks 3 and 4 first, then the request's tail block first.
+        assert_eq!(queue_ids(&pool), [3, 4, 2, 1, 0]);
+        assert_eq!(pool.num_used_blocks() + pool.num_free_blocks(), 5);
+        let mut again = Vec::new();
+        assert!(pool.get_new_blocks(3, &mut again, None));
+        assert_eq!(again, [BlockId(3), BlockId(4), BlockId(2)]);
+        assert_eq!(pool.block_hash(BlockId(2)), None, "evicted");
+        assert_eq!(pool.block_hash(BlockId(1)), Some(BlockHash::Own { request: RequestId(7), index: 1 }));
     }
 
     #[test]
-    fn without_caching_the_last_freed_block_is_reused_first() {
-        let mut pool = BlockPool::new(4, false);
-        let mut got = Vec::new();
-        assert!(pool.get_new_blocks(2, &mut got, None));
+    fn a_finished_requests_own_blocks_lose_their_identity_and_are_reused_hot_first() {
+        let (mut pool, got) = pool_with_own_blocks(5, 3);
         for &b in got.iter().rev() {
-            pool.free_block(b);
+            pool.free_block(b, true);
         }
-        assert_eq!(queue_ids(&pool), [0, 1, 2, 3]);
+        assert!(got.iter().all(|&b| pool.block_hash(b).is_none()));
+        assert_eq!(queue_ids(&pool), [0, 1, 2, 3, 4], "the last freed (block 0) comes back first");
+        let mut again = Vec::new();
+        assert!(pool.get_new_blocks(1, &mut again, None));
+        assert_eq!(again, [BlockId(0)]);
+    }
+
+    #[test]
+    fn named_and_anonymous_blocks_keep_their_places_in_the_queue() {
+        let mut pool = BlockPool::new(4);
+        let mut got = Vec::new();
+        assert!(pool.get_new_blocks(4, &mut got, None));
+        let h = BlockHash::Prefix { group: 1, index: 0 };
+        pool.cache_full_block(got[2], h);
+        for b in [0, 2, 1] {
+            pool.free_block(BlockId(b), true);
+        }
+        // Queue: anonymous 0, named 2, anonymous 1. The prefix block is evicted second.
+        let mut again = Vec::new();
+        assert!(pool.get_new_blocks(1, &mut again, None));
+        assert_eq!(pool.cached_prefix_blocks(1), [Some(BlockId(2))]);
+        assert!(pool.get_new_blocks(1, &mut again, None));
+        assert_eq!(pool.cached_prefix_blocks(1), [None]);
+        assert_eq!(again[1], BlockId(2));
+    }
+
+    #[test]
+    fn removed_entries_are_compacted_without_losing_order() {
+        let n = 400;
+        let mut pool = BlockPool::new(n);
+        let mut got = Vec::new();
+        assert!(pool.get_new_blocks(n, &mut got, None));
+        for (i, &b) in got.iter().enumerate() {
+            pool.cache_full_block(b, BlockHash::Prefix { group: 0, index: i as u32 });
+            pool.free_block(b, true);
+        }
+        // Hit and release every block twice over: 800 removals force compactions.
+        for _ in 0..2 {
+            for &b in &got {
+                pool.touch(b);
+                pool.free_block(b, true);
+            }
+        }
+        assert!(pool.free_block_queue.entries.len() < 2 * n as usize);
+        assert_eq!(queue_ids(&pool), got.iter().map(|b| b.0).collect::<Vec<_>>());
+        assert_eq!(pool.num_free_blocks(), n);
     }
 
     #[test]
     fn allocation_evicts_the_hash_of_a_reused_block() {
-        let mut pool = BlockPool::new(1, true);
+        let mut pool = BlockPool::new(1);
         let mut got = Vec::new();
         assert!(pool.get_new_blocks(1, &mut got, None));
         let h = BlockHash::Prefix { group: 9, index: 0 };
         pool.cache_full_block(got[0], h);
         assert_eq!(pool.cached_prefix_blocks(9), [Some(BlockId(0))]);
-        pool.free_block(got[0]);
+        pool.free_block(got[0], false);
         assert_eq!(pool.block_hash(BlockId(0)), Some(h), "a free block stays cached");
         got.clear();
         assert!(pool.get_new_blocks(1, &mut got, None));
@@ -490,24 +619,22 @@ mod tests {
 
     #[test]
     fn touching_a_free_cached_block_takes_it_out_of_the_free_queue() {
-        let mut pool = BlockPool::new(3, true);
-        let mut got = Vec::new();
-        assert!(pool.get_new_blocks(1, &mut got, None));
-        pool.free_block(got[0]);
+        let (mut pool, got) = pool_with_own_blocks(3, 1);
+        pool.free_block(got[0], false);
         assert_eq!(queue_ids(&pool), [1, 2, 0]);
         pool.touch(BlockId(0));
         pool.touch(BlockId(0));
         assert_eq!(pool.ref_cnt(BlockId(0)), 2);
         assert_eq!(queue_ids(&pool), [1, 2]);
-        pool.free_block(BlockId(0));
+        pool.free_block(BlockId(0), false);
         assert_eq!(queue_ids(&pool), [1, 2]);
-        pool.free_block(BlockId(0));
+        pool.free_block(BlockId(0), false);
         assert_eq!(queue_ids(&pool), [1, 2, 0]);
     }
 
     #[test]
     fn a_second_block_with_the_same_prefix_identity_is_not_registered() {
-        let mut pool = BlockPool::new(2, true);
+        let mut pool = BlockPool::new(2);
         let mut got = Vec::new();
         assert!(pool.get_new_blocks(2, &mut got, None));
         let h = BlockHash::Prefix { group: 1, index: 0 };
@@ -519,7 +646,7 @@ mod tests {
 
     #[test]
     fn asking_for_more_blocks_than_free_allocates_nothing() {
-        let mut pool = BlockPool::new(2, true);
+        let mut pool = BlockPool::new(2);
         let mut got = Vec::new();
         assert!(!pool.get_new_blocks(3, &mut got, None));
         assert!(got.is_empty());

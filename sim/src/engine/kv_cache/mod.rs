@@ -45,7 +45,7 @@ impl KvCacheManager {
         KvCacheManager {
             block_size: block_size.max(1),
             enable_caching,
-            block_pool: BlockPool::new(num_gpu_blocks, enable_caching),
+            block_pool: BlockPool::new(num_gpu_blocks),
             capacity: num_gpu_blocks,
             new_computed_blocks: Vec::new(),
         }
@@ -317,11 +317,11 @@ impl KvCacheManager {
     }
 
     /// Frees all of `req`'s blocks, last block first so its tail is evicted first (vLLM's
-    /// `free`). With prefix caching the table is kept as `preempted_blocks`, so a recomputation
-    /// can hit what is still cached.
+    /// `free`), for a preemption: with prefix caching the table is kept as `preempted_blocks`, so
+    /// the recomputation can hit what is still cached.
     pub fn free(&mut self, req: &mut Request) {
         for &b in req.block_table.iter().rev() {
-            self.block_pool.free_block(b);
+            self.block_pool.free_block(b, false);
         }
         if self.enable_caching {
             // Only full blocks are cached (a partial last block never is).
@@ -329,6 +329,18 @@ impl KvCacheManager {
             std::mem::swap(&mut req.block_table, &mut req.preempted_blocks);
         }
         req.block_table.clear();
+        req.num_cached_blocks = 0;
+        req.alloc_limit = 0;
+    }
+
+    /// Frees all of `req`'s blocks, last block first, for a request that is done (finished or
+    /// aborted): its own blocks can never be hit again (shared-prefix blocks stay cached).
+    pub fn free_finished(&mut self, req: &mut Request) {
+        for &b in req.block_table.iter().rev() {
+            self.block_pool.free_block(b, true);
+        }
+        req.block_table.clear();
+        req.preempted_blocks.clear();
         req.num_cached_blocks = 0;
         req.alloc_limit = 0;
     }

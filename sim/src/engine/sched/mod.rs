@@ -297,7 +297,7 @@ impl Scheduler {
                 continue;
             }
             if let Some(mut req) = self.slots[idx].take() {
-                self.kv_cache_manager.free(&mut req);
+                self.kv_cache_manager.free_finished(&mut req);
                 self.recycle_block_tables(&mut req);
                 events.finished.push(req);
             }
@@ -392,7 +392,7 @@ impl Scheduler {
         for slot in order {
             if let Some(mut req) = self.slots[slot.0 as usize].take() {
                 req.num_scheduled_tokens = 0;
-                self.kv_cache_manager.free(&mut req);
+                self.kv_cache_manager.free_finished(&mut req);
                 self.recycle_block_tables(&mut req);
                 out.push(req);
             }
