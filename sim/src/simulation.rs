@@ -127,6 +127,10 @@ struct Simulation<'s, 'o, 'p> {
     record_tokens: bool,
     stats: SimStats,
     finished: u64,
+    /// Some `needs_step` is set.
+    any_needs_step: bool,
+    /// The `requests.csv` row, refilled for every request (its strings keep their buffers).
+    row: RequestRow,
 }
 
 impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
@@ -181,6 +185,8 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             record_tokens,
             stats: SimStats::default(),
             finished: 0,
+            any_needs_step: false,
+            row: empty_request_row(),
         }
     }
 
@@ -228,6 +234,9 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
                 }
             }
             // (3) idle instances with work start a step.
+            if !std::mem::take(&mut self.any_needs_step) {
+                continue;
+            }
             for i in 0..self.instances.len() {
                 if std::mem::take(&mut self.needs_step[i]) && self.step_end[i].is_none() {
                     if let Some(end) = self.instances[i].begin_stretch(now) {
@@ -339,7 +348,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
                 if self.instances[inst.index()].in_stretch() {
                     self.step_end[inst.index()] = self.instances[inst.index()].interrupt(now);
                 }
-                self.needs_step[inst.index()] = true;
+                self.wake(inst.index());
                 Ok(())
             }
             Err(rej) => self.record_rejected(&rej.request, Some(inst), rej.reason, now),
@@ -361,8 +370,9 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             self.instances[i].end_step_on(now, &mut events, self.cluster.pool_mut(gpu));
             if self.colocated && self.instances[i].is_elastic() {
                 // Pages it freed may let a co-tenant blocked on the pool go on.
-                for &o in self.cluster.tenants(gpu) {
-                    self.needs_step[o.index()] = true;
+                for k in 0..self.cluster.tenants(gpu).len() {
+                    let o = self.cluster.tenants(gpu)[k];
+                    self.wake(o.index());
                 }
             }
             self.instances[i].record_itl_gaps(&mut events);
@@ -377,8 +387,14 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             self.finish(&req, InstanceId(i as u32), RequestStatus::Ok, String::new(), now)?;
         }
         self.events = events;
-        self.needs_step[i] = true;
+        self.wake(i);
         Ok(())
+    }
+
+    /// Instance `i` may have work: it starts a step after this instant's events if idle.
+    fn wake(&mut self, i: usize) {
+        self.needs_step[i] = true;
+        self.any_needs_step = true;
     }
 
     /// Records a request that ended on `inst` and releases its LB slot.
@@ -393,8 +409,8 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         let slot = self.slots[inst.index()];
         let snap = &mut self.replicas[slot.model.index()][slot.index];
         snap.in_flight = snap.in_flight.saturating_sub(1);
-        let row = request_row(self.scenario, req, Some(inst), status, error, now);
-        self.record(row, req, now)
+        fill_request_row(&mut self.row, self.scenario, req, Some(inst), status, error, now);
+        self.record(req, now)
     }
 
     fn record_rejected(
@@ -404,12 +420,12 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         reason: String,
         now: SimTime,
     ) -> Result<(), SimError> {
-        let row = request_row(self.scenario, req, inst, RequestStatus::Rejected, reason, now);
-        self.record(row, req, now)
+        fill_request_row(&mut self.row, self.scenario, req, inst, RequestStatus::Rejected, reason, now);
+        self.record(req, now)
     }
 
-    fn record(&mut self, row: RequestRow, req: &Request, now: SimTime) -> Result<(), SimError> {
-        self.observer.on_request(&row)?;
+    fn record(&mut self, req: &Request, now: SimTime) -> Result<(), SimError> {
+        self.observer.on_request(&self.row)?;
         self.workload.on_request_finished(req.request_id, now);
         self.finished += 1;
         if self.finished % 4096 == 0 {
@@ -478,15 +494,43 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     }
 }
 
-/// The `requests.csv` row of a request that ended at `now`.
-fn request_row(
+/// A row to be filled by [`fill_request_row`].
+fn empty_request_row() -> RequestRow {
+    RequestRow {
+        id: 0,
+        model: String::new(),
+        instance: String::new(),
+        phase: 0,
+        scheduled_s: 0.0,
+        send_s: 0.0,
+        first_token_s: None,
+        end_s: None,
+        prompt_tokens: 0,
+        output_tokens: 0,
+        max_tokens: 0,
+        cached_tokens: None,
+        preemptions: None,
+        status: RequestStatus::Ok,
+        error: String::new(),
+        ttft_s: None,
+        e2e_s: None,
+        tpot_s: None,
+        itl_mean_s: None,
+        itl_max_s: None,
+    }
+}
+
+/// Fills `row` (reusing its string buffers) with the `requests.csv` row of a request that
+/// ended at `now`.
+fn fill_request_row(
+    row: &mut RequestRow,
     scenario: &Scenario,
     req: &Request,
     inst: Option<InstanceId>,
     status: RequestStatus,
     error: String,
     now: SimTime,
-) -> RequestRow {
+) {
     let send = req.arrival_time;
     let first = req.first_token_time;
     let n = req.num_output_tokens;
@@ -497,11 +541,17 @@ fn request_row(
         (true, Some(t), Some(e)) if n > 1 => Some((e - t) / f64::from(n - 1)),
         _ => None,
     };
-    let itl_mean = (n > 1).then(|| req.itl_sum.as_secs_f64() / f64::from(n - 1));
-    RequestRow {
+    let mut model = std::mem::take(&mut row.model);
+    model.clone_from(&scenario.models[req.model.index()].name);
+    let mut instance = std::mem::take(&mut row.instance);
+    match inst {
+        Some(i) => instance.clone_from(&scenario.instances[i.index()].name),
+        None => instance.clear(),
+    }
+    *row = RequestRow {
         id: req.request_id.0,
-        model: scenario.models[req.model.index()].name.clone(),
-        instance: inst.map(|i| scenario.instances[i.index()].name.clone()).unwrap_or_default(),
+        model,
+        instance,
         phase: req.phase,
         scheduled_s: send.as_secs_f64(),
         send_s: send.as_secs_f64(),
@@ -517,7 +567,7 @@ fn request_row(
         ttft_s: ttft,
         e2e_s: e2e,
         tpot_s: tpot,
-        itl_mean_s: itl_mean,
+        itl_mean_s: (n > 1).then(|| req.itl_sum.as_secs_f64() / f64::from(n - 1)),
         itl_max_s: (n > 1).then(|| req.itl_max.as_secs_f64()),
-    }
+    };
 }

@@ -163,6 +163,47 @@ impl FreeKVCacheBlockQueue {
         self.head_pos += 1;
     }
 
+    /// Takes up to `max` blocks from the anonymous run at the head (skipping removed entries)
+    /// onto `out`, in the order `popleft` would hand them out; returns how many (0 when the head
+    /// is a named block or the queue is empty).
+    #[inline]
+    pub fn pop_anonymous_run(&mut self, max: u32, out: &mut Vec<BlockId>) -> u32 {
+        while let Some(&code) = self.entries.front() {
+            let n = match Entry::decode(code) {
+                Entry::Removed => {
+                    self.pop_front_entry();
+                    self.num_removed -= 1;
+                    continue;
+                }
+                Entry::Block(_) => return 0,
+                Entry::Anonymous(n) => n,
+            };
+            let m = n.min(max);
+            if m == n {
+                self.pop_front_entry();
+            } else if let Some(front) = self.entries.front_mut() {
+                *front -= m;
+            }
+            let split = self.anonymous.len() - m as usize;
+            out.extend(self.anonymous.drain(split..).rev());
+            self.num_free_blocks -= m;
+            return m;
+        }
+        0
+    }
+
+    /// Puts `blocks`, none of which holds anything anyone can hit, at the tail as anonymous
+    /// blocks, the last of them first (as `append_anonymous` one by one from the last).
+    #[inline]
+    pub fn append_anonymous_rev(&mut self, blocks: &[BlockId]) {
+        if blocks.is_empty() {
+            return;
+        }
+        self.anonymous.extend(blocks.iter().rev());
+        self.push_anonymous_run(blocks.len() as u32);
+        self.num_free_blocks += blocks.len() as u32;
+    }
+
     /// Takes `block`, which must be in the queue under its own name, out of it.
     #[inline]
     pub fn remove(&mut self, blocks: &mut [KVCacheBlock], block: BlockId) {
@@ -240,13 +281,13 @@ impl FreeKVCacheBlockQueue {
     }
 }
 
-/// vLLM's `BlockPool`: every KV block of one instance, their reference counts and content hashes,
-/// the free queue and the map from shared-prefix identity to cached block.
+/// vLLM's `BlockPool`: every KV block of one instance, the reference counts and content hashes
+/// of the shared ones, the free queue and the map from shared-prefix identity to cached block.
 #[derive(Clone, Debug)]
 pub struct BlockPool {
     blocks: Vec<KVCacheBlock>,
     free_block_queue: FreeKVCacheBlockQueue,
-    /// Blocks with `ref_cnt > 0`, counted independently of the free queue (an invariant check).
+    /// Blocks in use (private or referenced), counted independently of the free queue.
     num_used_blocks: u32,
     /// vLLM's `cached_block_hash_to_block`, for `BlockHash::Prefix` only: group -> block per index.
     cached_prefix_blocks: BTreeMap<u64, Vec<Option<BlockId>>>,
@@ -319,7 +360,7 @@ impl BlockPool {
         }
     }
 
-    /// Blocks referenced by at least one request.
+    /// Blocks in use by at least one request.
     pub fn num_used_blocks(&self) -> u32 {
         self.num_used_blocks
     }
@@ -330,16 +371,24 @@ impl BlockPool {
         if total == 0 { 0.0 } else { 1.0 - f64::from(self.num_free_blocks()) / f64::from(total) }
     }
 
-    /// Requests referencing `block`.
+    /// Requests referencing `block`, for a shared block or a free one (0); a private block's
+    /// count is not kept.
     #[inline]
     pub fn ref_cnt(&self, block: BlockId) -> u32 {
         self.blocks[block.index()].ref_cnt
     }
 
-    /// The content identity registered for `block`, if it is cached.
+    /// The content identity of `block` while it is shared (a registered prefix block) or free and
+    /// cached; `None` for a private block and an anonymous free one.
     #[inline]
     pub fn block_hash(&self, block: BlockId) -> Option<BlockHash> {
         self.blocks[block.index()].block_hash
+    }
+
+    /// Whether `block` is a registered shared-prefix block (ref-counted).
+    #[inline]
+    pub fn is_shared(&self, block: BlockId) -> bool {
+        matches!(self.blocks[block.index()].block_hash, Some(BlockHash::Prefix { .. }))
     }
 
     /// The free blocks in the order allocation would take them (O(free blocks)); when elastic,
@@ -354,50 +403,37 @@ impl BlockPool {
         self.cached_prefix_blocks.get(&group).map_or(&[], Vec::as_slice)
     }
 
-    /// Pops `num_blocks` blocks from the head of the free queue onto the block table `out`,
-    /// evicting their hashes, each with `ref_cnt` 1 (vLLM's `get_new_blocks`). With
-    /// `own = Some((request, first))`, every block landing at table index `>= first` takes the
-    /// identity `BlockHash::Own { request, index }` at once (one memory touch per block). Returns
-    /// false, allocating nothing, when fewer blocks are free.
-    pub fn get_new_blocks(
-        &mut self,
-        num_blocks: u32,
-        out: &mut Vec<BlockId>,
-        own: Option<(RequestId, u32)>,
-    ) -> bool {
+    /// Takes `num_blocks` free blocks from the head of the free queue onto the block table `out`,
+    /// evicting the identities they held (vLLM's `get_new_blocks`). They are *private* to the
+    /// request owning `out`: no count or identity is kept for them until it frees them or one
+    /// becomes a shared prefix block ([`BlockPool::register_prefix_block`]). Returns false,
+    /// allocating nothing, when fewer blocks are free.
+    pub fn get_new_blocks(&mut self, num_blocks: u32, out: &mut Vec<BlockId>) -> bool {
         if num_blocks > self.num_allocatable_blocks() {
             return false;
         }
-        for _ in 0..num_blocks {
+        let mut left = num_blocks;
+        while left > 0 {
+            if self.elastic.is_none() {
+                let n = self.free_block_queue.pop_anonymous_run(left, out);
+                if n > 0 {
+                    left -= n;
+                    continue;
+                }
+            }
             let popped = match self.elastic.as_deref_mut().and_then(ElasticPages::pop_block) {
                 Some(b) => Some(b),
                 None => self.free_block_queue.popleft(),
             };
             let Some(block) = popped else { return false };
-            let index = out.len() as u32;
-            let b = &mut self.blocks[block.index()];
-            b.ref_cnt = 1;
-            let new_hash = match own {
-                Some((request, first)) if index >= first => Some(BlockHash::Own { request, index }),
-                _ => None,
-            };
-            if let Some(old) = std::mem::replace(&mut b.block_hash, new_hash) {
+            if let Some(old) = self.blocks[block.index()].block_hash.take() {
                 self.evict_cached_block(block, old);
             }
-            self.num_used_blocks += 1;
             out.push(block);
+            left -= 1;
         }
+        self.num_used_blocks += num_blocks;
         true
-    }
-
-    /// Gives a block just taken by `get_new_blocks` without identity the identity `Own {
-    /// request, index }`, as `get_new_blocks` with `own` would have (decode stretches, see
-    /// `engine::sched::fast_forward`).
-    #[inline]
-    pub fn set_own_hash(&mut self, block: BlockId, request: RequestId, index: u32) {
-        let b = &mut self.blocks[block.index()];
-        debug_assert!(b.block_hash.is_none() && b.ref_cnt == 1, "block {block} is not fresh");
-        b.block_hash = Some(BlockHash::Own { request, index });
     }
 
     /// Drops `block`'s entry in the cached-hash map (vLLM's `_maybe_evict_cached_block`; the
@@ -412,55 +448,73 @@ impl BlockPool {
         }
     }
 
-    /// Takes a reference on a cached block found by a prefix-cache hit; a free block leaves the
-    /// free queue (vLLM's `touch`).
+    /// Takes a reference on a block found by a prefix-cache hit: a shared prefix block, or a
+    /// preempted request's own cached block (which becomes private to it again). A free block
+    /// leaves the free queue (vLLM's `touch`).
     pub fn touch(&mut self, block: BlockId) {
         if self.blocks[block.index()].ref_cnt == 0 {
             self.free_block_queue.remove(&mut self.blocks, block);
             self.num_used_blocks += 1;
         }
-        self.blocks[block.index()].ref_cnt += 1;
-    }
-
-    /// Drops one reference; a block nobody references goes to the free-queue tail, keeping its
-    /// hash (vLLM's `free_blocks`, one block at a time: callers pass a request's blocks in
-    /// reverse order so its tail blocks are evicted first). `owner_finished` says the request
-    /// freeing it is done for good: its own blocks can never be hit again, so a static pool
-    /// queues them anonymously (see [`FreeKVCacheBlockQueue`]).
-    #[inline]
-    pub fn free_block(&mut self, block: BlockId, owner_finished: bool) {
         let b = &mut self.blocks[block.index()];
-        debug_assert!(b.ref_cnt > 0, "freeing free block {block}");
-        b.ref_cnt -= 1;
-        if b.ref_cnt > 0 {
-            return;
-        }
-        self.num_used_blocks -= 1;
-        if self.elastic.is_some() {
-            self.free_elastic_block(block);
-            return;
-        }
-        let keeps_identity = match b.block_hash {
-            Some(BlockHash::Prefix { .. }) => true,
-            Some(BlockHash::Own { .. }) => !owner_finished,
-            None => false,
-        };
-        if keeps_identity {
-            self.free_block_queue.append(&mut self.blocks, block);
-        } else {
-            // An own hash is in no map: clearing it evicts nothing.
+        if let Some(BlockHash::Own { .. }) = b.block_hash {
             b.block_hash = None;
-            self.free_block_queue.append_anonymous(block);
+        }
+        b.ref_cnt += 1;
+    }
+
+    /// Drops one reference to the shared prefix `block`; when nobody references it any more it
+    /// goes to the free-queue tail keeping its identity (vLLM's `free_blocks`, one block).
+    #[inline]
+    pub fn free_shared_block(&mut self, block: BlockId) {
+        let b = &mut self.blocks[block.index()];
+        debug_assert!(b.ref_cnt > 0 && b.block_hash.is_some(), "freeing unshared block {block}");
+        b.ref_cnt -= 1;
+        if b.ref_cnt == 0 {
+            self.num_used_blocks -= 1;
+            self.queue_free_block(block);
         }
     }
 
-    /// Elastic: a block nobody references is kept for its cached content (free-queue tail) when it
-    /// has one and the cache cap allows, evicting the oldest cached block beyond the cap; a block
-    /// not kept goes back to its page (which may unmap it).
-    fn free_elastic_block(&mut self, block: BlockId) {
-        let Some(pages) = self.elastic.as_deref_mut() else { return };
+    /// Its request frees the private `block`. With `content` (the identity it holds, which its
+    /// request may hit again after a preemption, or which kvcached keeps cached) it goes to the
+    /// free-queue tail under that identity; without, it is anonymous. Callers free a request's
+    /// blocks in reverse order so its tail blocks are evicted first.
+    #[inline]
+    pub fn free_private_block(&mut self, block: BlockId, content: Option<BlockHash>) {
+        self.num_used_blocks -= 1;
+        self.blocks[block.index()].block_hash = content;
+        self.queue_free_block(block);
+    }
+
+    /// Its request, done for good, frees the private `blocks` of a static pool, none holding
+    /// anything anyone can hit: all go to the tail anonymously, the last first (one copy, no
+    /// block touched). Elastic pools free block by block ([`BlockPool::free_private_block`]).
+    #[inline]
+    pub fn free_private_blocks_finished(&mut self, blocks: &[BlockId]) {
+        debug_assert!(self.elastic.is_none(), "elastic pools free block by block");
+        self.num_used_blocks -= blocks.len() as u32;
+        self.free_block_queue.append_anonymous_rev(blocks);
+    }
+
+    /// A block nobody uses any more, its identity (if any) set: static pools queue it, named by
+    /// its identity or anonymous; elastic ones keep it for its cached content when it has one and
+    /// the cache cap allows (evicting the oldest cached block beyond the cap) and return the rest
+    /// to their pages (which may unmap them).
+    #[inline]
+    fn queue_free_block(&mut self, block: BlockId) {
+        self.blocks[block.index()].ref_cnt = 0;
+        let has_content = self.blocks[block.index()].block_hash.is_some();
+        let Some(pages) = self.elastic.as_deref_mut() else {
+            if has_content {
+                self.free_block_queue.append(&mut self.blocks, block);
+            } else {
+                self.free_block_queue.append_anonymous(block);
+            }
+            return;
+        };
         let cap = pages.params().max_cached_free_blocks;
-        let release = if self.blocks[block.index()].block_hash.is_some() && cap > 0 {
+        let release = if has_content && cap > 0 {
             self.free_block_queue.append(&mut self.blocks, block);
             if self.free_block_queue.len() > cap { self.free_block_queue.popleft() } else { None }
         } else {
@@ -476,26 +530,32 @@ impl BlockPool {
         }
     }
 
-    /// Registers a just-filled block under `hash` (vLLM's `cache_full_blocks`, one block). A
-    /// prefix identity already held by another cached block is not registered twice.
+    /// Registers a just-filled block of the request owning it under the shared-prefix identity
+    /// `hash` (vLLM's `cache_full_blocks`, one block): it becomes shared, referenced once. A
+    /// prefix identity already held by another cached block is not registered twice (the block
+    /// stays private).
     #[inline]
-    pub fn cache_full_block(&mut self, block: BlockId, hash: BlockHash) {
+    pub fn register_prefix_block(&mut self, block: BlockId, hash: BlockHash) {
+        let BlockHash::Prefix { group, index } = hash else {
+            debug_assert!(false, "only prefix blocks are registered");
+            return;
+        };
         debug_assert!(self.blocks[block.index()].block_hash.is_none(), "block {block} cached twice");
-        if let BlockHash::Prefix { group, index } = hash {
-            let slots = self.cached_prefix_blocks.entry(group).or_default();
-            let i = index as usize;
-            if slots.len() <= i {
-                slots.resize(i + 1, None);
-            }
-            if let Some(other) = slots[i]
-                && other != block
-                && self.blocks[other.index()].block_hash == Some(hash)
-            {
-                return;
-            }
-            slots[i] = Some(block);
+        let slots = self.cached_prefix_blocks.entry(group).or_default();
+        let i = index as usize;
+        if slots.len() <= i {
+            slots.resize(i + 1, None);
         }
-        self.blocks[block.index()].block_hash = Some(hash);
+        if let Some(other) = slots[i]
+            && other != block
+            && self.blocks[other.index()].block_hash == Some(hash)
+        {
+            return;
+        }
+        slots[i] = Some(block);
+        let b = &mut self.blocks[block.index()];
+        b.block_hash = Some(hash);
+        b.ref_cnt = 1;
     }
 }
 
@@ -507,11 +567,15 @@ mod tests {
         pool.free_blocks().map(|b| b.0).collect()
     }
 
-    /// A pool of `n` blocks with blocks `0..held` allocated, each given identity `Own { 7, i }`.
-    fn pool_with_own_blocks(n: u32, held: u32) -> (BlockPool, Vec<BlockId>) {
+    fn own(index: u32) -> Option<BlockHash> {
+        Some(BlockHash::Own { request: RequestId(7), index })
+    }
+
+    /// A pool of `n` blocks with blocks `0..held` allocated to one request.
+    fn pool_with_blocks(n: u32, held: u32) -> (BlockPool, Vec<BlockId>) {
         let mut pool = BlockPool::new(n);
         let mut got = Vec::new();
-        assert!(pool.get_new_blocks(held, &mut got, Some((RequestId(7), 0))));
+        assert!(pool.get_new_blocks(held, &mut got));
         (pool, got)
     }
 
@@ -532,49 +596,75 @@ mod tests {
     }
 
     #[test]
+    fn bulk_anonymous_pops_and_appends_match_one_at_a_time() {
+        let mut blocks = vec![KVCacheBlock::default(); 8];
+        let mut bulk = FreeKVCacheBlockQueue::new(&mut blocks);
+        let mut single = bulk.clone();
+        let mut got = Vec::new();
+        assert_eq!(bulk.pop_anonymous_run(5, &mut got), 5);
+        let one: Vec<_> = (0..5).filter_map(|_| single.popleft()).collect();
+        assert_eq!(got, one);
+        bulk.append_anonymous_rev(&got[1..4]);
+        for &b in got[1..4].iter().rev() {
+            single.append_anonymous(b);
+        }
+        assert_eq!(bulk.iter().collect::<Vec<_>>(), single.iter().collect::<Vec<_>>());
+        assert_eq!(bulk.len(), single.len());
+    }
+
+    #[test]
     fn a_preempted_requests_blocks_are_evicted_in_lru_order_tail_first() {
-        let (mut pool, got) = pool_with_own_blocks(5, 3);
-        for &b in got.iter().rev() {
-            pool.free_block(b, false);
+        let (mut pool, got) = pool_with_blocks(5, 3);
+        for (i, &b) in got.iter().enumerate().rev() {
+            pool.free_private_block(b, own(i as u32));
         }
         // Never-used blocks 3 and 4 first, then the request's tail block first.
         assert_eq!(queue_ids(&pool), [3, 4, 2, 1, 0]);
         assert_eq!(pool.num_used_blocks() + pool.num_free_blocks(), 5);
         let mut again = Vec::new();
-        assert!(pool.get_new_blocks(3, &mut again, None));
+        assert!(pool.get_new_blocks(3, &mut again));
         assert_eq!(again, [BlockId(3), BlockId(4), BlockId(2)]);
         assert_eq!(pool.block_hash(BlockId(2)), None, "evicted");
-        assert_eq!(pool.block_hash(BlockId(1)), Some(BlockHash::Own { request: RequestId(7), index: 1 }));
+        assert_eq!(pool.block_hash(BlockId(1)), own(1));
     }
 
     #[test]
-    fn a_finished_requests_own_blocks_lose_their_identity_and_are_reused_hot_first() {
-        let (mut pool, got) = pool_with_own_blocks(5, 3);
-        for &b in got.iter().rev() {
-            pool.free_block(b, true);
-        }
+    fn a_hit_on_an_own_cached_block_makes_it_private_again() {
+        let (mut pool, got) = pool_with_blocks(3, 1);
+        pool.free_private_block(got[0], own(0));
+        assert_eq!((queue_ids(&pool), pool.ref_cnt(got[0])), (vec![1, 2, 0], 0));
+        pool.touch(got[0]);
+        assert_eq!(queue_ids(&pool), [1, 2]);
+        assert_eq!((pool.block_hash(got[0]), pool.num_used_blocks()), (None, 1));
+        pool.free_private_block(got[0], None);
+        assert_eq!(queue_ids(&pool), [0, 1, 2], "anonymous, handed out first");
+    }
+
+    #[test]
+    fn a_finished_requests_blocks_go_back_anonymously_and_are_reused_hot_first() {
+        let (mut pool, got) = pool_with_blocks(5, 3);
+        pool.free_private_blocks_finished(&got);
         assert!(got.iter().all(|&b| pool.block_hash(b).is_none()));
         assert_eq!(queue_ids(&pool), [0, 1, 2, 3, 4], "the last freed (block 0) comes back first");
+        assert_eq!(pool.num_used_blocks(), 0);
         let mut again = Vec::new();
-        assert!(pool.get_new_blocks(1, &mut again, None));
+        assert!(pool.get_new_blocks(1, &mut again));
         assert_eq!(again, [BlockId(0)]);
     }
 
     #[test]
     fn named_and_anonymous_blocks_keep_their_places_in_the_queue() {
-        let mut pool = BlockPool::new(4);
-        let mut got = Vec::new();
-        assert!(pool.get_new_blocks(4, &mut got, None));
+        let (mut pool, got) = pool_with_blocks(4, 4);
         let h = BlockHash::Prefix { group: 1, index: 0 };
-        pool.cache_full_block(got[2], h);
-        for b in [0, 2, 1] {
-            pool.free_block(BlockId(b), true);
-        }
+        pool.register_prefix_block(got[2], h);
+        pool.free_private_block(BlockId(0), None);
+        pool.free_shared_block(BlockId(2));
+        pool.free_private_block(BlockId(1), None);
         // Queue: anonymous 0, named 2, anonymous 1. The prefix block is evicted second.
         let mut again = Vec::new();
-        assert!(pool.get_new_blocks(1, &mut again, None));
+        assert!(pool.get_new_blocks(1, &mut again));
         assert_eq!(pool.cached_prefix_blocks(1), [Some(BlockId(2))]);
-        assert!(pool.get_new_blocks(1, &mut again, None));
+        assert!(pool.get_new_blocks(1, &mut again));
         assert_eq!(pool.cached_prefix_blocks(1), [None]);
         assert_eq!(again[1], BlockId(2));
     }
@@ -582,18 +672,16 @@ mod tests {
     #[test]
     fn removed_entries_are_compacted_without_losing_order() {
         let n = 400;
-        let mut pool = BlockPool::new(n);
-        let mut got = Vec::new();
-        assert!(pool.get_new_blocks(n, &mut got, None));
+        let (mut pool, got) = pool_with_blocks(n, n);
         for (i, &b) in got.iter().enumerate() {
-            pool.cache_full_block(b, BlockHash::Prefix { group: 0, index: i as u32 });
-            pool.free_block(b, true);
+            pool.register_prefix_block(b, BlockHash::Prefix { group: 0, index: i as u32 });
+            pool.free_shared_block(b);
         }
         // Hit and release every block twice over: 800 removals force compactions.
         for _ in 0..2 {
             for &b in &got {
                 pool.touch(b);
-                pool.free_block(b, true);
+                pool.free_shared_block(b);
             }
         }
         assert!(pool.free_block_queue.entries.len() < 2 * n as usize);
@@ -603,52 +691,47 @@ mod tests {
 
     #[test]
     fn allocation_evicts_the_hash_of_a_reused_block() {
-        let mut pool = BlockPool::new(1);
-        let mut got = Vec::new();
-        assert!(pool.get_new_blocks(1, &mut got, None));
+        let (mut pool, got) = pool_with_blocks(1, 1);
         let h = BlockHash::Prefix { group: 9, index: 0 };
-        pool.cache_full_block(got[0], h);
+        pool.register_prefix_block(got[0], h);
         assert_eq!(pool.cached_prefix_blocks(9), [Some(BlockId(0))]);
-        pool.free_block(got[0], false);
+        pool.free_shared_block(got[0]);
         assert_eq!(pool.block_hash(BlockId(0)), Some(h), "a free block stays cached");
-        got.clear();
-        assert!(pool.get_new_blocks(1, &mut got, None));
+        let mut again = Vec::new();
+        assert!(pool.get_new_blocks(1, &mut again));
         assert_eq!(pool.block_hash(BlockId(0)), None);
         assert_eq!(pool.cached_prefix_blocks(9), [None]);
     }
 
     #[test]
-    fn touching_a_free_cached_block_takes_it_out_of_the_free_queue() {
-        let (mut pool, got) = pool_with_own_blocks(3, 1);
-        pool.free_block(got[0], false);
+    fn a_shared_block_is_counted_per_reference() {
+        let (mut pool, got) = pool_with_blocks(3, 1);
+        pool.register_prefix_block(got[0], BlockHash::Prefix { group: 2, index: 0 });
+        pool.touch(got[0]);
+        assert_eq!(pool.ref_cnt(got[0]), 2);
+        pool.free_shared_block(got[0]);
+        assert_eq!((queue_ids(&pool), pool.num_used_blocks()), (vec![1, 2], 1));
+        pool.free_shared_block(got[0]);
         assert_eq!(queue_ids(&pool), [1, 2, 0]);
-        pool.touch(BlockId(0));
-        pool.touch(BlockId(0));
-        assert_eq!(pool.ref_cnt(BlockId(0)), 2);
-        assert_eq!(queue_ids(&pool), [1, 2]);
-        pool.free_block(BlockId(0), false);
-        assert_eq!(queue_ids(&pool), [1, 2]);
-        pool.free_block(BlockId(0), false);
-        assert_eq!(queue_ids(&pool), [1, 2, 0]);
+        pool.touch(got[0]);
+        assert_eq!((queue_ids(&pool), pool.ref_cnt(got[0])), (vec![1, 2], 1));
     }
 
     #[test]
     fn a_second_block_with_the_same_prefix_identity_is_not_registered() {
-        let mut pool = BlockPool::new(2);
-        let mut got = Vec::new();
-        assert!(pool.get_new_blocks(2, &mut got, None));
+        let (mut pool, got) = pool_with_blocks(2, 2);
         let h = BlockHash::Prefix { group: 1, index: 0 };
-        pool.cache_full_block(got[0], h);
-        pool.cache_full_block(got[1], h);
+        pool.register_prefix_block(got[0], h);
+        pool.register_prefix_block(got[1], h);
         assert_eq!(pool.cached_prefix_blocks(1), [Some(got[0])]);
-        assert_eq!(pool.block_hash(got[1]), None);
+        assert!(pool.is_shared(got[0]) && !pool.is_shared(got[1]));
     }
 
     #[test]
     fn asking_for_more_blocks_than_free_allocates_nothing() {
         let mut pool = BlockPool::new(2);
         let mut got = Vec::new();
-        assert!(!pool.get_new_blocks(3, &mut got, None));
+        assert!(!pool.get_new_blocks(3, &mut got));
         assert!(got.is_empty());
         assert_eq!(pool.num_free_blocks(), 2);
     }

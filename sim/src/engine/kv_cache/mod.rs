@@ -258,18 +258,16 @@ impl KvCacheManager {
                 req.num_cached_blocks = num_hits;
                 self.new_computed_blocks.clear();
             }
-            // A request's own blocks take their identity as they are allocated, while hot in
-            // memory; they only count as cached once full (`num_cached_blocks`, see `free`).
-            let own = self.enable_caching.then(|| (req.request_id, self.num_prefix_blocks(req)));
-            let ok = self.block_pool.get_new_blocks(num_new_blocks, &mut req.block_table, own);
+            let ok = self.block_pool.get_new_blocks(num_new_blocks, &mut req.block_table);
             debug_assert!(ok);
         }
         if self.enable_caching {
             let num_full = (total_computed + num_new_tokens).min(req.num_tokens()) / self.block_size;
-            // Shared-prefix blocks are registered when they fill, as in vLLM.
+            // Shared-prefix blocks are registered when they fill, as in vLLM. A request's own
+            // blocks stay private: their identity is only recorded when they are freed.
             for index in req.num_cached_blocks..num_full.min(self.num_prefix_blocks(req)) {
                 let hash = self.block_hash_of(req, index);
-                self.block_pool.cache_full_block(req.block_table[index as usize], hash);
+                self.block_pool.register_prefix_block(req.block_table[index as usize], hash);
             }
             req.num_cached_blocks = req.num_cached_blocks.max(num_full);
         }
@@ -278,22 +276,18 @@ impl KvCacheManager {
 
     /// Pops `n` free blocks onto `out` for decode steps applied in bulk (the scheduler's decode
     /// stretches): the blocks that `n` one-block `allocate_slots` calls would take, in the same
-    /// order, each referenced once and without identity yet. Give each to its request with
-    /// [`KvCacheManager::append_decode_block`], in the order the calls would have been made.
-    /// Returns false, popping nothing, when fewer blocks are free.
+    /// order. Give each to its request with [`KvCacheManager::append_decode_block`], in the order
+    /// the calls would have been made. Returns false, popping nothing, when fewer blocks are free.
     pub fn pop_decode_blocks(&mut self, n: u32, out: &mut Vec<BlockId>) -> bool {
-        n <= self.num_free_blocks() && self.block_pool.get_new_blocks(n, out, None)
+        n <= self.num_free_blocks() && self.block_pool.get_new_blocks(n, out)
     }
 
-    /// Appends `block` (from [`KvCacheManager::pop_decode_blocks`]) to `req`'s block table with
-    /// the identity `allocate_slots` gives a block allocated there. `num_cached_blocks` and the
-    /// allocation limit catch up in [`KvCacheManager::sync_decode_state`].
+    /// Appends `block` (from [`KvCacheManager::pop_decode_blocks`]) to `req`'s block table, as
+    /// `allocate_slots` would (a decode block lies past the shared prefix: it is private).
+    /// `num_cached_blocks` and the allocation limit catch up in
+    /// [`KvCacheManager::sync_decode_state`].
     #[inline]
     pub fn append_decode_block(&mut self, req: &mut Request, block: BlockId) {
-        let index = req.block_table.len() as u32;
-        if self.enable_caching && index >= self.num_prefix_blocks(req) {
-            self.block_pool.set_own_hash(block, req.request_id, index);
-        }
         req.block_table.push(block);
     }
 
@@ -320,9 +314,7 @@ impl KvCacheManager {
     /// `free`), for a preemption: with prefix caching the table is kept as `preempted_blocks`, so
     /// the recomputation can hit what is still cached.
     pub fn free(&mut self, req: &mut Request) {
-        for &b in req.block_table.iter().rev() {
-            self.block_pool.free_block(b, false);
-        }
+        self.free_blocks_one_by_one(req);
         if self.enable_caching {
             // Only full blocks are cached (a partial last block never is).
             req.block_table.truncate(req.num_cached_blocks as usize);
@@ -334,15 +326,44 @@ impl KvCacheManager {
     }
 
     /// Frees all of `req`'s blocks, last block first, for a request that is done (finished or
-    /// aborted): its own blocks can never be hit again (shared-prefix blocks stay cached).
+    /// aborted). In a static pool its own blocks can never be hit again, so they go back at once,
+    /// anonymously (see `FreeKVCacheBlockQueue`); shared-prefix blocks stay cached. Elastic pools
+    /// keep its blocks cached as after a preemption (kvcached caps that cache).
     pub fn free_finished(&mut self, req: &mut Request) {
-        for &b in req.block_table.iter().rev() {
-            self.block_pool.free_block(b, true);
+        if self.block_pool.elastic().is_some() {
+            self.free_blocks_one_by_one(req);
+        } else {
+            let shareable = if self.enable_caching { self.num_prefix_blocks(req) } else { 0 };
+            let first_private = (shareable as usize).min(req.block_table.len());
+            self.block_pool.free_private_blocks_finished(&req.block_table[first_private..]);
+            for &b in req.block_table[..first_private].iter().rev() {
+                if self.block_pool.is_shared(b) {
+                    self.block_pool.free_shared_block(b);
+                } else {
+                    self.block_pool.free_private_block(b, None);
+                }
+            }
         }
         req.block_table.clear();
         req.preempted_blocks.clear();
         req.num_cached_blocks = 0;
         req.alloc_limit = 0;
+    }
+
+    /// Frees `req`'s blocks, last first: shared-prefix blocks drop a reference; private blocks
+    /// past the shared prefix keep their identity (`Own`) when prefix caching is on.
+    fn free_blocks_one_by_one(&mut self, req: &Request) {
+        let first_private = self.num_prefix_blocks(req);
+        for (index, &b) in req.block_table.iter().enumerate().rev() {
+            let index = index as u32;
+            if index < first_private && self.block_pool.is_shared(b) {
+                self.block_pool.free_shared_block(b);
+            } else {
+                let own = self.enable_caching && index >= first_private;
+                let content = own.then_some(BlockHash::Own { request: req.request_id, index });
+                self.block_pool.free_private_block(b, content);
+            }
+        }
     }
 }
 
