@@ -266,22 +266,17 @@ impl Instance {
         let (Some(shape), Some(open)) = (self.stretch_shape, self.scheduler.decode_stretch()) else {
             return;
         };
-        let mut batch = BatchFeatures {
-            num_scheduled_requests: shape.num_seqs,
-            num_prefill_tokens: 0,
-            num_decode_seqs: shape.num_seqs,
-            num_kv_tokens_read: 0,
-            num_prefill_attn_pairs: 0,
-        };
         let done = self.stretch_ends.len() as u32;
+        let count = open.num_steps.min(done + STRETCH_CHUNK_STEPS).saturating_sub(done) as usize;
+        let mut gaps = [SimDuration::ZERO; STRETCH_CHUNK_STEPS as usize];
+        let gaps = &mut gaps[..count];
+        self.perf.decode_step_times(shape.num_seqs, shape.kv_tokens_read(done + 1), gaps);
         let mut t = self.stretch_ends.last().copied().unwrap_or(self.stretch_start);
-        for s in done + 1..=open.num_steps.min(done + STRETCH_CHUNK_STEPS) {
-            batch.num_kv_tokens_read = shape.kv_tokens_read(s);
-            let d = self.perf.step_time(&batch).max(SimDuration(1));
+        self.stretch_ends.extend(gaps.iter().map(|&d| {
             t += d;
-            self.stretch_ends.push(t);
-            self.stretch_gaps.push(d);
-        }
+            t
+        }));
+        self.stretch_gaps.extend_from_slice(gaps);
     }
 
     /// The open stretch's last computed step ended at `now`: either computes the next steps and
@@ -329,6 +324,9 @@ impl Instance {
         if ended > 0 && self.stretch_ends[ended - 1] == now {
             let mut events = std::mem::take(&mut self.scratch);
             self.finish_stretch(ended as u32, &mut events);
+            // A request finishes only in a stretch's last step, applied when it ends.
+            debug_assert!(events.finished.is_empty(), "a finish applied outside end_stretch_step");
+            events.clear();
             self.scratch = events;
             None
         } else {
@@ -348,6 +346,9 @@ impl Instance {
             let ended = self.stretch_ends.partition_point(|&e| e <= now);
             let mut events = std::mem::take(&mut self.scratch);
             self.finish_stretch(ended as u32, &mut events);
+            // A request finishes only in a stretch's last step, applied when it ends.
+            debug_assert!(events.finished.is_empty(), "a finish applied outside end_stretch_step");
+            events.clear();
             self.scratch = events;
         }
     }
@@ -378,7 +379,7 @@ impl Instance {
                 self.itl.add(g.as_secs_f64(), u64::from(count));
             }
             events.itl_gaps.clear();
-            self.itl.add_monotone(later.len(), |i| later[i].as_secs_f64(), u64::from(num_seqs));
+            self.itl.add_durations(later, u64::from(num_seqs));
         }
         self.stretch_ends.clear();
         self.stretch_gaps.clear();

@@ -131,6 +131,8 @@ struct Simulation<'s, 'o, 'p> {
     any_needs_step: bool,
     /// The `requests.csv` row, refilled for every request (its strings keep their buffers).
     row: RequestRow,
+    /// One `instances.csv` row per instance, names filled once.
+    sample_rows: Vec<InstanceRow>,
 }
 
 impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
@@ -187,6 +189,22 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             finished: 0,
             any_needs_step: false,
             row: empty_request_row(),
+            sample_rows: scenario
+                .instances
+                .iter()
+                .map(|spec| InstanceRow {
+                    time_s: 0.0,
+                    instance: spec.name.clone(),
+                    model: scenario.models[spec.model.index()].name.clone(),
+                    gpu: spec.gpu.0,
+                    num_requests_running: 0,
+                    num_requests_waiting: 0,
+                    kv_cache_usage: 0.0,
+                    num_preemptions_total: 0,
+                    mapped_pages: None,
+                    gpu_pool_free_bytes: None,
+                })
+                .collect(),
         }
     }
 
@@ -455,22 +473,16 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         for inst in &mut self.instances {
             inst.sync(now);
         }
-        for (i, inst) in self.instances.iter().enumerate() {
-            let spec = &self.scenario.instances[i];
+        for (inst, row) in self.instances.iter().zip(&mut self.sample_rows) {
             let s = inst.scheduler();
-            let row = InstanceRow {
-                time_s: now.as_secs_f64(),
-                instance: spec.name.clone(),
-                model: self.scenario.models[spec.model.index()].name.clone(),
-                gpu: spec.gpu.0,
-                num_requests_running: s.num_running(),
-                num_requests_waiting: s.num_waiting(),
-                kv_cache_usage: s.kv_cache_usage(),
-                num_preemptions_total: s.num_preemptions_total(),
-                mapped_pages: inst.mapped_pages(),
-                gpu_pool_free_bytes: inst.is_elastic().then(|| self.cluster.pool(inst.gpu()).free_bytes()),
-            };
-            self.observer.on_instance_sample(&row)?;
+            row.time_s = now.as_secs_f64();
+            row.num_requests_running = s.num_running();
+            row.num_requests_waiting = s.num_waiting();
+            row.kv_cache_usage = s.kv_cache_usage();
+            row.num_preemptions_total = s.num_preemptions_total();
+            row.mapped_pages = inst.mapped_pages();
+            row.gpu_pool_free_bytes = inst.is_elastic().then(|| self.cluster.pool(inst.gpu()).free_bytes());
+            self.observer.on_instance_sample(row)?;
         }
         Ok(())
     }

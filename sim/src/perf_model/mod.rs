@@ -12,6 +12,10 @@ pub use roofline::Roofline;
 use crate::scenario::{GpuSpec, ModelSpec, PerfSpec, StepCoefficients};
 use crate::time::SimDuration;
 
+/// A fitted profile may extrapolate below zero for tiny batches; a step never takes less than a
+/// microsecond.
+const MIN_STEP_S: f64 = 1e-6;
+
 /// What a step's batch looks like, as far as its duration is concerned.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BatchFeatures {
@@ -48,6 +52,7 @@ impl StepTimeModel {
     }
 
     /// Duration of a step running `batch`. An empty batch takes no time.
+    #[inline]
     pub fn step_time(&self, batch: &BatchFeatures) -> SimDuration {
         if batch.num_scheduled_requests == 0 {
             return SimDuration::ZERO;
@@ -62,9 +67,27 @@ impl StepTimeModel {
             }
             StepTimeModel::Roofline(r) => r.step_time_s(batch),
         };
-        // A fitted profile may extrapolate below zero for tiny batches; a step never takes less
-        // than a microsecond.
-        SimDuration::from_secs_f64(secs.max(1e-6))
+        SimDuration::from_secs_f64(secs.max(MIN_STEP_S))
+    }
+
+    /// Durations of consecutive pure-decode steps of `num_seqs` requests (one token each), the
+    /// first reading `first_kv_tokens_read` KV tokens and each next one `num_seqs` more (a decode
+    /// stretch): `out[i]` is [`StepTimeModel::step_time`] of step `i`, at least a nanosecond.
+    pub fn decode_step_times(&self, num_seqs: u32, first_kv_tokens_read: u64, out: &mut [SimDuration]) {
+        if let (StepTimeModel::Roofline(r), 1..) = (self, num_seqs) {
+            return r.decode_step_times(num_seqs, first_kv_tokens_read, out);
+        }
+        let mut batch = BatchFeatures {
+            num_scheduled_requests: num_seqs,
+            num_prefill_tokens: 0,
+            num_decode_seqs: num_seqs,
+            num_kv_tokens_read: first_kv_tokens_read,
+            num_prefill_attn_pairs: 0,
+        };
+        for d in out.iter_mut() {
+            *d = self.step_time(&batch).max(SimDuration(1));
+            batch.num_kv_tokens_read += u64::from(num_seqs);
+        }
     }
 
     /// True when the coefficients come from a calibrated profile.
@@ -97,5 +120,46 @@ mod tests {
         assert_eq!(m.step_time(&b), SimDuration(6_300_000));
         assert!(m.is_calibrated());
         assert_eq!(m.step_time(&BatchFeatures::default()), SimDuration::ZERO);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_step_times_equal_one_step_time_per_batch(
+            model in 0usize..3,
+            gpu in 0usize..4,
+            mfu in 0.05f64..1.0,
+            overhead in 0.0f64..0.01,
+            num_seqs in 1u32..512,
+            first_kv in 0u64..4_000_000,
+            len in 1usize..40,
+            linear: bool,
+        ) {
+            let models = crate::scenario::model_catalog();
+            let gpus = crate::scenario::gpu_catalog();
+            let roofline = Roofline::new(&models[model % models.len()], &gpus[gpu % gpus.len()], mfu, 0.8, overhead);
+            let m = if linear {
+                StepTimeModel::Linear(StepCoefficients {
+                    fixed_s: overhead,
+                    per_prefill_token_s: 1e-5,
+                    per_decode_seq_s: mfu * 1e-4,
+                    per_kv_token_s: -mfu * 1e-9,
+                    per_prefill_attn_pair_s: 0.0,
+                })
+            } else {
+                StepTimeModel::Roofline(roofline)
+            };
+            let mut got = vec![SimDuration::ZERO; len];
+            m.decode_step_times(num_seqs, first_kv, &mut got);
+            for (i, &d) in got.iter().enumerate() {
+                let b = BatchFeatures {
+                    num_scheduled_requests: num_seqs,
+                    num_prefill_tokens: 0,
+                    num_decode_seqs: num_seqs,
+                    num_kv_tokens_read: first_kv + i as u64 * u64::from(num_seqs),
+                    num_prefill_attn_pairs: 0,
+                };
+                proptest::prop_assert_eq!(d, m.step_time(&b).max(SimDuration(1)), "step {}", i);
+            }
+        }
     }
 }

@@ -5,8 +5,9 @@
 //! communication. Calibrated profiles replace it. AWQ int4 weights are read at ~4.16 bits but
 //! dequantised on the fly, so AWQ matmuls reach a lower fraction of peak ([`AWQ_COMPUTE_PENALTY`]).
 
-use super::BatchFeatures;
+use super::{BatchFeatures, MIN_STEP_S};
 use crate::scenario::{GpuSpec, ModelSpec, WeightFormat};
+use crate::time::SimDuration;
 
 /// Fraction of bf16 tensor throughput AWQ GEMMs reach relative to bf16 GEMMs (dequantisation in the
 /// main loop). vLLM users report AWQ ~25-30% slower than bf16 at high concurrency.
@@ -53,7 +54,30 @@ impl Roofline {
         }
     }
 
+    /// [`StepTimeModel::decode_step_times`](super::StepTimeModel::decode_step_times) for the
+    /// roofline: the same arithmetic as [`Roofline::step_time_s`] on each decode batch (bit for
+    /// bit: a test checks it), with the per-batch constants hoisted out of the loop.
+    pub(super) fn decode_step_times(
+        &self,
+        num_seqs: u32,
+        first_kv_tokens_read: u64,
+        out: &mut [SimDuration],
+    ) {
+        let n = f64::from(num_seqs);
+        let flops_per_step = self.flops_per_token * n;
+        // Exact: token counts stay far below 2^53.
+        let mut kv = first_kv_tokens_read as f64;
+        for d in out.iter_mut() {
+            let bytes = self.weight_bytes + self.kv_bytes_per_token * kv;
+            let flops = flops_per_step + self.attn_flops_per_pair * kv;
+            let secs = self.overhead_s + (bytes / self.bytes_per_s).max(flops / self.flops_per_s);
+            *d = SimDuration::from_secs_f64(secs.max(MIN_STEP_S)).max(SimDuration(1));
+            kv += n;
+        }
+    }
+
     /// Seconds one step of `b` takes.
+    #[inline]
     pub fn step_time_s(&self, b: &BatchFeatures) -> f64 {
         let tokens = f64::from(b.num_prefill_tokens) + f64::from(b.num_decode_seqs);
         let bytes = self.weight_bytes + self.kv_bytes_per_token * b.num_kv_tokens_read as f64;

@@ -209,9 +209,18 @@ impl FreeKVCacheBlockQueue {
     pub fn remove(&mut self, blocks: &mut [KVCacheBlock], block: BlockId) {
         let i = (blocks[block.index()].queue_pos - self.head_pos) as usize;
         debug_assert_eq!(self.entries.get(i).map(|&c| Entry::decode(c)), Some(Entry::Block(block)));
+        self.num_free_blocks -= 1;
+        if i + 1 == self.entries.len() {
+            // The most recently freed block (a prefix block hit again soon): no hole to leave.
+            self.entries.pop_back();
+            while self.entries.back() == Some(&Entry::REMOVED) {
+                self.entries.pop_back();
+                self.num_removed -= 1;
+            }
+            return;
+        }
         self.entries[i] = Entry::REMOVED;
         self.num_removed += 1;
-        self.num_free_blocks -= 1;
         if self.num_removed as usize > 64 + self.entries.len() / 2 {
             self.compact(blocks);
         }

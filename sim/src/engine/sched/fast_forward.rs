@@ -9,9 +9,10 @@
 //! whole batch fits `max_num_batched_tokens`: then under both step rules every step schedules the
 //! whole running batch, one decode token each, in running order, and the only things that vary
 //! are the KV read (it grows by the batch size per step) and, every `block_size` steps per
-//! request, one block allocation. The stretch stops before the first step in which a request
-//! would reach `max_tokens` (finishing is left to a normal step) and before the first step whose
-//! allocations would not fit the free blocks (preemption is left to a normal step).
+//! request, one block allocation. The stretch ends with the first step in which a request reaches
+//! `max_tokens` (applying it finishes those requests as `update_from_output` does) and before the
+//! first step whose allocations would not fit the free blocks (preemption is left to a normal
+//! step).
 //!
 //! Block allocations take the blocks `allocate_slots` would, in exactly the order the
 //! step-by-step path makes them (by step, then running order), so block ids, the free queue's LRU
@@ -29,7 +30,7 @@
 //! then truncates the stretch so the newcomer joins the next normal step).
 
 use super::{Scheduler, StepEvents};
-use crate::engine::request::Request;
+use crate::engine::request::{Request, RequestStatus};
 use crate::time::{SimDuration, SimTime};
 
 /// The shape of an open decode stretch (see the module doc).
@@ -142,8 +143,7 @@ impl Scheduler {
             Some(e) => u64::from(q) * u64::from(block_size) + u64::from(e.first_step) - 1,
             None => u64::MAX,
         };
-        let num_steps =
-            u64::from(max_steps).min(u64::from(min_remaining.saturating_sub(1))).min(block_limit) as u32;
+        let num_steps = u64::from(max_steps).min(u64::from(min_remaining)).min(block_limit) as u32;
         if num_steps == 0 || num_steps < min_steps {
             return None;
         }
@@ -223,8 +223,10 @@ impl Scheduler {
     /// ends are `first_end` (step 1), `last_end` (step `num_steps`); `max_later_gap` is the
     /// longest duration among steps 2..=`num_steps` (zero for one step). Step 1's gaps go to
     /// `events.itl_gaps` run-length encoded in running order as `update_from_output` does; the
-    /// later steps' gaps (each duration, once per request) are the caller's to record. Steps
-    /// allocated beyond `num_steps` (a step in flight at a drain) keep their blocks.
+    /// later steps' gaps (each duration, once per request) are the caller's to record. Requests
+    /// that reach `max_tokens` (in the stretch's last step) finish: their blocks are freed and they
+    /// move to `events.finished`, in running order. Steps allocated beyond `num_steps` (a step in
+    /// flight at a drain) keep their blocks.
     pub fn finish_decode_stretch(
         &mut self,
         num_steps: u32,
@@ -241,6 +243,7 @@ impl Scheduler {
             return;
         }
         let mut gap_run: Option<(SimDuration, u32)> = None;
+        let mut any_finished = false;
         for &slot in &self.running {
             let Some(req) = self.slots[slot.0 as usize].as_mut() else { continue };
             let last = req.last_token_time.unwrap_or(first_end);
@@ -250,7 +253,12 @@ impl Scheduler {
             req.itl_sum += last_end - last;
             req.itl_max = req.itl_max.max(first_gap).max(max_later_gap);
             req.last_token_time = Some(last_end);
-            self.kv_cache_manager.sync_decode_state(req);
+            if req.num_output_tokens >= req.max_tokens {
+                req.status = RequestStatus::Finished;
+                any_finished = true;
+            } else {
+                self.kv_cache_manager.sync_decode_state(req);
+            }
             match &mut gap_run {
                 Some((g, count)) if *g == first_gap => *count += 1,
                 run => {
@@ -264,6 +272,9 @@ impl Scheduler {
             events.push_itl_gaps(g, count);
         }
         events.num_tokens_sampled += u64::from(num_steps) * u64::from(st.shape.num_seqs);
+        if any_finished {
+            self.remove_finished(events);
+        }
     }
 }
 
@@ -319,16 +330,16 @@ mod tests {
     }
 
     #[test]
-    fn a_stretch_stops_before_a_request_finishes_and_before_blocks_run_out() {
+    fn a_stretch_ends_with_the_step_a_request_finishes_in_and_before_blocks_run_out() {
         let mut s = Scheduler::new(&config(EnginePreset::VllmV1, true, false), 6);
         s.add_request(request(0, 16, 30, None)).unwrap();
         s.add_request(request(1, 16, 9, None)).unwrap();
         let mut ev = StepEvents::default();
         let mut t = 0;
         step_by_step(&mut s, 1, &mut t, 1, &mut ev);
-        // Both decode with 1 output token; request 1 finishes at its 9th: 7 more steps are free
-        // of finishes. 2 blocks held, 4 free: each request needs a block every 16 steps.
-        assert_eq!(s.begin_decode_stretch(1, 100).map(|d| d.num_steps), Some(7));
+        // Both decode with 1 output token; request 1 finishes at its 9th, 8 steps on: the stretch
+        // ends with that step. 2 blocks held, 4 free: each request needs a block every 16 steps.
+        assert_eq!(s.begin_decode_stretch(1, 100).map(|d| d.num_steps), Some(8));
         s.finish_decode_stretch(0, SimTime(2), SimTime(2), SimDuration::ZERO, &mut ev);
         let mut s = Scheduler::new(&config(EnginePreset::VllmV1, true, false), 3);
         s.add_request(request(0, 16, 17, None)).unwrap();
@@ -336,5 +347,33 @@ mod tests {
         step_by_step(&mut s, 1, &mut t, 1, &mut ev);
         // 1 free block: request 0 takes it at step 1, request 1 would need one at step 1 too.
         assert_eq!(s.begin_decode_stretch(1, 100), None);
+    }
+
+    #[test]
+    fn requests_finishing_in_a_stretchs_last_step_end_as_step_by_step() {
+        let build = || {
+            let mut s = Scheduler::new(&config(EnginePreset::VllmV1, true, true), 64);
+            for (id, prompt, max_tokens) in [(0, 37, 20), (1, 16, 12), (2, 50, 12), (3, 20, 40)] {
+                s.add_request(request(id, prompt, max_tokens, None)).unwrap();
+            }
+            s
+        };
+        let (mut a, mut b) = (build(), build());
+        let (mut ta, mut tb) = (0, 0);
+        let (mut ea, mut eb) = (StepEvents::default(), StepEvents::default());
+        step_by_step(&mut a, 2, &mut ta, 10, &mut ea);
+        step_by_step(&mut b, 2, &mut tb, 10, &mut eb);
+        assert!(ea.finished.is_empty());
+        // Requests 1 and 2 have 2 output tokens of 12: both finish 10 steps on.
+        step_by_step(&mut a, 10, &mut ta, 7, &mut ea);
+        let shape = b.begin_decode_stretch(2, 100).expect("pure decode");
+        assert_eq!(shape.num_steps, 10);
+        b.finish_decode_stretch(10, SimTime(tb + 7), SimTime(tb + 70), SimDuration(7), &mut eb);
+        let ids =
+            |e: &StepEvents| e.finished.iter().map(|r| (r.request_id, format!("{r:?}"))).collect::<Vec<_>>();
+        assert_eq!(ids(&ea), ids(&eb));
+        assert_eq!(ea.finished.len(), 2);
+        assert_eq!(state(&a), state(&b));
+        assert_eq!(a.num_running(), 2);
     }
 }
