@@ -297,7 +297,7 @@ impl Instance {
     /// Moves a single step's inter-token gaps from `events` into [`Instance::itl_histogram`].
     pub fn record_itl_gaps(&mut self, events: &mut StepEvents) {
         for &(gap, count) in &events.itl_gaps {
-            self.itl.add(gap.as_secs_f64(), u64::from(count));
+            self.itl.add_duration(gap, u64::from(count));
         }
         events.itl_gaps.clear();
     }
@@ -376,7 +376,7 @@ impl Instance {
             events.itl_gaps.clear();
             self.scheduler.finish_decode_stretch(n as u32, ends[0], ends[n - 1], max_later_gap, events);
             for &(g, count) in &events.itl_gaps {
-                self.itl.add(g.as_secs_f64(), u64::from(count));
+                self.itl.add_duration(g, u64::from(count));
             }
             events.itl_gaps.clear();
             self.itl.add_durations(later, u64::from(num_seqs));

@@ -60,11 +60,18 @@ impl SimDuration {
     }
 }
 
+#[inline]
 fn secs_to_nanos(secs: f64) -> u64 {
+    let x = secs * NANOS_PER_SEC;
+    // The common case, a nanosecond to 52 days: there `x + 0.5` is exact (0.5 is a multiple of
+    // the ulp of both `x` and `x + 0.5`, or the sum lands on a power of two that is the rounded
+    // value), so truncating it rounds half away from zero.
+    if (1.0..4_503_599_627_370_496.0).contains(&x) {
+        return (x + 0.5) as i64 as u64;
+    }
     if secs.is_nan() || secs <= 0.0 {
         return 0;
     }
-    let x = secs * NANOS_PER_SEC;
     if x >= u64::MAX as f64 {
         return u64::MAX;
     }

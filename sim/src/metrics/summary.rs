@@ -475,66 +475,59 @@ impl SummaryBuilder {
 
 impl Observer for SummaryBuilder {
     fn on_request(&mut self, row: &RequestRow) -> io::Result<()> {
-        if !self.models.contains_key(&row.model) {
-            self.models.insert(row.model.clone(), ModelAcc::default());
-        }
-        if let Some(acc) = self.models.get_mut(&row.model) {
-            acc.add(row, &self.slo);
-        }
+        let slo = &self.slo;
+        with_entry(&mut self.models, &row.model, |acc| acc.add(row, slo));
         if !row.instance.is_empty() {
-            // Look up before inserting: `entry` would allocate the key for every request.
-            if !self.instances.contains_key(&row.instance) {
-                self.instances.insert(row.instance.clone(), InstanceAcc::default());
-            }
-            let Some(inst) = self.instances.get_mut(&row.instance) else { return Ok(()) };
-            inst.requests += 1;
-            if inst.model.is_empty() {
-                inst.model = row.model.clone();
-            }
+            with_entry(&mut self.instances, &row.instance, |inst| {
+                inst.requests += 1;
+                if inst.model.is_empty() {
+                    inst.model = row.model.clone();
+                }
+            });
         }
         Ok(())
     }
 
     fn on_instance_sample(&mut self, row: &InstanceRow) -> io::Result<()> {
-        if !self.instances.contains_key(&row.instance) {
-            self.instances.insert(row.instance.clone(), InstanceAcc::default());
-        }
-        let Some(a) = self.instances.get_mut(&row.instance) else { return Ok(()) };
-        a.model.clone_from(&row.model);
-        a.gpu = row.gpu;
-        a.samples += 1;
-        a.kv_sum += row.kv_cache_usage;
-        a.kv_peak = a.kv_peak.max(row.kv_cache_usage);
-        a.peak_waiting = a.peak_waiting.max(row.num_requests_waiting);
-        a.preemptions = row.num_preemptions_total;
-        if let Some(layout) = self.kv_layouts.get(&row.instance) {
-            let bytes = layout.bytes(row);
-            a.mem_sum += bytes as f64;
-            a.mem_peak = a.mem_peak.max(bytes);
-            if let Some(g) = self.gpus.get_mut(row.gpu as usize) {
-                g.add(row, bytes);
+        let Self { instances, kv_layouts, gpus, .. } = self;
+        with_entry(instances, &row.instance, |a| {
+            if a.model != row.model {
+                a.model.clone_from(&row.model);
             }
-        }
+            a.gpu = row.gpu;
+            a.samples += 1;
+            a.kv_sum += row.kv_cache_usage;
+            a.kv_peak = a.kv_peak.max(row.kv_cache_usage);
+            a.peak_waiting = a.peak_waiting.max(row.num_requests_waiting);
+            a.preemptions = row.num_preemptions_total;
+            if let Some(layout) = kv_layouts.get(&row.instance) {
+                let bytes = layout.bytes(row);
+                a.mem_sum += bytes as f64;
+                a.mem_peak = a.mem_peak.max(bytes);
+                if let Some(g) = gpus.get_mut(row.gpu as usize) {
+                    g.add(row, bytes);
+                }
+            }
+        });
         Ok(())
     }
 
     fn on_itl(&mut self, model: &str, gap_s: f64, count: u64) -> io::Result<()> {
-        if !self.models.contains_key(model) {
-            self.models.insert(model.to_string(), ModelAcc::default());
-        }
-        if let Some(acc) = self.models.get_mut(model) {
-            acc.itl.add(gap_s, count);
-        }
+        with_entry(&mut self.models, model, |acc| acc.itl.add(gap_s, count));
         Ok(())
     }
 
     fn on_itl_histogram(&mut self, model: &str, _instance: &str, h: &LogHistogram) -> io::Result<()> {
-        if !self.models.contains_key(model) {
-            self.models.insert(model.to_string(), ModelAcc::default());
-        }
-        if let Some(acc) = self.models.get_mut(model) {
-            acc.itl.merge(h);
-        }
+        with_entry(&mut self.models, model, |acc| acc.itl.merge(h));
         Ok(())
+    }
+}
+
+/// Runs `f` on the accumulator of `key`, created empty on first use (one lookup when it exists;
+/// `entry` would allocate the key on every call).
+fn with_entry<V: Default, R>(map: &mut BTreeMap<String, V>, key: &str, f: impl FnOnce(&mut V) -> R) -> R {
+    match map.get_mut(key) {
+        Some(v) => f(v),
+        None => f(map.entry(key.to_string()).or_default()),
     }
 }

@@ -460,16 +460,18 @@ impl BlockPool {
     /// Takes a reference on a block found by a prefix-cache hit: a shared prefix block, or a
     /// preempted request's own cached block (which becomes private to it again). A free block
     /// leaves the free queue (vLLM's `touch`).
+    #[inline]
     pub fn touch(&mut self, block: BlockId) {
-        if self.blocks[block.index()].ref_cnt == 0 {
-            self.free_block_queue.remove(&mut self.blocks, block);
-            self.num_used_blocks += 1;
-        }
         let b = &mut self.blocks[block.index()];
+        b.ref_cnt += 1;
+        if b.ref_cnt > 1 {
+            return;
+        }
         if let Some(BlockHash::Own { .. }) = b.block_hash {
             b.block_hash = None;
         }
-        b.ref_cnt += 1;
+        self.free_block_queue.remove(&mut self.blocks, block);
+        self.num_used_blocks += 1;
     }
 
     /// Drops one reference to the shared prefix `block`; when nobody references it any more it
@@ -504,6 +506,30 @@ impl BlockPool {
         debug_assert!(self.elastic.is_none(), "elastic pools free block by block");
         self.num_used_blocks -= blocks.len() as u32;
         self.free_block_queue.append_anonymous_rev(blocks);
+    }
+
+    /// Its request, done for good, frees the blocks of its shared-prefix region of a static
+    /// pool, last first: registered prefix blocks drop a reference (cached when it was the last),
+    /// unregistered ones go back anonymously. [`BlockPool::free_shared_block`] and
+    /// [`BlockPool::free_private_block`] one by one, in one pass.
+    #[inline]
+    pub fn free_shareable_blocks_finished(&mut self, blocks: &[BlockId]) {
+        debug_assert!(self.elastic.is_none(), "elastic pools free block by block");
+        for &block in blocks.iter().rev() {
+            let b = &mut self.blocks[block.index()];
+            if let Some(BlockHash::Prefix { .. }) = b.block_hash {
+                debug_assert!(b.ref_cnt > 0, "freeing free block {block}");
+                b.ref_cnt -= 1;
+                if b.ref_cnt > 0 {
+                    continue;
+                }
+                self.free_block_queue.append(&mut self.blocks, block);
+            } else {
+                b.ref_cnt = 0;
+                self.free_block_queue.append_anonymous(block);
+            }
+            self.num_used_blocks -= 1;
+        }
     }
 
     /// A block nobody uses any more, its identity (if any) set: static pools queue it, named by

@@ -23,6 +23,9 @@ use crate::ids::BlockId;
 #[derive(Clone, Debug)]
 pub struct KvCacheManager {
     block_size: u32,
+    /// `log2(block_size)` when it is a power of two (always, in practice): divisions become
+    /// shifts on the hot paths.
+    block_shift: Option<u32>,
     enable_caching: bool,
     block_pool: BlockPool,
     /// Blocks that may be in use at once (the elastic-KV seam); `num_gpu_blocks` when static.
@@ -44,6 +47,7 @@ impl KvCacheManager {
     pub fn new(num_gpu_blocks: u32, block_size: u32, enable_caching: bool) -> Self {
         KvCacheManager {
             block_size: block_size.max(1),
+            block_shift: block_size.max(1).is_power_of_two().then(|| block_size.max(1).trailing_zeros()),
             enable_caching,
             block_pool: BlockPool::new(num_gpu_blocks),
             capacity: num_gpu_blocks,
@@ -54,6 +58,24 @@ impl KvCacheManager {
     /// Tokens per block.
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    /// Full blocks in `num_tokens` tokens (`num_tokens / block_size`).
+    #[inline]
+    pub fn num_full_blocks(&self, num_tokens: u32) -> u32 {
+        match self.block_shift {
+            Some(shift) => num_tokens >> shift,
+            None => num_tokens / self.block_size,
+        }
+    }
+
+    /// Blocks needed to hold `num_tokens` tokens (`ceil(num_tokens / block_size)`).
+    #[inline]
+    pub fn num_blocks_for(&self, num_tokens: u32) -> u32 {
+        match self.block_shift {
+            Some(shift) => (num_tokens >> shift) + u32::from(num_tokens & (self.block_size - 1) != 0),
+            None => num_tokens.div_ceil(self.block_size),
+        }
     }
 
     /// Whether prefix caching is on.
@@ -156,7 +178,7 @@ impl KvCacheManager {
         if !self.enable_caching {
             return 0;
         }
-        let max_blocks = req.num_tokens().saturating_sub(1) / self.block_size;
+        let max_blocks = self.num_full_blocks(req.num_tokens().saturating_sub(1));
         let prefix_blocks = self.num_prefix_blocks(req).min(max_blocks) as usize;
         if prefix_blocks > 0 {
             let group = req.prefix.map_or(0, |p| p.group);
@@ -240,7 +262,7 @@ impl KvCacheManager {
             0
         };
         let total_computed = req.num_computed_tokens + num_new_computed_tokens;
-        let num_required = cdiv(total_computed + num_new_tokens, self.block_size);
+        let num_required = self.num_blocks_for(total_computed + num_new_tokens);
         let num_new_blocks = num_required.saturating_sub(req.block_table.len() as u32 + num_hits);
         if num_new_blocks > 0 || num_hits > 0 {
             let num_evictable = self.new_computed_blocks[..num_hits as usize]
@@ -262,7 +284,7 @@ impl KvCacheManager {
             debug_assert!(ok);
         }
         if self.enable_caching {
-            let num_full = (total_computed + num_new_tokens).min(req.num_tokens()) / self.block_size;
+            let num_full = self.num_full_blocks((total_computed + num_new_tokens).min(req.num_tokens()));
             // Shared-prefix blocks are registered when they fill, as in vLLM. A request's own
             // blocks stay private: their identity is only recorded when they are freed.
             for index in req.num_cached_blocks..num_full.min(self.num_prefix_blocks(req)) {
@@ -298,7 +320,7 @@ impl KvCacheManager {
     pub fn sync_decode_state(&mut self, req: &mut Request) {
         if self.enable_caching {
             debug_assert!(req.num_cached_blocks >= self.num_prefix_blocks(req), "{req:?}");
-            let num_full = req.num_computed_tokens.min(req.num_tokens()) / self.block_size;
+            let num_full = self.num_full_blocks(req.num_computed_tokens.min(req.num_tokens()));
             req.num_cached_blocks = req.num_cached_blocks.max(num_full);
         }
         self.update_alloc_limit(req);
@@ -307,7 +329,7 @@ impl KvCacheManager {
     /// Blocks of `req` that lie entirely inside its shared prefix.
     #[inline]
     fn num_prefix_blocks(&self, req: &Request) -> u32 {
-        req.prefix.map_or(0, |p| p.num_tokens / self.block_size)
+        req.prefix.map_or(0, |p| self.num_full_blocks(p.num_tokens))
     }
 
     /// Frees all of `req`'s blocks, last block first so its tail is evicted first (vLLM's
@@ -336,13 +358,7 @@ impl KvCacheManager {
             let shareable = if self.enable_caching { self.num_prefix_blocks(req) } else { 0 };
             let first_private = (shareable as usize).min(req.block_table.len());
             self.block_pool.free_private_blocks_finished(&req.block_table[first_private..]);
-            for &b in req.block_table[..first_private].iter().rev() {
-                if self.block_pool.is_shared(b) {
-                    self.block_pool.free_shared_block(b);
-                } else {
-                    self.block_pool.free_private_block(b, None);
-                }
-            }
+            self.block_pool.free_shareable_blocks_finished(&req.block_table[..first_private]);
         }
         req.block_table.clear();
         req.preempted_blocks.clear();
