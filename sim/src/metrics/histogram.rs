@@ -81,19 +81,21 @@ impl LogHistogram {
         if count == 0 {
             return;
         }
-        let (mut run_bucket, mut run_len) = (Self::bucket_of(first.0), 0u64);
-        let (mut sum, mut max) = (0u128, self.max_nanos);
+        // The current run's bucket and its value range [lo, hi): a value inside needs no lookup.
+        let mut bucket = Self::bucket_of(first.0);
+        let (mut lo, mut hi) = (Self::lower_bound(bucket), Self::lower_bound(bucket + 1));
+        let (mut run_len, mut sum, mut max) = (0u64, 0u128, self.max_nanos);
         for d in values {
             sum += u128::from(d.0);
             max = max.max(d.0);
-            let b = Self::bucket_of(d.0);
-            if b != run_bucket {
-                self.count_in(run_bucket, run_len * count);
-                (run_bucket, run_len) = (b, 0);
+            if d.0 < lo || d.0 >= hi {
+                self.count_in(bucket, run_len * count);
+                bucket = Self::bucket_of(d.0);
+                (lo, hi, run_len) = (Self::lower_bound(bucket), Self::lower_bound(bucket + 1), 0);
             }
             run_len += 1;
         }
-        self.count_in(run_bucket, run_len * count);
+        self.count_in(bucket, run_len * count);
         self.total += count * values.len() as u64;
         self.sum_nanos += sum * u128::from(count);
         self.max_nanos = max;
