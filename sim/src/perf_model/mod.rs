@@ -16,6 +16,13 @@ use crate::time::SimDuration;
 /// microsecond.
 const MIN_STEP_S: f64 = 1e-6;
 
+/// The larger of `a` and `b`, or `b` when either is NaN (which finite specs never produce): a
+/// plain compare, cheaper than `f64::max` in the per-step loops.
+#[inline]
+fn larger(a: f64, b: f64) -> f64 {
+    if a > b { a } else { b }
+}
+
 /// What a step's batch looks like, as far as its duration is concerned.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BatchFeatures {
@@ -67,7 +74,7 @@ impl StepTimeModel {
             }
             StepTimeModel::Roofline(r) => r.step_time_s(batch),
         };
-        SimDuration::from_secs_f64(secs.max(MIN_STEP_S))
+        SimDuration::from_secs_f64(larger(secs, MIN_STEP_S))
     }
 
     /// Durations of consecutive pure-decode steps of `num_seqs` requests (one token each), the

@@ -5,7 +5,7 @@
 //! communication. Calibrated profiles replace it. AWQ int4 weights are read at ~4.16 bits but
 //! dequantised on the fly, so AWQ matmuls reach a lower fraction of peak ([`AWQ_COMPUTE_PENALTY`]).
 
-use super::{BatchFeatures, MIN_STEP_S};
+use super::{BatchFeatures, MIN_STEP_S, larger};
 use crate::scenario::{GpuSpec, ModelSpec, WeightFormat};
 use crate::time::SimDuration;
 
@@ -70,8 +70,8 @@ impl Roofline {
         for d in out.iter_mut() {
             let bytes = self.weight_bytes + self.kv_bytes_per_token * kv;
             let flops = flops_per_step + self.attn_flops_per_pair * kv;
-            let secs = self.overhead_s + (bytes / self.bytes_per_s).max(flops / self.flops_per_s);
-            *d = SimDuration::from_secs_f64(secs.max(MIN_STEP_S)).max(SimDuration(1));
+            let secs = self.overhead_s + larger(bytes / self.bytes_per_s, flops / self.flops_per_s);
+            *d = SimDuration::from_secs_f64(larger(secs, MIN_STEP_S)).max(SimDuration(1));
             kv += n;
         }
     }
@@ -85,6 +85,6 @@ impl Roofline {
         let decode_pairs = b.num_kv_tokens_read.saturating_sub(u64::from(b.num_prefill_tokens)) as f64;
         let flops = self.flops_per_token * tokens
             + self.attn_flops_per_pair * (b.num_prefill_attn_pairs as f64 + decode_pairs);
-        self.overhead_s + (bytes / self.bytes_per_s).max(flops / self.flops_per_s)
+        self.overhead_s + larger(bytes / self.bytes_per_s, flops / self.flops_per_s)
     }
 }

@@ -106,11 +106,13 @@ impl Scheduler {
         }
         let block_size = self.kv_cache_manager.block_size();
         let caching = self.kv_cache_manager.enable_caching();
+        let kv = &self.kv_cache_manager;
         let fits = |req: &Request| {
             req.num_output_tokens >= 1
                 && req.num_computed_tokens + 1 == req.num_tokens()
                 && req.num_scheduled_tokens == 0
-                && (!caching || req.num_cached_blocks >= req.prefix.map_or(0, |p| p.num_tokens / block_size))
+                && (!caching
+                    || req.num_cached_blocks >= req.prefix.map_or(0, |p| kv.num_full_blocks(p.num_tokens)))
         };
         // The newest request is the likeliest to be still in prefill: look at it first.
         let newest = self.running.last().and_then(|s| self.slots[s.0 as usize].as_ref());
