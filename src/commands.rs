@@ -149,34 +149,52 @@ fn bench(args: BenchArgs) -> Result<()> {
             None => bail!("{}: defines no variant", file.path.display()),
         },
     };
-    let t0 = Instant::now();
-    let opts = SimOptions { fast_forward: !args.no_fast_forward, ..SimOptions::default() };
-    let run = simulate_summary(&scenario, &file.base_dir, opts)?;
-    let wall = t0.elapsed().as_secs_f64();
-    let o = &run.summary.overall;
     println!(
         "| scenario | variant | requests | steps | simulated s | wall s | sim req/s | steps/s | peak RSS MiB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {} | {:.0} | {:.3} | {:.0} | {:.0} | {} |",
-        scenario.name,
-        scenario.variant,
-        run.stats.requests,
-        run.stats.steps,
-        run.stats.end_time.as_secs_f64(),
-        wall,
-        run.stats.requests as f64 / wall,
-        run.stats.steps as f64 / wall,
-        peak_rss_mib().map_or("-".to_string(), |m| format!("{m:.0}")),
-    );
-    println!(
-        "load: {:.1} req/s offered, {:.1}% ok, TTFT p50 {:.1} ms, TPOT p50 {:.1} ms",
-        o.request_throughput,
-        o.success_rate * 100.0,
-        o.ttft.as_ref().map_or(0.0, |s| s.p50 * 1e3),
-        o.tpot.as_ref().map_or(0.0, |s| s.p50 * 1e3)
-    );
+    let mut walls = Vec::with_capacity(args.repeat as usize);
+    let mut last = None;
+    for _ in 0..args.repeat {
+        let t0 = Instant::now();
+        let opts = SimOptions { fast_forward: !args.no_fast_forward, ..SimOptions::default() };
+        let run = simulate_summary(&scenario, &file.base_dir, opts)?;
+        let wall = t0.elapsed().as_secs_f64();
+        println!(
+            "| {} | {} | {} | {} | {:.0} | {:.3} | {:.0} | {:.0} | {} |",
+            scenario.name,
+            scenario.variant,
+            run.stats.requests,
+            run.stats.steps,
+            run.stats.end_time.as_secs_f64(),
+            wall,
+            run.stats.requests as f64 / wall,
+            run.stats.steps as f64 / wall,
+            peak_rss_mib().map_or("-".to_string(), |m| format!("{m:.0}")),
+        );
+        walls.push(wall);
+        last = Some(run);
+    }
+    if walls.len() > 1 {
+        walls.sort_by(f64::total_cmp);
+        println!(
+            "wall s over {} runs: median {:.3}, fastest {:.3}, slowest {:.3}",
+            walls.len(),
+            walls[walls.len() / 2],
+            walls[0],
+            walls[walls.len() - 1]
+        );
+    }
+    if let Some(run) = last {
+        let o = &run.summary.overall;
+        println!(
+            "load: {:.1} req/s served, {:.1}% ok, TTFT p50 {:.1} ms, TPOT p50 {:.1} ms",
+            o.request_throughput,
+            o.success_rate * 100.0,
+            o.ttft.as_ref().map_or(0.0, |s| s.p50 * 1e3),
+            o.tpot.as_ref().map_or(0.0, |s| s.p50 * 1e3)
+        );
+    }
     Ok(())
 }
 
