@@ -1,10 +1,18 @@
 //! The pool of KV blocks of one instance: vLLM's `BlockPool` (`vllm/v1/core/block_pool.py`) and
 //! `FreeKVCacheBlockQueue` (`vllm/v1/core/kv_cache_utils.py`).
 //!
-//! Blocks are ref-counted; a block whose count drops to zero goes to the tail of the free queue
-//! but keeps its content hash, so a later request can still hit it (touching it takes it back out
-//! of the queue). Allocation pops the least recently freed block from the head and evicts its
-//! hash. This module does not know about requests or token counts: `KvCacheManager` does.
+//! A block whose last reference is dropped goes to the tail of the free queue but keeps its
+//! content hash, so a later request can still hit it (touching it takes it back out of the queue).
+//! Allocation pops the least recently freed block from the head and evicts its hash. This module
+//! does not know about requests or token counts: `KvCacheManager` does.
+//!
+//! Shared and private blocks: in vLLM every block is ref-counted and hashed when full. Here only
+//! blocks registered under a shared-prefix identity can be referenced by several requests, so only
+//! those are ref-counted and hashed while in use. A request's other blocks are *private* to it: no
+//! count or hash is kept for them while it holds them (allocation and release move block ids in
+//! bulk and touch no block); their identity (`BlockHash::Own`) is written when they are freed for
+//! a preemption, the only case where they can be hit again (or kept cached by an elastic pool).
+//! Which blocks are evicted when, and every count a scheduler reads, are as with per-block counts.
 //!
 //! Deviation from vLLM: content identity is a [`BlockHash`] (prefix group + index, or request +
 //! index) instead of a chained hash of token ids, and only shared-prefix blocks are looked up
@@ -43,11 +51,12 @@ pub enum BlockHash {
     },
 }
 
-/// One KV block's bookkeeping (vLLM's `KVCacheBlock`): reference count, content hash and, while
-/// it waits in the free queue with its identity, where.
+/// One KV block's bookkeeping (vLLM's `KVCacheBlock`): reference count and content hash (kept for
+/// shared and free blocks, not for private ones: see the module doc) and, while it waits in the
+/// free queue with its identity, where.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KVCacheBlock {
-    /// Requests referencing the block; 0 means it is free.
+    /// Requests referencing a shared block; 0 while free; not kept for a private block.
     pub ref_cnt: u32,
     /// Content identity while the block is cached.
     pub block_hash: Option<BlockHash>,
@@ -771,3 +780,6 @@ mod tests {
         assert_eq!(pool.num_free_blocks(), 2);
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -1,0 +1,289 @@
+//! Model-based test of [`BlockPool`]: random request lives (prefix hits, private allocations,
+//! preemptions with resumption, finishes) run against the pool and against a reference written
+//! the way vLLM does it (every block ref-counted and named, one LRU list). Block ids differ
+//! between the two (the pool hands out anonymous blocks most-recent first); everything a
+//! scheduler can observe must not: free-block counts, which prefix identities are cached, and how
+//! much of a preempted request's own blocks can still be hit.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::{HashMap, VecDeque};
+
+/// vLLM's block pool, literally: per-block counts and hashes, a linked LRU free list (a deque).
+struct Reference {
+    ref_cnt: Vec<u32>,
+    hash: Vec<Option<BlockHash>>,
+    queue: VecDeque<u32>,
+    map: HashMap<(u64, u32), u32>,
+}
+
+impl Reference {
+    fn new(n: u32) -> Self {
+        Reference {
+            ref_cnt: vec![0; n as usize],
+            hash: vec![None; n as usize],
+            queue: (0..n).collect(),
+            map: HashMap::new(),
+        }
+    }
+
+    fn alloc(&mut self, out: &mut Vec<u32>) -> u32 {
+        let b = self.queue.pop_front().expect("checked free count");
+        if let Some(BlockHash::Prefix { group, index }) = self.hash[b as usize].take()
+            && self.map.get(&(group, index)) == Some(&b)
+        {
+            self.map.remove(&(group, index));
+        }
+        self.ref_cnt[b as usize] = 1;
+        out.push(b);
+        b
+    }
+
+    fn register(&mut self, b: u32, group: u64, index: u32) {
+        let h = BlockHash::Prefix { group, index };
+        if let Some(&other) = self.map.get(&(group, index))
+            && other != b
+            && self.hash[other as usize] == Some(h)
+        {
+            return;
+        }
+        self.map.insert((group, index), b);
+        self.hash[b as usize] = Some(h);
+    }
+
+    fn touch(&mut self, b: u32) {
+        if self.ref_cnt[b as usize] == 0 {
+            let pos = self.queue.iter().position(|&x| x == b).expect("free block is queued");
+            self.queue.remove(pos);
+        }
+        self.ref_cnt[b as usize] += 1;
+    }
+
+    /// Drops a reference; a private block gets `content` as its identity when freed.
+    fn free(&mut self, b: u32, content: Option<BlockHash>) {
+        self.ref_cnt[b as usize] -= 1;
+        if self.ref_cnt[b as usize] == 0 {
+            if self.hash[b as usize].is_none() {
+                self.hash[b as usize] = content;
+            }
+            self.queue.push_back(b);
+        }
+    }
+}
+
+/// One request in both systems: its prefix group, prefix and own block tables.
+struct Life {
+    group: u64,
+    num_prefix: u32,
+    num_own: u32,
+    /// (pool, reference) blocks of the prefix region and of the own region.
+    prefix: Vec<(BlockId, u32)>,
+    own: Vec<(BlockId, u32)>,
+    running: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Admit { group: u64, num_prefix: u32, num_own: u32 },
+    Preempt(usize),
+    Resume(usize),
+    Finish(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u64..3, 0u32..5, 1u32..7).prop_map(|(group, num_prefix, num_own)| Op::Admit { group, num_prefix, num_own }),
+        1 => (0usize..16).prop_map(Op::Preempt),
+        1 => (0usize..16).prop_map(Op::Resume),
+        2 => (0usize..16).prop_map(Op::Finish),
+    ]
+}
+
+struct Both {
+    pool: BlockPool,
+    reference: Reference,
+    lives: Vec<Life>,
+}
+
+impl Both {
+    fn own_hash(&self, life: usize, index: u32) -> BlockHash {
+        BlockHash::Own { request: RequestId(life as u64), index: self.lives[life].num_prefix + index }
+    }
+
+    /// Takes the blocks of `life` that are not held yet: prefix hits first (the shared map), then
+    /// fresh blocks (prefix ones registered at once, as if filled), then own blocks.
+    fn acquire(&mut self, life: usize) -> Result<(), TestCaseError> {
+        let (group, num_prefix, num_own) = {
+            let l = &self.lives[life];
+            (l.group, l.num_prefix, l.num_own)
+        };
+        // Prefix hits, stopping at the first miss; both must see the same ones.
+        let mut hits = Vec::new();
+        for index in 0..num_prefix {
+            let real = self.pool.cached_prefix_blocks(group).get(index as usize).copied().flatten();
+            let model = self.reference.map.get(&(group, index)).copied();
+            prop_assert_eq!(real.is_some(), model.is_some(), "prefix ({}, {}) cached", group, index);
+            match (real, model) {
+                (Some(r), Some(m)) => hits.push((r, m)),
+                _ => break,
+            }
+        }
+        let fresh = num_prefix - hits.len() as u32 + num_own - self.lives[life].own.len() as u32;
+        let evictable_hits = hits.iter().filter(|(r, _)| self.pool.ref_cnt(*r) == 0).count() as u32;
+        if fresh + evictable_hits > self.pool.num_free_blocks() {
+            return Ok(()); // not admitted now (the scheduler would wait)
+        }
+        for &(r, m) in &hits {
+            self.pool.touch(r);
+            self.reference.touch(m);
+        }
+        let mut prefix = hits;
+        for index in prefix.len() as u32..num_prefix {
+            let (mut r, mut m) = (Vec::new(), Vec::new());
+            prop_assert!(self.pool.get_new_blocks(1, &mut r));
+            let m = self.reference.alloc(&mut m);
+            self.pool.register_prefix_block(r[0], BlockHash::Prefix { group, index });
+            self.reference.register(m, group, index);
+            prefix.push((r[0], m));
+        }
+        let need = num_own - self.lives[life].own.len() as u32;
+        let (mut r, mut m) = (Vec::new(), Vec::new());
+        prop_assert!(self.pool.get_new_blocks(need, &mut r));
+        for _ in 0..need {
+            self.reference.alloc(&mut m);
+        }
+        let l = &mut self.lives[life];
+        l.prefix = prefix;
+        l.own.extend(r.into_iter().zip(m));
+        l.running = true;
+        Ok(())
+    }
+
+    /// Frees `life`'s blocks last first; a preemption keeps own identities, a finish does not
+    /// (the pool drops them; the reference keeps them, as vLLM would: never looked up again).
+    fn release(&mut self, life: usize, finished: bool) {
+        let own: Vec<_> = self.lives[life].own.clone();
+        let prefix: Vec<_> = self.lives[life].prefix.clone();
+        if finished {
+            let pool_own: Vec<BlockId> = own.iter().map(|&(r, _)| r).collect();
+            self.pool.free_private_blocks_finished(&pool_own);
+            let pool_prefix: Vec<BlockId> = prefix.iter().map(|&(r, _)| r).collect();
+            self.pool.free_shareable_blocks_finished(&pool_prefix);
+        } else {
+            for (i, &(r, _)) in own.iter().enumerate().rev() {
+                let content = Some(self.own_hash(life, i as u32));
+                self.pool.free_private_block(r, content);
+            }
+            for &(r, _) in prefix.iter().rev() {
+                if self.pool.is_shared(r) {
+                    self.pool.free_shared_block(r);
+                } else {
+                    self.pool.free_private_block(r, None);
+                }
+            }
+        }
+        for (i, &(_, m)) in own.iter().enumerate().rev() {
+            let content = Some(self.own_hash(life, i as u32));
+            self.reference.free(m, content);
+        }
+        for &(_, m) in prefix.iter().rev() {
+            self.reference.free(m, None);
+        }
+        let l = &mut self.lives[life];
+        l.prefix.clear();
+        l.running = false;
+        if finished {
+            l.own.clear();
+        }
+    }
+
+    /// A preempted request takes back the leading own blocks still cached (both must agree on how
+    /// many), then the rest.
+    fn resume(&mut self, life: usize) -> Result<(), TestCaseError> {
+        let own = std::mem::take(&mut self.lives[life].own);
+        let mut kept = Vec::new();
+        for (i, &(r, m)) in own.iter().enumerate() {
+            let h = Some(self.own_hash(life, i as u32));
+            let (in_pool, in_model) = (self.pool.block_hash(r) == h, self.reference.hash[m as usize] == h);
+            prop_assert_eq!(in_pool, in_model, "own block {} of request {} cached", i, life);
+            if !in_pool {
+                break;
+            }
+            kept.push((r, m));
+        }
+        // Conservative: the kept blocks leave the free count when taken back.
+        let need = self.lives[life].num_prefix + self.lives[life].num_own;
+        if need > self.pool.num_free_blocks() {
+            self.lives[life].own = own; // stays preempted
+            return Ok(());
+        }
+        for &(r, m) in &kept {
+            self.pool.touch(r);
+            self.reference.touch(m);
+        }
+        self.lives[life].own = kept;
+        self.acquire(life)
+    }
+
+    fn check(&self) -> Result<(), TestCaseError> {
+        prop_assert_eq!(self.pool.num_free_blocks() as usize, self.reference.queue.len());
+        prop_assert_eq!(self.pool.num_used_blocks() + self.pool.num_free_blocks(), self.pool.num_blocks());
+        for group in 0..3 {
+            for index in 0..5 {
+                let real = self.pool.cached_prefix_blocks(group).get(index as usize).copied().flatten();
+                prop_assert_eq!(real.is_some(), self.reference.map.contains_key(&(group, index)));
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #[test]
+    fn the_pool_evicts_and_counts_as_a_per_block_lru_pool_does(
+        num_blocks in 8u32..48,
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let mut both = Both {
+            pool: BlockPool::new(num_blocks),
+            reference: Reference::new(num_blocks),
+            lives: Vec::new(),
+        };
+        for op in ops {
+            match op {
+                Op::Admit { group, num_prefix, num_own } => {
+                    both.lives.push(Life {
+                        group,
+                        num_prefix,
+                        num_own,
+                        prefix: Vec::new(),
+                        own: Vec::new(),
+                        running: false,
+                    });
+                    let life = both.lives.len() - 1;
+                    both.acquire(life)?;
+                }
+                Op::Preempt(_) | Op::Finish(_) | Op::Resume(_) if both.lives.is_empty() => {}
+                Op::Preempt(k) => {
+                    let life = k % both.lives.len();
+                    if both.lives[life].running {
+                        both.release(life, false);
+                    }
+                }
+                Op::Finish(k) => {
+                    let life = k % both.lives.len();
+                    if both.lives[life].running {
+                        both.release(life, true);
+                    }
+                }
+                Op::Resume(k) => {
+                    let life = k % both.lives.len();
+                    if !both.lives[life].running && !both.lives[life].own.is_empty() {
+                        both.resume(life)?;
+                    }
+                }
+            }
+            both.check()?;
+        }
+    }
+}
