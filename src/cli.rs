@@ -33,20 +33,28 @@ pub enum Command {
     Emulate(EmulateArgs),
 }
 
-/// Selecting a scenario, its variants and overrides.
+/// A scenario file with overrides.
 #[derive(Debug, Args)]
-pub struct ScenarioArgs {
+pub struct ScenarioFileArgs {
     /// Scenario file (TOML).
     pub scenario: PathBuf,
-    /// Only these variants (repeatable; default: all variants in the file).
-    #[arg(long = "variant", value_name = "NAME")]
-    pub variants: Vec<String>,
     /// Override any scenario field, e.g. `--set workload.phases.0.arrival.rate=20` (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
     /// Override the scenario's seed.
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+/// Selecting a scenario, its variants and overrides.
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// Scenario file and overrides.
+    #[command(flatten)]
+    pub file: ScenarioFileArgs,
+    /// Only these variants (repeatable; default: all variants in the file).
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
 }
 
 /// `simulate` arguments.
@@ -240,17 +248,12 @@ pub struct SweepMergeArgs {
 /// One scenario variant and overrides (the live commands run exactly one variant).
 #[derive(Debug, Args)]
 pub struct OneVariantArgs {
-    /// Scenario file (TOML).
-    pub scenario: PathBuf,
+    /// Scenario file and overrides.
+    #[command(flatten)]
+    pub file: ScenarioFileArgs,
     /// The variant to run (may be left out when the scenario has exactly one).
     #[arg(long, value_name = "NAME")]
     pub variant: Option<String>,
-    /// Override any scenario field, e.g. `--set workload.phases.0.arrival.rate=20` (repeatable).
-    #[arg(long = "set", value_name = "PATH=VALUE")]
-    pub overrides: Vec<String>,
-    /// Override the scenario's seed.
-    #[arg(long)]
-    pub seed: Option<u64>,
 }
 
 /// `live` arguments.

@@ -1,8 +1,8 @@
 //! Dispatch: each command calls into the library crates and prints what they return.
 
 use crate::cli::{
-    BenchArgs, Cli, Command, PlanArgs, ReportArgs, ScenarioArgs, SimulateArgs, SweepAction, SweepArgs,
-    SweepMergeArgs,
+    BenchArgs, Cli, Command, PlanArgs, ReportArgs, ScenarioArgs, ScenarioFileArgs, SimulateArgs, SweepAction,
+    SweepArgs, SweepMergeArgs,
 };
 use anyhow::{Context, Result, bail};
 use reports::{ReportOptions, write_report};
@@ -36,13 +36,18 @@ fn parse_overrides(raw: &[String]) -> Result<Vec<Override>> {
     raw.iter().map(|s| s.parse::<Override>().map_err(anyhow::Error::from)).collect()
 }
 
-/// Loads the scenario file and picks the requested variants.
-fn load(args: &ScenarioArgs) -> Result<(ScenarioFile, Vec<Scenario>)> {
+/// Loads the scenario file with its `--set` and `--seed` overrides applied.
+pub(crate) fn load_file(args: &ScenarioFileArgs) -> Result<ScenarioFile> {
     let mut overrides = parse_overrides(&args.overrides)?;
     if let Some(seed) = args.seed {
         overrides.push(format!("seed={seed}").parse::<Override>()?);
     }
-    let file = load_scenario(&args.scenario, &overrides)?;
+    Ok(load_scenario(&args.scenario, &overrides)?)
+}
+
+/// Loads the scenario file and picks the requested variants.
+fn load(args: &ScenarioArgs) -> Result<(ScenarioFile, Vec<Scenario>)> {
+    let file = load_file(&args.file)?;
     let variants = if args.variants.is_empty() {
         file.variants.clone()
     } else {

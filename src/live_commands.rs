@@ -20,7 +20,7 @@ use live::sse::ApiMode;
 use reports::{ReportOptions, write_report};
 use sim::InstanceId;
 use sim::metrics::table::variant_table;
-use sim::scenario::{Override, Scenario, ScenarioFile, load_scenario};
+use sim::scenario::{Scenario, ScenarioFile};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,15 +43,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Loads the scenario file and picks its one variant to run.
 fn load_one(args: &OneVariantArgs) -> Result<(ScenarioFile, Scenario)> {
-    let mut overrides = args
-        .overrides
-        .iter()
-        .map(|s| s.parse::<Override>().map_err(anyhow::Error::from))
-        .collect::<Result<Vec<_>>>()?;
-    if let Some(seed) = args.seed {
-        overrides.push(format!("seed={seed}").parse::<Override>()?);
-    }
-    let file = load_scenario(&args.scenario, &overrides)?;
+    let file = crate::commands::load_file(&args.file)?;
     let scenario = match (&args.variant, file.variants.as_slice()) {
         (Some(v), _) => file.variant(v)?.clone(),
         (None, [only]) => only.clone(),

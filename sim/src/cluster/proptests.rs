@@ -4,9 +4,7 @@
 use super::pool::{GpuPool, PoolSlot};
 use crate::engine::kv_cache::{ElasticParams, KvCacheManager};
 use crate::engine::request::Request;
-use crate::ids::{GpuId, InstanceId, ModelId, RequestId};
-use crate::time::SimTime;
-use crate::workload::RequestSpec;
+use crate::ids::{GpuId, InstanceId};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -35,16 +33,7 @@ struct Tenant {
 }
 
 fn request(id: u64, prompt: u32) -> Request {
-    let spec = RequestSpec {
-        id: RequestId(id),
-        phase: 0,
-        arrival: SimTime::ZERO,
-        model: ModelId(0),
-        num_prompt_tokens: prompt,
-        max_tokens: 200,
-        prefix: None,
-    };
-    Request::new(&spec, SimTime::ZERO)
+    Request::for_test(id, prompt, 200, None)
 }
 
 fn check(pool: &GpuPool, tenants: &[Tenant]) {

@@ -141,6 +141,24 @@ impl Request {
 }
 
 #[cfg(test)]
+impl Request {
+    /// A waiting request for unit tests: `prompt` tokens, at most `max_tokens` output tokens,
+    /// model 0, arrived at time zero.
+    pub(crate) fn for_test(id: u64, prompt: u32, max_tokens: u32, prefix: Option<PrefixRef>) -> Request {
+        let spec = RequestSpec {
+            id: RequestId(id),
+            phase: 0,
+            arrival: SimTime::ZERO,
+            model: ModelId(0),
+            num_prompt_tokens: prompt,
+            max_tokens,
+            prefix,
+        };
+        Request::new(&spec, SimTime::ZERO)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -386,22 +386,11 @@ impl KvCacheManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ModelId, RequestId};
-    use crate::time::SimTime;
-    use crate::workload::{PrefixRef, RequestSpec};
+    use crate::workload::PrefixRef;
 
     /// A waiting request of `prompt` tokens (4 output tokens); also used by `elastic_tests`.
     pub(super) fn request(id: u64, prompt: u32, prefix: Option<PrefixRef>) -> Request {
-        let spec = RequestSpec {
-            id: RequestId(id),
-            phase: 0,
-            arrival: SimTime::ZERO,
-            model: ModelId(0),
-            num_prompt_tokens: prompt,
-            max_tokens: 4,
-            prefix,
-        };
-        Request::new(&spec, SimTime::ZERO)
+        Request::for_test(id, prompt, 4, prefix)
     }
 
     /// Admits `req` as the scheduler would: hit lookup, then allocation of the rest.

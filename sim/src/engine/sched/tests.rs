@@ -2,10 +2,10 @@
 //! preemption, rejection, V0 phases.
 
 use super::*;
-use crate::ids::{ModelId, RequestId};
+use crate::ids::RequestId;
 use crate::scenario::KvCacheMode;
 use crate::time::{SimDuration, SimTime};
-use crate::workload::{PrefixRef, RequestSpec};
+use crate::workload::PrefixRef;
 
 pub(super) fn config(preset: EnginePreset, chunked: bool, caching: bool) -> EngineConfig {
     EngineConfig {
@@ -29,16 +29,7 @@ fn v1() -> EngineConfig {
 }
 
 pub(super) fn request(id: u64, prompt: u32, max_tokens: u32, prefix: Option<PrefixRef>) -> Request {
-    let spec = RequestSpec {
-        id: RequestId(id),
-        phase: 0,
-        arrival: SimTime::ZERO,
-        model: ModelId(0),
-        num_prompt_tokens: prompt,
-        max_tokens,
-        prefix,
-    };
-    Request::new(&spec, SimTime::ZERO)
+    Request::for_test(id, prompt, max_tokens, prefix)
 }
 
 /// Runs one step ending at `t` and returns its output.
