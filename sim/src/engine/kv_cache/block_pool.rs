@@ -121,10 +121,10 @@ pub struct FreeKVCacheBlockQueue {
 }
 
 impl FreeKVCacheBlockQueue {
-    /// A queue of all `blocks`, anonymous, to be handed out in id order.
-    pub fn new(blocks: &mut [KVCacheBlock]) -> Self {
+    /// A queue of blocks `0..num_blocks`, all anonymous, to be handed out in id order.
+    pub fn new(num_blocks: u32) -> Self {
         let mut q = FreeKVCacheBlockQueue::default();
-        for b in (0..blocks.len() as u32).rev() {
+        for b in (0..num_blocks).rev() {
             q.append_anonymous(BlockId(b));
         }
         q
@@ -317,8 +317,8 @@ impl BlockPool {
     /// A pool of `num_gpu_blocks` free, unhashed blocks (at most 2^31 - 1; more are dropped).
     pub fn new(num_gpu_blocks: u32) -> Self {
         let num_gpu_blocks = num_gpu_blocks.min(Entry::ANONYMOUS - 1);
-        let mut blocks = vec![KVCacheBlock::default(); num_gpu_blocks as usize];
-        let free_block_queue = FreeKVCacheBlockQueue::new(&mut blocks);
+        let blocks = vec![KVCacheBlock::default(); num_gpu_blocks as usize];
+        let free_block_queue = FreeKVCacheBlockQueue::new(num_gpu_blocks);
         BlockPool {
             blocks,
             free_block_queue,
@@ -626,7 +626,7 @@ mod tests {
     #[test]
     fn the_free_queue_starts_in_id_order_and_hands_out_from_the_head() {
         let mut blocks = vec![KVCacheBlock::default(); 4];
-        let mut q = FreeKVCacheBlockQueue::new(&mut blocks);
+        let mut q = FreeKVCacheBlockQueue::new(4);
         assert_eq!(q.iter().map(|b| b.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
         assert_eq!((q.popleft(), q.popleft(), q.len()), (Some(BlockId(0)), Some(BlockId(1)), 2));
         q.append(&mut blocks, BlockId(1));
@@ -641,8 +641,7 @@ mod tests {
 
     #[test]
     fn bulk_anonymous_pops_and_appends_match_one_at_a_time() {
-        let mut blocks = vec![KVCacheBlock::default(); 8];
-        let mut bulk = FreeKVCacheBlockQueue::new(&mut blocks);
+        let mut bulk = FreeKVCacheBlockQueue::new(8);
         let mut single = bulk.clone();
         let mut got = Vec::new();
         assert_eq!(bulk.pop_anonymous_run(5, &mut got), 5);

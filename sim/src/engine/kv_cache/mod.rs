@@ -35,12 +35,6 @@ pub struct KvCacheManager {
     new_computed_blocks: Vec<BlockId>,
 }
 
-/// Blocks needed to hold `num_tokens` tokens.
-#[inline]
-pub(crate) fn cdiv(num_tokens: u32, block_size: u32) -> u32 {
-    num_tokens.div_ceil(block_size)
-}
-
 impl KvCacheManager {
     /// A manager over `num_gpu_blocks` blocks of `block_size` tokens (at least 1);
     /// `enable_caching` is vLLM's `enable_prefix_caching`.
@@ -399,6 +393,15 @@ mod tests {
         kv.allocate_slots(req, req.num_tokens() - hits, hits)?;
         req.num_computed_tokens = hits;
         Some(hits)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn block_counts_by_shift_equal_division(block_size in 1u32..130, tokens in 0u32..1_000_000) {
+            let kv = KvCacheManager::new(1, block_size, false);
+            proptest::prop_assert_eq!(kv.num_full_blocks(tokens), tokens / block_size);
+            proptest::prop_assert_eq!(kv.num_blocks_for(tokens), tokens.div_ceil(block_size));
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod v1;
 pub use fast_forward::DecodeStretch;
 pub use output::{SchedulerOutput, StepEvents};
 
-use crate::engine::kv_cache::{KvCacheManager, cdiv};
+use crate::engine::kv_cache::KvCacheManager;
 use crate::engine::request::{Request, RequestStatus};
 use crate::ids::BlockId;
 use crate::scenario::{EngineConfig, EnginePreset};
@@ -177,7 +177,7 @@ impl Scheduler {
         }
         let full_len = prompt + max_tokens - 1;
         let block_size = self.kv_cache_manager.block_size();
-        let blocks_needed = cdiv(full_len, block_size);
+        let blocks_needed = self.kv_cache_manager.num_blocks_for(full_len);
         let blocks_usable = self.num_gpu_blocks().saturating_sub(self.watermark_blocks);
         if blocks_needed > blocks_usable {
             let reason = format!(
@@ -374,7 +374,11 @@ impl Scheduler {
             };
             let end = req.num_computed_tokens + req.num_scheduled_tokens;
             debug_assert!(end <= req.num_tokens(), "{req:?} computes past its tokens");
-            debug_assert_eq!(req.block_table.len() as u32, cdiv(end, block_size), "{req:?}");
+            debug_assert_eq!(
+                req.block_table.len() as u32,
+                self.kv_cache_manager.num_blocks_for(end),
+                "{req:?}"
+            );
             debug_assert!(req.alloc_limit <= req.block_table.len() as u32 * block_size);
             scheduled += u32::from(req.num_scheduled_tokens > 0);
         }

@@ -10,20 +10,18 @@
 //! lookup, whose cap (`num_tokens - 1`) matches V0's "all computed blocks but the last".
 
 use super::Scheduler;
-use crate::engine::kv_cache::cdiv;
 
 impl Scheduler {
     /// One V0 step: admit waiting requests whole (FCFS; stop at the first that does not fit the
     /// blocks, the budget or `max_num_seqs`); if none was admitted, decode every running request
     /// in order, preempting the newest when one needs a block.
     pub(super) fn schedule_v0(&mut self) {
-        let block_size = self.kv_cache_manager.block_size();
         let mut num_batched_tokens = 0u32;
         let mut num_curr_seqs = self.running.len() as u32;
         while let Some(&slot) = self.waiting.front() {
             let Some(req) = self.slots[slot.0 as usize].as_mut() else { break };
             let num_tokens = req.num_tokens();
-            let num_required_blocks = cdiv(num_tokens, block_size);
+            let num_required_blocks = self.kv_cache_manager.num_blocks_for(num_tokens);
             if self.kv_cache_manager.num_free_blocks()
                 < num_required_blocks.saturating_add(self.watermark_blocks)
             {
