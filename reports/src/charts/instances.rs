@@ -3,7 +3,7 @@
 //! runs, a second chart of the pages each instance has mapped. Long series are reduced to at most
 //! 2000 points per line by keeping each bucket's peak, so spikes stay visible.
 
-use super::{render, xy_chart};
+use super::{draw_xy_mesh, render, xy_chart};
 use crate::error::ReportError;
 use crate::input::Run;
 use crate::stats::{fmt_tick, padded};
@@ -85,20 +85,7 @@ pub(crate) fn render_instances(path: &Path, size: (u32, u32), run: &Run) -> Resu
                 .right_y_label_area_size(56)
                 .build_cartesian_2d(x.0..x.1, 0.0..y_max)?
                 .set_secondary_coord(x.0..x.1, 0.0..100.0);
-            chart
-                .configure_mesh()
-                .x_desc("time (s)")
-                .y_desc("requests")
-                .label_style(style::tick())
-                .axis_desc_style(style::axis_desc())
-                .axis_style(style::MUTED)
-                .bold_line_style(style::GRID)
-                .light_line_style(TRANSPARENT)
-                .x_labels(7)
-                .y_labels(5)
-                .x_label_formatter(&|v| fmt_tick(*v))
-                .y_label_formatter(&|v| fmt_tick(*v))
-                .draw()?;
+            draw_xy_mesh(&mut chart, "time (s)", "requests", 5)?;
             chart
                 .configure_secondary_axes()
                 .y_desc("KV usage (%)")

@@ -56,6 +56,17 @@ pub(crate) fn xy_chart<'a, 'b>(
         .x_label_area_size(46)
         .y_label_area_size(64)
         .build_cartesian_2d(x.0..x.1, y.0..y.1)?;
+    draw_xy_mesh(&mut chart, x_desc, y_desc, y_labels)?;
+    Ok(chart)
+}
+
+/// Draws the house-style grid and labelled axes (7 x labels, `y_labels` y labels) of an f64 chart.
+pub(crate) fn draw_xy_mesh(
+    chart: &mut XyChart<'_, '_>,
+    x_desc: &str,
+    y_desc: &str,
+    y_labels: usize,
+) -> DrawResult<()> {
     chart
         .configure_mesh()
         .x_desc(x_desc)
@@ -70,5 +81,5 @@ pub(crate) fn xy_chart<'a, 'b>(
         .x_label_formatter(&|v| fmt_tick(*v))
         .y_label_formatter(&|v| fmt_tick(*v))
         .draw()?;
-    Ok(chart)
+    Ok(())
 }
