@@ -37,15 +37,17 @@ AttentionFn = Callable[..., tuple[torch.Tensor, None]]
 def register_flash_attention(inject_bug: bool = False) -> str:
     """Registers the paged varlen attention under `FLASH_ATTN_NAME` and returns the name.
 
-    `inject_bug` shifts the causal window by one token (every query also sees the next key): a
-    deliberate error that `check_correctness.py --inject-bug` must catch.
+    `inject_bug` aligns each sequence's queries to the START of its keys (top-left) instead of their
+    end: query r sees keys 0..r, not the whole cached context. It is the classic varlen alignment
+    error (FlashAttention < 2.1 semantics), invisible on a prefill without cache, wrong for chunked
+    prefill and decode; `check_correctness.py --inject-bug` must catch it.
     """
-    AttentionInterface.register(FLASH_ATTN_NAME, _make_paged_forward(right_window=1 if inject_bug else 0))
+    AttentionInterface.register(FLASH_ATTN_NAME, _make_paged_forward(top_left=inject_bug))
     return FLASH_ATTN_NAME
 
 
-def _make_paged_forward(right_window: int) -> AttentionFn:
-    """The attention function transformers calls for each layer, with `right_window` future keys visible."""
+def _make_paged_forward(top_left: bool) -> AttentionFn:
+    """The attention function transformers calls for each layer (`top_left`: the injected bug)."""
 
     def paged_varlen_forward(
         module: torch.nn.Module,
@@ -62,7 +64,7 @@ def _make_paged_forward(right_window: int) -> AttentionFn:
     ) -> tuple[torch.Tensor, None]:
         if cache is None or cu_seq_lens_q is None or cu_seq_lens_k is None:
             raise ValueError(
-                f"{FLASH_ATTN_NAME} only runs inside continuous batching (no paged cache or sequence lengths given)"
+                f"{FLASH_ATTN_NAME} only runs inside continuous batching (no paged cache or sequence lengths)"
             )
         if isinstance(cu_seq_lens_k, dict):
             cu_seq_lens_k = cu_seq_lens_k["full_attention"]
@@ -76,21 +78,35 @@ def _make_paged_forward(right_window: int) -> AttentionFn:
             write_index=kwargs["write_index"],
         )
         packed_q = query.transpose(1, 2).squeeze(0)  # [total_q, num_heads, head_dim]
+        cu_q, cu_k = cu_seq_lens_q.to(torch.int32), cu_seq_lens_k.to(torch.int32)
+        if top_left:
+            keys, values = _first_keys(packed_q.shape[0], keys, values, cu_q, cu_k)
+            cu_k, max_seqlen_k = cu_q, max_seqlen_q
         run = _cuda_varlen if packed_q.is_cuda else _reference_varlen
         out = run(
             packed_q.contiguous(),
             keys.contiguous(),
             values.contiguous(),
-            cu_seq_lens_q.to(torch.int32),
-            cu_seq_lens_k.to(torch.int32),
+            cu_q,
+            cu_k,
             int(max_seqlen_q),
             int(max_seqlen_k),
             float(module.scaling),
-            right_window,
         )
         return out, None
 
     return paged_varlen_forward
+
+
+def _first_keys(
+    total_q: int, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the injected bug: each sequence's first (query length) keys, packed like the queries, so a
+    bottom-right causal kernel over them is top-left aligned. Tensor ops only (CUDA-graph safe)."""
+    token = torch.arange(total_q, device=k.device, dtype=torch.int32)
+    seq = torch.searchsorted(cu_q[1:], token, right=True).clamp(max=cu_q.numel() - 1)
+    index = (cu_k[seq] + token - cu_q[seq]).clamp(0, k.shape[0] - 1).long()
+    return k[index], v[index]
 
 
 def _cuda_varlen(
@@ -102,12 +118,11 @@ def _cuda_varlen(
     max_q: int,
     max_k: int,
     scale: float,
-    right_window: int,
 ) -> torch.Tensor:
     """FlashAttention-2 varlen through torch 2.11; GQA is native (fewer KV heads than query heads)."""
     from torch.nn.attention.varlen import varlen_attn
 
-    return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scale, window_size=(-1, right_window))
+    return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scale, window_size=(-1, 0))
 
 
 def _reference_varlen(
@@ -119,7 +134,6 @@ def _reference_varlen(
     max_q: int,
     max_k: int,
     scale: float,
-    right_window: int,
 ) -> torch.Tensor:
     """Per-sequence SDPA with a bottom-right causal mask: what varlen_attn computes, slowly (CPU only).
 
@@ -138,9 +152,11 @@ def _reference_varlen(
         qi = q[q0:q1].transpose(0, 1)  # [heads, sq, dim]
         ki = k[k0:k1].repeat_interleave(group, dim=1).transpose(0, 1)
         vi = v[k0:k1].repeat_interleave(group, dim=1).transpose(0, 1)
-        # Query row r is absolute position sk - sq + r; it sees keys up to that position (+ right_window).
-        visible = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(diagonal=sk - sq + right_window)
-        attended = torch.nn.functional.scaled_dot_product_attention(qi, ki, vi, attn_mask=visible, scale=scale)
+        # Query row r is absolute position sk - sq + r; it sees keys up to that position.
+        visible = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(diagonal=sk - sq)
+        attended = torch.nn.functional.scaled_dot_product_attention(
+            qi, ki, vi, attn_mask=visible, scale=scale
+        )
         out[q0:q1] = attended.transpose(0, 1)
     return out
 
@@ -157,4 +173,6 @@ def check_flash_available(device: torch.device, dtype: torch.dtype) -> None:
             f"{torch.__version__}: {e}; use --attn sdpa"
         ) from e
     if dtype not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"--attn flash on CUDA needs --dtype bfloat16 (FlashAttention-2), got {dtype}; or use --attn sdpa")
+        raise ValueError(
+            f"--attn flash on CUDA needs --dtype bfloat16 (FlashAttention-2), got {dtype}; or use --attn sdpa"
+        )

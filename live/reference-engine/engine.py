@@ -86,11 +86,15 @@ class EngineConfig:
 def validate_config(cfg: EngineConfig) -> None:
     """Raises ValueError naming the flag to change when `cfg` cannot run here."""
     if cfg.device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is visible (check CUDA_VISIBLE_DEVICES) or use --device cpu")
+        raise ValueError(
+            "--device cuda: no CUDA device is visible (check CUDA_VISIBLE_DEVICES) or use --device cpu"
+        )
     if cfg.device.type == "cpu" and cfg.async_batching:
         raise ValueError("async batching needs CUDA streams: pass --no-async-batching with --device cpu")
     if cfg.device.type == "cpu" and not is_psutil_available():
-        raise ValueError("--device cpu needs psutil (transformers reads the free CPU memory with it): pip install psutil")
+        raise ValueError(
+            "--device cpu needs psutil (transformers reads the free CPU memory with it): pip install psutil"
+        )
     if cfg.attn not in ("flash", "sdpa"):
         raise ValueError(f"--attn must be flash or sdpa, got {cfg.attn!r}")
     if cfg.attn == "flash":
@@ -109,8 +113,12 @@ def validate_config(cfg: EngineConfig) -> None:
     ]:
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
-    if list(cfg.cuda_graph_sizes) != sorted(set(cfg.cuda_graph_sizes)) or any(s < 1 for s in cfg.cuda_graph_sizes):
-        raise ValueError(f"--cuda-graph-sizes must be distinct positive integers, ascending; got {cfg.cuda_graph_sizes}")
+    if list(cfg.cuda_graph_sizes) != sorted(set(cfg.cuda_graph_sizes)) or any(
+        s < 1 for s in cfg.cuda_graph_sizes
+    ):
+        raise ValueError(
+            f"--cuda-graph-sizes must be distinct positive integers, ascending; got {cfg.cuda_graph_sizes}"
+        )
 
 
 class EngineListener(Protocol):
@@ -158,7 +166,7 @@ class InstrumentedManager(ContinuousBatchingManager):
         super().__init__(model, generation_config, cb_config)
 
     def _create_batch_processor(self) -> ContinuousBatchProcessor:
-        """transformers' processor (reset when it exists), with our runner and eviction counter installed once."""
+        """transformers' processor (reset if it exists), with our runner and eviction counter installed."""
         processor = super()._create_batch_processor()
         if not isinstance(processor.model_runner, PolicyModelRunner):
             cache = processor.cache
@@ -218,7 +226,7 @@ class InstrumentedManager(ContinuousBatchingManager):
 
 
 def _counting(offload: Callable[[], int], on_evicted: Callable[[int], None]) -> Callable[[], int]:
-    """Wraps `OffloadingManager.offload_requests` (returns the number of evicted requests) to report evictions."""
+    """Wraps `OffloadingManager.offload_requests` (which returns how many requests it evicted)."""
 
     def offload_and_count() -> int:
         evicted = offload()
@@ -263,8 +271,14 @@ class ReferenceEngine:
             register_flash_attention(cfg.inject_attention_bug) if cfg.attn == "flash" else SDPA_ATTN_NAME
         )
         log.info("model %s built on %s in %.1f s", cfg.shape.name, cfg.device, time.perf_counter() - started)
-        policy = GraphPolicy(cfg.cuda_graph_sizes if cfg.uses_cuda_graphs else (), cfg.kv_bucket_tokens, cfg.max_model_len)
-        clock: StepClock = EventClock(cfg.device) if cfg.device.type == "cuda" and cfg.step_timing == "event" else WallClock()
+        policy = GraphPolicy(
+            cfg.cuda_graph_sizes if cfg.uses_cuda_graphs else (), cfg.kv_bucket_tokens, cfg.max_model_len
+        )
+        clock: StepClock = (
+            EventClock(cfg.device)
+            if cfg.device.type == "cuda" and cfg.step_timing == "event"
+            else WallClock()
+        )
         self._manager = InstrumentedManager(
             model,
             GenerationConfig(do_sample=False, eos_token_id=-1, max_new_tokens=16),
@@ -278,7 +292,9 @@ class ReferenceEngine:
         try:
             self._manager.warmup()
         except MemoryError as e:
-            raise ValueError(f"the KV cache does not fit: {e}; lower --kv-memory-gib/--num-blocks/--max-batch-tokens") from e
+            raise ValueError(
+                f"the KV cache does not fit: {e}; lower --kv-memory-gib/--num-blocks/--max-batch-tokens"
+            ) from e
         processor = self._manager.batch_processor
         if processor is None or not isinstance(processor.model_runner, PolicyModelRunner):
             raise RuntimeError("transformers did not create the batch processor during warm-up")
@@ -344,7 +360,9 @@ class ReferenceEngine:
             return "the engine loop is not running"
         return None
 
-    def submit(self, token_ids: list[int], max_tokens: int, on_output: Callable[[GenerationOutput], None]) -> str:
+    def submit(
+        self, token_ids: list[int], max_tokens: int, on_output: Callable[[GenerationOutput], None]
+    ) -> str:
         """Queues a request; `on_output` gets every cumulative output on the caller's event loop.
 
         Must be called from a coroutine (transformers binds the handler to the running loop).
@@ -404,7 +422,7 @@ def kv_plan(cfg: EngineConfig) -> tuple[int | None, float]:
     if budget <= bytes_per_block:
         raise ValueError(
             f"--gpu-memory-fraction {fraction} leaves no room for a KV cache after the weights "
-            f"({torch.cuda.memory_reserved(cfg.device) / 2**30:.1f} GiB held); raise it or pass --kv-memory-gib"
+            f"({torch.cuda.memory_reserved(cfg.device) / 2**30:.1f} GiB held); "
+            "raise it or pass --kv-memory-gib"
         )
     return None, min(1.0, budget / max(free, 1))
-

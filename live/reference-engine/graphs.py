@@ -28,7 +28,11 @@ from typing import Any
 
 import torch
 from transformers.generation.continuous_batching.model_runner import ModelRunner
-from transformers.generation.continuous_batching.requests import FutureRequestState, RequestState, RequestStatus
+from transformers.generation.continuous_batching.requests import (
+    FutureRequestState,
+    RequestState,
+    RequestStatus,
+)
 from transformers.generation.continuous_batching.utils import pad_to_interval
 
 log = logging.getLogger("refengine")
@@ -184,7 +188,9 @@ class PolicyModelRunner(ModelRunner):
         new._captured_now = False
         return new
 
-    def maybe_pad_inputs(self, num_q_tokens: int, max_kv_read: int, use_decode_fast_path: bool) -> tuple[int, int]:
+    def maybe_pad_inputs(
+        self, num_q_tokens: int, max_kv_read: int, use_decode_fast_path: bool
+    ) -> tuple[int, int]:
         """Pads a graph step to its capture size and KV bucket; leaves an eager step as it is.
 
         Also sets `pad_inputs`, which transformers reads for this step's tensor preparation.
@@ -222,7 +228,9 @@ class PolicyModelRunner(ModelRunner):
         if self.serving:
             key = device_io(self.inputs_and_outputs)._get_graph_key()
             log.warning(
-                "captured a CUDA graph while serving at %.6f (unix s): key %s was not warmed up", time.time(), key
+                "captured a CUDA graph while serving at %.6f (unix s): key %s was not warmed up",
+                time.time(),
+                key,
             )
 
     @torch.no_grad()
@@ -239,8 +247,6 @@ class PolicyModelRunner(ModelRunner):
                 self._run_warmup_batch(model, batch)
             if pairs == 2:
                 self.inputs_and_outputs.swap_io_pairs()
-        if torch.cuda.is_available() and self.cache.device.type == "cuda":
-            torch.cuda.synchronize()
 
     def _run_warmup_batch(self, model: torch.nn.Module, batch: WarmupBatch) -> None:
         """Prepares and runs one synthetic step the way transformers' `run_one_warmup` does."""
@@ -251,10 +257,16 @@ class PolicyModelRunner(ModelRunner):
             padded_q, padded_kv = self.maybe_pad_inputs(num_q, kv, False)
             key = (padded_q, padded_kv) if self.pad_inputs else None
             if key != batch.key:
-                raise RuntimeError(f"warm-up step {batch} would run as key {key}: the capture plan is inconsistent")
+                raise RuntimeError(
+                    f"warm-up step {batch} would run as key {key}: the capture plan is inconsistent"
+                )
             ios = self.inputs_and_outputs
-            ios.prepare_batch_tensors(states, self.logit_processor, False, padded_q, padded_kv, self.pad_inputs)
+            ios.prepare_batch_tensors(
+                states, self.logit_processor, False, padded_q, padded_kv, self.pad_inputs
+            )
             self.compute_batch(model, ios.get_model_kwargs(use_padding=self.pad_inputs))
+            if self.cache.device.type == "cuda":
+                torch.cuda.synchronize()  # the next synthetic step rewrites the same pinned host buffers
         finally:
             for future in states:
                 self.cache.free_blocks(future.state.request_id)
@@ -263,7 +275,9 @@ class PolicyModelRunner(ModelRunner):
         """Synthetic request states with cache blocks for `batch` (freed by the caller)."""
         states: list[FutureRequestState] = []
         for i, seq in enumerate(batch.sequences):
-            state = RequestState(request_id=f"__refengine_warmup_{i}__", initial_tokens=[0] * (seq.past + seq.query))
+            state = RequestState(
+                request_id=f"__refengine_warmup_{i}__", initial_tokens=[0] * (seq.past + seq.query)
+            )
             state._status = RequestStatus.PREFILLING  # bypass the setter's lifespan bookkeeping
             state.tokens_to_process = [0] * seq.query
             state.position_offset = seq.past
@@ -272,5 +286,7 @@ class PolicyModelRunner(ModelRunner):
                 for future in states:
                     self.cache.free_blocks(future.state.request_id)
                 raise RuntimeError(f"warm-up step {batch} does not fit in {self.cache.num_blocks} KV blocks")
-            states.append(FutureRequestState(state, has_new_token=True, complete_blocks=0, query_length=seq.query))
+            states.append(
+                FutureRequestState(state, has_new_token=True, complete_blocks=0, query_length=seq.query)
+            )
         return states

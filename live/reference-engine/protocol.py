@@ -61,7 +61,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_request(body: bytes, chat: bool, served_name: str, vocab_size: int, max_model_len: int) -> GenerateRequest:
+def parse_request(
+    body: bytes, chat: bool, served_name: str, vocab_size: int, max_model_len: int
+) -> GenerateRequest:
     """Validates a `/v1/completions` (or, with `chat`, `/v1/chat/completions`) body; raises BadRequest."""
     try:
         data = json.loads(body)
@@ -77,7 +79,11 @@ def parse_request(body: bytes, chat: bool, served_name: str, vocab_size: int, ma
     n = data.get("n")
     if n is not None and n != 1:
         raise BadRequest(f"n={n} is not supported by the reference engine (only n=1)")
-    prompt_ids = _chat_prompt(data.get("messages"), vocab_size) if chat else _completion_prompt(data.get("prompt"), vocab_size)
+    prompt_ids = (
+        _chat_prompt(data.get("messages"), vocab_size)
+        if chat
+        else _completion_prompt(data.get("prompt"), vocab_size)
+    )
     if not prompt_ids:
         raise BadRequest("the prompt is empty: send at least one token")
     max_tokens = _max_tokens(data, chat, len(prompt_ids), max_model_len)
@@ -87,7 +93,9 @@ def parse_request(body: bytes, chat: bool, served_name: str, vocab_size: int, ma
     if not _is_int(min_tokens) or min_tokens < 0:
         raise BadRequest(f"min_tokens must be a non-negative integer, got {min_tokens!r}")
     if min_tokens > max_tokens:
-        raise BadRequest(f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}.")
+        raise BadRequest(
+            f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}."
+        )
     for flag in ("ignore_eos", "stream"):
         if data.get(flag) is not None and not isinstance(data[flag], bool):
             raise BadRequest(f"`{flag}` must be a boolean")
@@ -135,7 +143,9 @@ def _completion_prompt(prompt: Any, vocab_size: int) -> list[int]:
     if isinstance(prompt, list) and len(prompt) == 1:
         return _completion_prompt(prompt[0], vocab_size)
     if isinstance(prompt, list) and len(prompt) > 1 and all(isinstance(p, (str, list)) for p in prompt):
-        raise BadRequest("batched prompts are not supported by the reference engine (send one prompt per request)")
+        raise BadRequest(
+            "batched prompts are not supported by the reference engine (send one prompt per request)"
+        )
     if isinstance(prompt, list) and not prompt:
         return []
     raise BadRequest("`prompt` must be a string or a list of token ids")
@@ -166,12 +176,25 @@ class ResponseMeta:
     model: str
 
     def _envelope(self, chunk: bool, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        obj = "text_completion" if not self.chat else ("chat.completion.chunk" if chunk else "chat.completion")
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model, "choices": choices}
+        obj = (
+            "text_completion" if not self.chat else ("chat.completion.chunk" if chunk else "chat.completion")
+        )
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
 
     def role_chunk(self) -> str:
         """The chat stream's first chunk: the assistant role, empty content."""
-        choice = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+        choice = {
+            "index": 0,
+            "delta": {"role": "assistant", "content": ""},
+            "logprobs": None,
+            "finish_reason": None,
+        }
         return sse(self._envelope(True, [choice]))
 
     def token_chunk(self, token_id: int, last: bool) -> str:
@@ -181,7 +204,13 @@ class ResponseMeta:
         if self.chat:
             choice = {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish}
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish, "stop_reason": None}
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": None,
+                "finish_reason": finish,
+                "stop_reason": None,
+            }
         return sse(self._envelope(True, [choice]))
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> str:
@@ -195,9 +224,20 @@ class ResponseMeta:
         text = "".join(token_text(t) for t in token_ids)
         finish = "length" if token_ids else "stop"
         if self.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish, "stop_reason": None}
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": None,
+                "finish_reason": finish,
+                "stop_reason": None,
+            }
         body = self._envelope(False, [choice])
         body["usage"] = usage(prompt_tokens, len(token_ids))
         return body

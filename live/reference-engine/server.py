@@ -33,7 +33,16 @@ from transformers.generation.continuous_batching.requests import GenerationOutpu
 from engine import EngineConfig, EngineUnavailable, KvSize, ReferenceEngine, validate_config
 from graphs import DEFAULT_CAPTURE_SIZES, DEFAULT_KV_BUCKET_TOKENS
 from metrics import EngineMetrics
-from protocol import DONE, BadRequest, GenerateRequest, ResponseMeta, error_body, models_list, parse_request, stream_error_event
+from protocol import (
+    DONE,
+    BadRequest,
+    GenerateRequest,
+    ResponseMeta,
+    error_body,
+    models_list,
+    parse_request,
+    stream_error_event,
+)
 from shapes import SHAPES
 from steplog import StepLog
 
@@ -50,13 +59,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
-    p.add_argument("--attn", choices=("flash", "sdpa"), default="flash", help="flash = torch varlen_attn; sdpa = transformers paged|sdpa")
+    p.add_argument(
+        "--attn",
+        choices=("flash", "sdpa"),
+        default="flash",
+        help="flash = torch varlen_attn; sdpa = transformers paged|sdpa",
+    )
     p.add_argument("--block-size", type=int, default=256, help="tokens per KV block")
-    p.add_argument("--max-batch-tokens", "--max-num-batched-tokens", dest="max_batch_tokens", type=int, default=8192)
+    p.add_argument(
+        "--max-batch-tokens", "--max-num-batched-tokens", dest="max_batch_tokens", type=int, default=8192
+    )
     p.add_argument("--max-num-seqs", type=int, default=1024)
-    p.add_argument("--max-model-len", type=int, help="longest prompt + output (default: the shape's max positions)")
+    p.add_argument(
+        "--max-model-len", type=int, help="longest prompt + output (default: the shape's max positions)"
+    )
     kv = p.add_mutually_exclusive_group()
-    kv.add_argument("--num-blocks", "--num-gpu-blocks-override", dest="num_blocks", type=int, help="KV cache size in blocks")
+    kv.add_argument(
+        "--num-blocks",
+        "--num-gpu-blocks-override",
+        dest="num_blocks",
+        type=int,
+        help="KV cache size in blocks",
+    )
     kv.add_argument("--kv-memory-gib", type=float, help="KV cache size in GiB")
     p.add_argument(
         "--gpu-memory-fraction",
@@ -66,11 +90,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="cap this process at this fraction of the GPU (torch.cuda.set_per_process_memory_fraction); "
         "without a KV size, the KV cache takes what the fraction leaves (default 0.9)",
     )
-    p.add_argument("--cuda-graph-sizes", default=",".join(map(str, DEFAULT_CAPTURE_SIZES)), help="padded query-token sizes with a graph")
+    p.add_argument(
+        "--cuda-graph-sizes",
+        default=",".join(map(str, DEFAULT_CAPTURE_SIZES)),
+        help="padded query-token sizes with a graph",
+    )
     p.add_argument("--no-cuda-graphs", action="store_true", help="run every step eagerly")
-    p.add_argument("--kv-bucket-tokens", type=int, default=DEFAULT_KV_BUCKET_TOKENS, help="KV read padding of graph steps")
-    p.add_argument("--no-async-batching", action="store_true", help="schedule step N+1 only after step N finished")
-    p.add_argument("--step-timing", choices=("event", "sync"), default="event", help="CUDA step end: event (no stall) or sync")
+    p.add_argument(
+        "--kv-bucket-tokens",
+        type=int,
+        default=DEFAULT_KV_BUCKET_TOKENS,
+        help="KV read padding of graph steps",
+    )
+    p.add_argument(
+        "--no-async-batching", action="store_true", help="schedule step N+1 only after step N finished"
+    )
+    p.add_argument(
+        "--step-timing",
+        choices=("event", "sync"),
+        default="event",
+        help="CUDA step end: event (no stall) or sync",
+    )
     p.add_argument("--step-log", type=Path, help="also write the per-step CSV here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-level", default="INFO")
@@ -83,7 +123,9 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     try:
         sizes = tuple(int(s) for s in args.cuda_graph_sizes.split(",") if s.strip())
     except ValueError as e:
-        raise ValueError(f"--cuda-graph-sizes must be comma-separated integers, got {args.cuda_graph_sizes!r}") from e
+        raise ValueError(
+            f"--cuda-graph-sizes must be comma-separated integers, got {args.cuda_graph_sizes!r}"
+        ) from e
     device = torch.device(args.device)
     return EngineConfig(
         shape=shape,
@@ -94,7 +136,11 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         max_batch_tokens=args.max_batch_tokens,
         max_num_seqs=args.max_num_seqs,
         max_model_len=args.max_model_len or shape.max_position_embeddings,
-        kv=KvSize(num_blocks=args.num_blocks, memory_gib=args.kv_memory_gib, gpu_memory_fraction=args.gpu_memory_fraction),
+        kv=KvSize(
+            num_blocks=args.num_blocks,
+            memory_gib=args.kv_memory_gib,
+            gpu_memory_fraction=args.gpu_memory_fraction,
+        ),
         cuda_graph_sizes=() if args.no_cuda_graphs else sizes,
         kv_bucket_tokens=args.kv_bucket_tokens,
         async_batching=device.type == "cuda" and not args.no_async_batching,
@@ -171,13 +217,21 @@ async def handle_generate(request: web.Request, chat: bool) -> web.StreamRespons
     state: ServerState = request.app["state"]
     engine = state.engine
     try:
-        req = parse_request(await request.read(), chat, state.served_name, engine.cfg.shape.vocab_size, engine.cfg.max_model_len)
+        req = parse_request(
+            await request.read(),
+            chat,
+            state.served_name,
+            engine.cfg.shape.vocab_size,
+            engine.cfg.max_model_len,
+        )
     except BadRequest as e:
         return error_response(e.status, str(e))
     arrival = time.monotonic()
     queue: asyncio.Queue = asyncio.Queue()
     try:
-        request_id = engine.submit(req.prompt_ids, req.max_tokens, lambda out: queue.put_nowait((out, time.monotonic())))
+        request_id = engine.submit(
+            req.prompt_ids, req.max_tokens, lambda out: queue.put_nowait((out, time.monotonic()))
+        )
     except EngineUnavailable as e:
         return error_response(503, str(e))
     tracker = RequestTracker(state.metrics, arrival, len(req.prompt_ids))
@@ -233,7 +287,9 @@ async def stream_response(
     return resp
 
 
-async def whole_response(req: GenerateRequest, meta: ResponseMeta, tokens: AsyncIterator[list[int]]) -> web.Response:
+async def whole_response(
+    req: GenerateRequest, meta: ResponseMeta, tokens: AsyncIterator[list[int]]
+) -> web.Response:
     """The non-streaming answer, once every token is out."""
     generated: list[int] = []
     try:
@@ -368,7 +424,9 @@ async def serve(args: argparse.Namespace, cfg: EngineConfig) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         cfg = engine_config(args)
         validate_config(cfg)

@@ -138,7 +138,7 @@ SHAPES: dict[str, ModelShape] = {
 
 
 def build_model(shape: ModelShape, device: torch.device, dtype: torch.dtype, seed: int) -> PreTrainedModel:
-    """A randomly initialised model of `shape`, created on `device` in `dtype` (no fp32 copy first), in eval mode.
+    """A random model of `shape`, created on `device` in `dtype` (no fp32 copy first), in eval mode.
 
     The same seed on the same device gives the same weights.
     """

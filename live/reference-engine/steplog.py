@@ -1,14 +1,13 @@
 """The per-step log (/work/spec-stepmodel.md "Reference engine per-step log"): one row per engine
 step, served as CSV at GET /steps and appended to `--step-log PATH`.
 
-Columns: step, start_unix_s (time.time() when the step's scheduling began), duration_s (until the
-step's forward+sample finished on the device), num_scheduled_requests, num_prefill_tokens (prompt or
-recompute tokens), num_decode_seqs, num_kv_tokens_read (sum over the step's sequences of their context
-length including the step's new tokens), num_padded_tokens (query tokens after CUDA-graph padding;
-== prefill + decode when eager), cuda_graph (1/0), captured (1 when the step captured a graph).
-
-With async batching, step N+1 is scheduled while step N still runs on the GPU, so consecutive rows
-overlap in time; the engine's occupancy by step N is end(N) - max(start(N), end(N-1)).
+Columns: step, start_unix_s (time.time() when the step began to occupy the engine: when its scheduling
+began or, with async batching, when the previous step ended if that is later), duration_s (from then
+until the step's forward+sample finished on the device), num_scheduled_requests, num_prefill_tokens
+(prompt or recompute tokens), num_decode_seqs, num_kv_tokens_read (sum over the step's sequences of
+their context length including the step's new tokens), num_padded_tokens (query tokens after
+CUDA-graph padding; == prefill + decode when eager), cuda_graph (1/0), captured (1 when the step
+captured a graph). Rows tile the engine's busy time: no two steps overlap.
 """
 
 from __future__ import annotations

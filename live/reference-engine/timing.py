@@ -105,13 +105,20 @@ class StepRecorder:
         self._on_row = on_row
         self._pending: deque[LaunchedStep] = deque()
         self._next_step = 0
+        self._last_end = 0.0
 
     def launched(self, shape: BatchShape, start_unix_s: float, stream: Any, graph: StepGraphUse) -> None:
         """Records a step right after its work was queued on `stream`."""
         self._pending.append(LaunchedStep(shape, start_unix_s, self._clock.mark_end(stream), graph))
 
     def poll(self) -> None:
-        """Emits the rows of every finished step, oldest first (stops at the first unfinished one)."""
+        """Emits the rows of every finished step, oldest first (stops at the first unfinished one).
+
+        A step starts when its scheduling began or, if later, when the previous step ended: with async
+        batching step N is scheduled while step N-1 still runs, and only occupies the engine from
+        N-1's end. Rows then tile the engine's busy time, and duration = end - start is the step's
+        occupancy (the GPU time when the GPU is the bottleneck, scheduling + GPU time when the CPU is).
+        """
         done: list[LaunchedStep] = []
         while self._pending and self._clock.is_done(self._pending[0].end_marker):
             done.append(self._pending.popleft())
@@ -119,13 +126,15 @@ class StepRecorder:
             return
         ends = self._clock.wall_times([step.end_marker for step in done])
         for step, end in zip(done, ends):
+            start = max(step.start_unix_s, self._last_end)
             row = StepRow(
                 step=self._next_step,
-                start_unix_s=step.start_unix_s,
-                duration_s=max(0.0, end - step.start_unix_s),
+                start_unix_s=start,
+                duration_s=max(0.0, end - start),
                 shape=step.shape,
                 cuda_graph=step.graph.graph,
                 captured=step.graph.captured,
             )
             self._next_step += 1
+            self._last_end = max(self._last_end, end)
             self._on_row(row)

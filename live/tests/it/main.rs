@@ -13,3 +13,6 @@ mod emulator;
 mod launcher;
 mod proxy;
 mod server_fixtures;
+
+// The Python reference engine (needs MODELSGUARD_REFENGINE_PYTHON; skipped without it outside CI).
+mod reference_engine;
