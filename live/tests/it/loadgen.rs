@@ -399,7 +399,7 @@ async fn live_run_drives_a_closed_loop_phase_by_completions() {
     let dir = tempfile::tempdir().unwrap();
     let mut sc = scenario(&["ok"], vec![], RouterPolicy::RoundRobin, 60.0);
     sc.workload.phases[0].num_requests = Some(7);
-    sc.workload.phases[0].arrival = ArrivalSpec::ClosedLoop { concurrency: 2 };
+    sc.workload.phases[0].arrival = ArrivalSpec::closed_loop(2);
     let report =
         live::run::live_run(&sc, std::path::Path::new("."), opts(Target::Lb(mock.url()), dir.path()))
             .await

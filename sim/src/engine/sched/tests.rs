@@ -21,6 +21,7 @@ pub(super) fn config(preset: EnginePreset, chunked: bool, caching: bool) -> Engi
         activation_reserve_bytes: 0,
         num_gpu_blocks_override: None,
         elastic: Default::default(),
+        async_scheduling: false,
     }
 }
 
