@@ -14,12 +14,11 @@ use crate::scenario::{CpuCost, CudaGraphSpec, EngineConfig, EnginePreset, ModelS
 /// `ModelConfig._verify_cuda_graph`).
 const V064_MAX_SEQ_LEN_TO_CAPTURE: u32 = 8192;
 
-/// transformers 5.17 pads a varlen batch's query tokens to a multiple of 64
-/// (`generation/continuous_batching/initialization.py` `FALLBACK_DEFAULTS["q_padding_interval_size"]`,
-/// applied in `model_runner.py` `maybe_pad_inputs`); the reference engine captures graphs only up
-/// to 512 padded tokens (`reference-engine-facts.md`).
-const CB_Q_PADDING: u32 = 64;
-const CB_MAX_GRAPH_TOKENS: u32 = 512;
+/// The reference engine's CUDA-graph sizes (`live/reference-engine/graphs.py`
+/// `DEFAULT_CAPTURE_SIZES`, its `--cuda-graph-sizes` default): it replaces transformers 5.17's lazy
+/// capture at multiples of 64 query tokens (`generation/continuous_batching/model_runner.py`
+/// `maybe_pad_inputs`) by a fixed list, as vLLM does, and runs larger steps eagerly.
+const CB_CAPTURE_SIZES: [u32; 15] = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
 
 /// GUESS: launch overhead per transformer layer of a step run without CUDA graphs. Eager PyTorch
 /// (vLLM 0.6.4, transformers) launches ~15 kernels per layer at ~4 us each; V1's compiled
@@ -69,7 +68,8 @@ pub fn cuda_graph_rule(engine: &EngineConfig) -> (bool, Option<u32>) {
 /// - vLLM 0.6.4 (`vllm/worker/model_runner.py` `_BATCH_SIZES_TO_CAPTURE`,
 ///   `_get_max_graph_batch_size`): 1, 2, 4, multiples of 8, up to `max_num_seqs` padded to that
 ///   grid (256 by default).
-/// - transformers-cb: multiples of 64 up to 512 (and the token budget).
+/// - transformers-cb: the reference engine's list up to 512 tokens (sizes above the token budget
+///   dropped).
 pub fn default_capture_sizes(engine: &EngineConfig) -> Vec<u32> {
     let seqs = engine.max_num_seqs.max(1);
     let tokens = engine.max_num_batched_tokens.max(1);
@@ -91,10 +91,7 @@ pub fn default_capture_sizes(engine: &EngineConfig) -> Vec<u32> {
             let max = padded.min(8192);
             [1, 2, 4].into_iter().chain((8..=max).step_by(8)).filter(|&x| x <= max).collect()
         }
-        EnginePreset::TransformersCb => {
-            let max = CB_MAX_GRAPH_TOKENS.min(tokens);
-            (CB_Q_PADDING..=max).step_by(CB_Q_PADDING as usize).collect()
-        }
+        EnginePreset::TransformersCb => CB_CAPTURE_SIZES.into_iter().filter(|&x| x <= tokens).collect(),
     };
     sizes.sort_unstable();
     sizes.dedup();
@@ -157,9 +154,9 @@ mod tests {
     }
 
     #[test]
-    fn transformers_cb_pads_to_multiples_of_64_up_to_512() {
+    fn transformers_cb_captures_the_reference_engines_sizes_up_to_512() {
         let e = engine(EnginePreset::TransformersCb);
-        assert_eq!(default_capture_sizes(&e), vec![64, 128, 192, 256, 320, 384, 448, 512]);
+        assert_eq!(default_capture_sizes(&e), CB_CAPTURE_SIZES.to_vec());
         let p = prior_overheads(&model_catalog()[0], &e);
         assert_eq!(p.output_delay_s, OUTPUT_DELAY_CB_S);
         assert!(!p.cuda_graphs.decode_only);

@@ -143,7 +143,7 @@ fn the_presets_priors_differ_where_the_engines_do() {
     let mixed = batch(100, 50, 10_000);
     assert_eq!(v1.graph_mode(&mixed), GraphMode::Padded(2));
     assert_eq!(v0.graph_mode(&mixed), GraphMode::Eager);
-    assert_eq!(cb.graph_mode(&mixed), GraphMode::Padded(42));
+    assert_eq!(cb.graph_mode(&mixed), GraphMode::Padded(42)); // 192
     // A 300-sequence decode: V1 pads to 304, 0.6.4 has no graph above 256.
     let decode = batch(0, 300, 300_000);
     assert_eq!(v1.graph_mode(&decode), GraphMode::Padded(4));
