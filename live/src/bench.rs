@@ -283,7 +283,7 @@ impl StepEngine for BenchEngine {
         Ok(())
     }
 
-    fn begin_step(&mut self) -> Option<SimDuration> {
+    fn begin_step(&mut self, _now: SimTime) -> Option<SimDuration> {
         (!self.running.is_empty()).then_some(self.tick)
     }
 

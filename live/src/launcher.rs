@@ -4,7 +4,8 @@
 //! Each engine runs `sh -c <command>` in its own process group (so SIGTERM reaches vLLM's worker
 //! processes too), with `CUDA_VISIBLE_DEVICES=<gpu index>`, stdout and stderr appended to
 //! `<run_dir>/logs/<instance>.log`. The command is the instance's `launch_command` template or
-//! the default `vllm serve` line built from its engine settings (`render_command`). A state file
+//! the default line built from its engine settings (`render_command`): `vllm serve` for the vLLM
+//! presets, the reference engine (`live/reference-engine/server.py`) for `transformers-cb`. A state file
 //! (`<run_dir>/live-state.json`) records the pids and ports so `live down` from another shell can
 //! stop them. Teardown (on Ctrl-C/SIGTERM, when an engine dies, or when startup fails) sends
 //! SIGTERM to every group, waits `grace`, then SIGKILLs what is left. An engine that dies is
@@ -15,7 +16,8 @@
 //! `{gpu}` (GPU index, also in `CUDA_VISIBLE_DEVICES`) `{max_num_seqs}` `{max_num_batched_tokens}`
 //! `{block_size}` `{gpu_memory_utilization}` `{max_model_len}` `{run_dir}`, and the flags
 //! (inserted as is, empty when not applicable) `{prefix_caching_flag}` `{chunked_prefill_flag}`
-//! `{quantization_flag}` `{num_gpu_blocks_flag}`.
+//! `{quantization_flag}` `{num_gpu_blocks_flag}` `{async_scheduling_flag}` (`--no-async-scheduling`
+//! on V1, `--no-async-batching` on the reference engine, when the knob turns it off).
 //!
 //! It does not install engines, download weights, place instances on GPUs (the scenario does) or
 //! start engines on other hosts.
@@ -167,7 +169,14 @@ pub struct EngineCommand {
 pub const DEFAULT_TEMPLATE: &str = "exec vllm serve {served_name} --host {host} --port {port} \
     --max-num-seqs {max_num_seqs} --max-num-batched-tokens {max_num_batched_tokens} --block-size {block_size} \
     --gpu-memory-utilization {gpu_memory_utilization} --max-model-len {max_model_len}\
-    {prefix_caching_flag}{chunked_prefill_flag}{quantization_flag}{num_gpu_blocks_flag}";
+    {prefix_caching_flag}{chunked_prefill_flag}{quantization_flag}{num_gpu_blocks_flag}{async_scheduling_flag}";
+
+/// The default template of a `transformers-cb` instance: the reference engine (not vLLM), run from
+/// the repository root, with the instance's settings.
+pub const REFERENCE_ENGINE_TEMPLATE: &str = "exec python3 live/reference-engine/server.py --model {model} \
+    --served-model-name {served_name} --host {host} --port {port} --block-size {block_size} \
+    --max-batch-tokens {max_num_batched_tokens} --max-num-seqs {max_num_seqs} --max-model-len {max_model_len} \
+    --gpu-memory-utilization {gpu_memory_utilization}{num_gpu_blocks_flag}{async_scheduling_flag}";
 
 /// The command and environment that start instance `id` of `scenario`, its engine listening on
 /// `host`. Elastic KV (kvcached) sets `ENABLE_KVCACHED=true` and `KVCACHED_AUTOPATCH=1` and turns
@@ -188,8 +197,13 @@ pub fn render_command(
     let elastic = e.kv_cache == KvCacheMode::Elastic;
     let prefix = match (e.enable_prefix_caching && !elastic, e.preset) {
         (true, _) => " --enable-prefix-caching",
-        (false, EnginePreset::Vllm064) => "",
+        (false, EnginePreset::Vllm064 | EnginePreset::TransformersCb) => "",
         (false, EnginePreset::VllmV1) => " --no-enable-prefix-caching",
+    };
+    let no_async = match (e.async_scheduling, e.preset) {
+        (false, EnginePreset::VllmV1) => " --no-async-scheduling",
+        (false, EnginePreset::TransformersCb) => " --no-async-batching",
+        _ => "",
     };
     let flag = |on: bool, s: &str| if on { s.to_string() } else { String::new() };
     let blocks =
@@ -216,8 +230,13 @@ pub fn render_command(
             false,
         ),
         ("num_gpu_blocks_flag", blocks, false),
+        ("async_scheduling_flag", no_async.to_string(), false),
     ];
-    let template = inst.launch_command.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+    let default = match e.preset {
+        EnginePreset::TransformersCb => REFERENCE_ENGINE_TEMPLATE,
+        EnginePreset::Vllm064 | EnginePreset::VllmV1 => DEFAULT_TEMPLATE,
+    };
+    let template = inst.launch_command.as_deref().unwrap_or(default);
     let command_line = render_template(template, &vars)
         .map_err(|reason| LaunchError::Template { instance: inst.name.clone(), reason })?;
     let mut env = vec![("CUDA_VISIBLE_DEVICES".to_string(), inst.gpu.to_string())];

@@ -332,7 +332,7 @@ fn experiment_of(scenario: &Scenario) -> Experiment {
     let first = scenario.workload.phases.first();
     match first.map(|p| &p.arrival) {
         // Concurrency is per model of the mix; genai-perf's is the total.
-        Some(ArrivalSpec::ClosedLoop { concurrency }) => {
+        Some(ArrivalSpec::ClosedLoop { concurrency, .. }) => {
             let models = first.map_or(1, |p| p.mix.len().max(1)) as u32;
             Experiment::Concurrency(concurrency.saturating_mul(models))
         }

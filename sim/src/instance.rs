@@ -14,6 +14,19 @@
 //! `step_overhead_factor` times longer, plus `map_latency_s` per page it had to map because the
 //! reserve was empty. Compute contention between co-tenants is the driver's (`cluster`).
 //!
+//! Timing: [`Instance::begin_step`] returns the step's period from the step model (GPU and CPU
+//! time overlapped with async scheduling, added without); the tokens of a step are stamped
+//! `output_delay` after its end (`perf_model`), which is when the client sees them, so TTFT, ITL
+//! and E2E come out as a client measures them.
+//!
+//! Async scheduling (vLLM V1's default, an engine knob): the engine schedules step n+1 while
+//! step n runs (vllm 0.33.0 `vllm/v1/engine/core.py` `EngineCore.step_with_batch_queue`, batch
+//! queue of 2; new requests enter the scheduler between two calls). So while steps run back to
+//! back, the batch of the step beginning now was decided when the previous step began: a request
+//! that arrived after that waits here, out of the scheduler's sight, and joins the step after
+//! (a request arriving during step n joins step n+2). An idle engine schedules at once. Finished
+//! requests' blocks come back a step later (`Scheduler`).
+//!
 //! Fast-forward (the simulation driver only): when the scheduler can open a decode stretch
 //! (`engine::sched::fast_forward`), [`Instance::begin_stretch`] computes every step's duration of
 //! the stretch up front and returns the end of its last step; the steps are applied lazily. A
@@ -32,6 +45,7 @@ use crate::metrics::LogHistogram;
 use crate::perf_model::{BatchFeatures, StepTimeModel};
 use crate::scenario::Scenario;
 use crate::time::{SimDuration, SimTime};
+use std::collections::VecDeque;
 
 /// Fewer steps than this are not worth a stretch.
 const MIN_STRETCH_STEPS: u32 = 2;
@@ -79,6 +93,17 @@ pub struct Instance {
     num_stretch_steps: u64,
     /// Scratch events of stretch applications outside `end_stretch_step`.
     scratch: StepEvents,
+    /// Async scheduling (see the module doc).
+    async_scheduling: bool,
+    /// Async scheduling: arrived requests the step being scheduled could not see yet, in arrival
+    /// order (already checked by `Scheduler::check_request`).
+    staged: VecDeque<Request>,
+    /// When the step in flight (or the last one) began.
+    step_start: SimTime,
+    /// When the last step began and ended (steps of a stretch included once applied).
+    last_step: Option<(SimTime, SimTime)>,
+    /// When a step's tokens reach the client after it ends.
+    output_delay: SimDuration,
 }
 
 impl Instance {
@@ -114,10 +139,16 @@ impl Instance {
             }
             None => (Scheduler::new(e, static_kv_budget(model, gpu, e).num_gpu_blocks), None),
         };
+        let perf = StepTimeModel::from_spec(&spec.perf, model, gpu, e);
         Instance {
             id,
             scheduler,
-            perf: StepTimeModel::from_spec(&spec.perf, model, gpu),
+            async_scheduling: e.async_scheduling,
+            staged: VecDeque::new(),
+            step_start: SimTime::ZERO,
+            last_step: None,
+            output_delay: perf.output_delay(),
+            perf,
             in_step: false,
             gpu: spec.gpu,
             colocated: scenario.instances.iter().filter(|x| x.gpu == spec.gpu).count() > 1,
@@ -134,29 +165,89 @@ impl Instance {
         }
     }
 
-    /// Queues a request; rejected requests come back with the reason.
+    /// Queues a request that arrived at its `arrival_time` (no earlier than the last step
+    /// begun); rejected requests come back with the reason. With async scheduling an arrival the
+    /// next step could not see waits here until the step after (see the module doc).
     pub fn add_request(&mut self, req: Request) -> Result<(), Box<Rejection>> {
-        self.scheduler.add_request(req).map_err(Box::new)
+        if !self.async_scheduling {
+            return self.scheduler.add_request(req).map_err(Box::new);
+        }
+        if let Err((kind, reason)) = self.scheduler.check_request(&req) {
+            return Err(Box::new(Rejection { request: req, reason, kind }));
+        }
+        self.staged.push_back(req);
+        Ok(())
     }
 
-    /// Starts a step when idle and there is work; returns its duration. Elastic: within the page
-    /// budget last taken from the pool (every page when never synced).
-    pub fn begin_step(&mut self) -> Option<SimDuration> {
-        if self.in_step || !self.scheduler.has_unfinished_requests() {
+    /// Async scheduling: hands the scheduler the arrivals the step beginning at `now` sees. While
+    /// steps run back to back, that step was scheduled when the previous one began; an idle
+    /// engine schedules at `now`.
+    fn release_staged(&mut self, now: SimTime) {
+        let cutoff = match self.last_step {
+            Some((start, end)) if end == now => start,
+            _ => now,
+        };
+        self.release_staged_until(cutoff);
+    }
+
+    fn release_staged_until(&mut self, cutoff: SimTime) {
+        while self.staged.front().is_some_and(|r| r.arrival_time <= cutoff) {
+            if let Some(req) = self.staged.pop_front() {
+                self.scheduler.enqueue(req);
+            }
+        }
+    }
+
+    /// Whether any request is running, waiting, or (async scheduling) arrived and held back.
+    pub fn has_unfinished_requests(&self) -> bool {
+        self.scheduler.has_unfinished_requests() || !self.staged.is_empty()
+    }
+
+    /// Requests waiting, those held back by async scheduling included (vLLM counts them: they
+    /// are in its waiting queue, just not in the step already scheduled).
+    pub fn num_waiting(&self) -> u32 {
+        self.scheduler.num_waiting() + self.staged.len() as u32
+    }
+
+    /// Starts a step at `now` when idle and there is work; returns its period. Elastic: within
+    /// the page budget last taken from the pool (every page when never synced).
+    pub fn begin_step(&mut self, now: SimTime) -> Option<SimDuration> {
+        if self.in_step {
             return None;
+        }
+        self.release_staged(now);
+        if !self.scheduler.has_unfinished_requests() {
+            if self.staged.is_empty() {
+                self.scheduler.release_deferred_frees();
+                return None;
+            }
+            // Nothing was scheduled ahead: the engine idled, and takes what has arrived now.
+            self.release_staged_until(now);
+        }
+        if self.scheduler.schedule().num_scheduled_requests == 0 {
+            // An empty decision (after a preemption, or nothing due yet): apply it and schedule
+            // again with everything that has arrived.
+            let mut events = std::mem::take(&mut self.scratch);
+            self.scheduler.update_from_output(now, &mut events);
+            debug_assert!(events.finished.is_empty() && events.num_tokens_sampled == 0);
+            events.clear();
+            self.scratch = events;
+            self.release_staged_until(now);
+            if self.scheduler.schedule().num_scheduled_requests == 0 {
+                return None;
+            }
         }
         let out = self.scheduler.schedule();
-        if out.num_scheduled_requests == 0 {
-            return None;
-        }
         let batch = BatchFeatures {
             num_scheduled_requests: out.num_scheduled_requests,
             num_prefill_tokens: out.num_prefill_tokens,
             num_decode_seqs: out.num_decode_seqs,
             num_kv_tokens_read: out.num_kv_tokens_read,
             num_prefill_attn_pairs: out.num_prefill_attn_pairs,
+            max_seq_len: out.max_seq_len,
         };
         self.in_step = true;
+        self.step_start = now;
         let d = self.perf.step_time(&batch);
         Some(match self.elastic {
             None => d,
@@ -170,19 +261,26 @@ impl Instance {
 
     /// [`Instance::begin_step`] with the GPU's pool: settles pages with it, schedules within what
     /// it grants, then records the pages the step mapped.
-    pub fn begin_step_on(&mut self, pool: &mut GpuPool) -> Option<SimDuration> {
+    pub fn begin_step_on(&mut self, now: SimTime, pool: &mut GpuPool) -> Option<SimDuration> {
         self.sync_pool(pool);
-        let d = self.begin_step();
+        let d = self.begin_step(now);
         self.sync_pool(pool);
         d
     }
 
-    /// Ends the running step at `now`, appending finished requests and tokens to `events`.
+    /// Ends the running step at `now`, appending finished requests and tokens to `events`; the
+    /// tokens are stamped `now + output_delay`, when the client sees them.
     pub fn end_step(&mut self, now: SimTime, events: &mut StepEvents) {
         if self.in_step {
             self.in_step = false;
-            self.scheduler.update_from_output(now, events);
+            self.last_step = Some((self.step_start, now));
+            self.scheduler.update_from_output(now + self.output_delay, events);
         }
+    }
+
+    /// How long after a step ends its tokens reach the client.
+    pub fn output_delay(&self) -> SimDuration {
+        self.output_delay
     }
 
     /// [`Instance::end_step`] with the GPU's pool: pages freed by finished requests go back to it.
@@ -195,7 +293,8 @@ impl Instance {
     /// `Scheduler::abort_all_requests`); their pages go back to the pool.
     pub fn abort_all_requests_on(&mut self, pool: &mut GpuPool) -> Vec<Request> {
         self.in_step = false;
-        let left = self.scheduler.abort_all_requests();
+        let mut left = self.scheduler.abort_all_requests();
+        left.extend(self.staged.drain(..));
         self.sync_pool(pool);
         left
     }
@@ -248,7 +347,8 @@ impl Instance {
         if self.in_step || self.in_stretch() || !self.can_fast_forward() {
             return None;
         }
-        if !self.scheduler.has_unfinished_requests() {
+        self.release_staged(now);
+        if !self.scheduler.has_unfinished_requests() || !self.staged.is_empty() {
             return None;
         }
         let stretch = self.scheduler.begin_decode_stretch(MIN_STRETCH_STEPS, MAX_STRETCH_STEPS)?;
@@ -270,7 +370,13 @@ impl Instance {
         let count = open.num_steps.min(done + STRETCH_CHUNK_STEPS).saturating_sub(done) as usize;
         let mut gaps = [SimDuration::ZERO; STRETCH_CHUNK_STEPS as usize];
         let gaps = &mut gaps[..count];
-        self.perf.decode_step_times(shape.num_seqs, shape.kv_tokens_read(done + 1), gaps);
+        let next = done + 1;
+        self.perf.decode_step_times(
+            shape.num_seqs,
+            shape.kv_tokens_read(next),
+            shape.max_seq_len(next),
+            gaps,
+        );
         let mut t = self.stretch_ends.last().copied().unwrap_or(self.stretch_start);
         self.stretch_ends.extend(gaps.iter().map(|&d| {
             t += d;
@@ -314,14 +420,25 @@ impl Instance {
 
     /// A request is about to join at `now` (call right after adding it): a stretch is cut after
     /// the step in flight at `now` (or closed, when a step ends exactly at `now`), so the newcomer
-    /// joins the next step as it would step by step. Returns when the stretch's work in flight
-    /// ends (`None`: idle). Outside a stretch, returns `None` and does nothing.
+    /// joins the next step as it would step by step. With async scheduling the step after that
+    /// was already scheduled without the newcomer: the cut comes one step later. Returns when the
+    /// stretch's work in flight ends (`None`: idle). Outside a stretch, returns `None` and does
+    /// nothing.
     pub fn interrupt(&mut self, now: SimTime) -> Option<SimTime> {
         if !self.in_stretch() {
             return None;
         }
         let ended = self.stretch_ends.partition_point(|&e| e <= now);
-        if ended > 0 && self.stretch_ends[ended - 1] == now {
+        let boundary = ended > 0 && self.stretch_ends[ended - 1] == now;
+        if self.async_scheduling {
+            // The step beginning after `now` was scheduled before the arrival.
+            let keep = if boundary { ended + 1 } else { ended + 2 };
+            self.scheduler.truncate_decode_stretch(keep as u32);
+            self.stretch_ends.truncate(keep);
+            self.stretch_gaps.truncate(keep);
+            return self.stretch_ends.last().copied();
+        }
+        if boundary {
             let mut events = std::mem::take(&mut self.scratch);
             self.finish_stretch(ended as u32, &mut events);
             // A request finishes only in a stretch's last step, applied when it ends.
@@ -370,11 +487,20 @@ impl Instance {
             self.scheduler.finish_decode_stretch(0, SimTime::ZERO, SimTime::ZERO, SimDuration::ZERO, events);
         } else {
             let ends = &self.stretch_ends;
+            let last_start = if n >= 2 { ends[n - 2] } else { self.stretch_start };
+            self.last_step = Some((last_start, ends[n - 1]));
             // Steps 2..=n: every request's gap is the step's duration.
             let later = &self.stretch_gaps[1..n];
             let max_later_gap = later.iter().copied().max().unwrap_or(SimDuration::ZERO);
             events.itl_gaps.clear();
-            self.scheduler.finish_decode_stretch(n as u32, ends[0], ends[n - 1], max_later_gap, events);
+            let delay = self.output_delay;
+            self.scheduler.finish_decode_stretch(
+                n as u32,
+                ends[0] + delay,
+                ends[n - 1] + delay,
+                max_later_gap,
+                events,
+            );
             for &(g, count) in &events.itl_gaps {
                 self.itl.add_duration(g, u64::from(count));
             }

@@ -18,6 +18,12 @@
 //! Results are byte-identical with it off. Elastic and colocated instances never fast-forward.
 //! Inter-token gaps are collected per instance and handed to the observer as one histogram per
 //! instance at the end of the run.
+//!
+//! A step's tokens, and the end of the requests it finishes, are recorded as the client sees
+//! them: the instance's output delay after the step ends (`perf_model`); a closed-loop client's
+//! next send follows that instant. The row is written, and the LB's in-flight count drops, when
+//! the step ends (the real LB sees the stream end one output delay later: a deviation of that
+//! size, zero for vLLM's prior).
 
 use crate::cluster::Cluster;
 use crate::des::EventQueue;
@@ -262,7 +268,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
                         continue;
                     }
                     let pool = self.cluster.pool_mut(self.instances[i].gpu());
-                    if let Some(d) = self.instances[i].begin_step_on(pool) {
+                    if let Some(d) = self.instances[i].begin_step_on(now, pool) {
                         self.step_end[i] = Some(now + d.max(SimDuration(1)));
                         self.stats.steps += 1;
                         if self.colocated {
@@ -295,7 +301,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         self.workload.is_exhausted()
             && self.pending_arrival.is_none()
             && self.step_end.iter().all(Option::is_none)
-            && self.instances.iter().all(|i| !i.scheduler().has_unfinished_requests())
+            && self.instances.iter().all(|i| !i.has_unfinished_requests())
     }
 
     fn schedule_next_arrival(&mut self) {
@@ -395,14 +401,16 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             }
             self.instances[i].record_itl_gaps(&mut events);
         }
+        // The client sees the step's tokens (and the end of finished requests) this much later.
+        let seen = now + self.instances[i].output_delay();
         if self.record_tokens {
             for &(id, index) in &events.tokens {
-                let row = TokenRow { id: id.0, index, time_s: now.as_secs_f64(), tokens: 1 };
+                let row = TokenRow { id: id.0, index, time_s: seen.as_secs_f64(), tokens: 1 };
                 self.observer.on_token(&row)?;
             }
         }
         for req in events.finished.drain(..) {
-            self.finish(&req, InstanceId(i as u32), RequestStatus::Ok, String::new(), now)?;
+            self.finish(&req, InstanceId(i as u32), RequestStatus::Ok, String::new(), seen)?;
         }
         self.events = events;
         self.wake(i);
@@ -463,7 +471,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             let slot = self.slots[i];
             self.replicas[slot.model.index()][slot.index].polled = Some(PolledLoad {
                 running: s.num_running(),
-                waiting: s.num_waiting(),
+                waiting: inst.num_waiting(),
                 kv_usage: s.kv_cache_usage(),
             });
         }
@@ -477,7 +485,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             let s = inst.scheduler();
             row.time_s = now.as_secs_f64();
             row.num_requests_running = s.num_running();
-            row.num_requests_waiting = s.num_waiting();
+            row.num_requests_waiting = inst.num_waiting();
             row.kv_cache_usage = s.kv_cache_usage();
             row.num_preemptions_total = s.num_preemptions_total();
             row.mapped_pages = inst.mapped_pages();

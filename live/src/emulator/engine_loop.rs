@@ -2,9 +2,11 @@
 //! it), takes requests from a channel, and runs steps back to back, each ending at an absolute
 //! deadline `epoch + virtual_end x time_scale`, so late wake-ups never accumulate into drift.
 //!
-//! Per step: `begin_step` (the engine schedules a batch and says how long it takes), sleep until
-//! the step's end, `end_step`, then each sampled token goes to its request's channel. Requests
-//! that arrive mid-step wait for the next step, as in vLLM's engine loop. The loop does not
+//! Per step: `begin_step` (the engine schedules a batch and says how long it occupies the engine),
+//! sleep until the step's end, `end_step`, then each sampled token goes to its request's channel
+//! the engine's output delay later (the pipeline delay between a step and the client seeing its
+//! tokens; deliveries keep step order). Requests that arrive mid-step wait for the next step, as
+//! in vLLM's engine loop (with async scheduling the engine model holds them back one step more). The loop does not
 //! parse HTTP or format tokens (`http` does), and cannot abort a request whose client went away
 //! (the engine model has no abort): it runs to `max_tokens` like an unread vLLM request would
 //! until vLLM noticed the disconnect.
@@ -12,7 +14,7 @@
 use super::metrics::EngineStats;
 use sim::ids::RequestId;
 use sim::time::{SimDuration, SimTime};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Duration, Instant, sleep_until};
 
@@ -68,12 +70,26 @@ pub struct EngineLoad {
 pub trait StepEngine: Send + 'static {
     /// Queues a request; `Err` carries the reason it is refused (a 400 for the client).
     fn add_request(&mut self, req: NewRequest) -> Result<(), String>;
-    /// Starts a step if there is work and returns its duration (virtual time).
-    fn begin_step(&mut self) -> Option<SimDuration>;
+    /// Starts a step at `now` (virtual time) if there is work and returns how long it occupies
+    /// the engine.
+    fn begin_step(&mut self, now: SimTime) -> Option<SimDuration>;
     /// Ends the step begun last at `now`, appending what it produced to `out`.
     fn end_step(&mut self, now: SimTime, out: &mut StepOutput);
     /// Current load figures.
     fn load(&self) -> EngineLoad;
+    /// How long after a step ends its tokens reach the client (default: at once).
+    fn output_delay(&self) -> SimDuration {
+        SimDuration::ZERO
+    }
+}
+
+/// The next timed thing the loop waits for.
+#[derive(Clone, Copy, Debug)]
+enum Timer {
+    /// The step in flight ends.
+    StepEnd(SimTime),
+    /// The oldest pending step output reaches its clients.
+    Deliver(SimTime),
 }
 
 /// A request as the HTTP side submits it.
@@ -132,18 +148,31 @@ pub(crate) async fn run(
     let mut next_id = 0u64;
     let mut now = SimTime::ZERO;
     let mut step_end: Option<SimTime> = None;
-    let mut out = StepOutput::default();
+    let delay = engine.output_delay();
+    // Step outputs waiting for their delivery time, in step order; spare buffers for reuse.
+    let mut pending: VecDeque<(SimTime, StepOutput)> = VecDeque::new();
+    let mut spare: Vec<StepOutput> = Vec::new();
     publish(&stats, engine.as_ref(), &counters);
     loop {
         if step_end.is_none() {
-            step_end = engine.begin_step().map(|d| now + d);
+            step_end = engine.begin_step(now).map(|d| now + d);
             publish(&stats, engine.as_ref(), &counters);
         }
-        let msg = match step_end {
-            Some(end) => {
-                let due = clock.wall(end);
-                // A step already due (zero length, or the loop runs late) ends without a timer
-                // round trip, which would add up to tokio's 1 ms granularity.
+        // A delivery due no later than the step end goes first (its step ended earlier).
+        let timer = match (pending.front().map(|p| p.0), step_end) {
+            (Some(d), Some(e)) if d <= e => Some(Timer::Deliver(d)),
+            (_, Some(e)) => Some(Timer::StepEnd(e)),
+            (Some(d), None) => Some(Timer::Deliver(d)),
+            (None, None) => None,
+        };
+        let msg = match timer {
+            Some(timer) => {
+                let at = match timer {
+                    Timer::StepEnd(t) | Timer::Deliver(t) => t,
+                };
+                let due = clock.wall(at);
+                // A timer already due (zero length, or the loop runs late) fires without a round
+                // trip through tokio's timer, which would add up to its 1 ms granularity.
                 let arrived = if due <= Instant::now() {
                     tokio::task::consume_budget().await;
                     None
@@ -157,23 +186,38 @@ pub(crate) async fn run(
                 match arrived {
                     Some(msg) => msg,
                     None => {
-                        out.clear();
-                        engine.end_step(end, &mut out);
-                        now = end;
-                        step_end = None;
-                        dispatch(&out, &mut clients, &mut counters);
+                        match timer {
+                            Timer::Deliver(_) => {
+                                if let Some((_, out)) = pending.pop_front() {
+                                    dispatch(&out, &mut clients, &mut counters);
+                                    spare.push(out);
+                                }
+                            }
+                            Timer::StepEnd(end) => {
+                                let mut out = spare.pop().unwrap_or_default();
+                                out.clear();
+                                engine.end_step(end, &mut out);
+                                now = end;
+                                step_end = None;
+                                if delay == SimDuration::ZERO {
+                                    dispatch(&out, &mut clients, &mut counters);
+                                    spare.push(out);
+                                } else {
+                                    pending.push_back((end + delay, out));
+                                }
+                            }
+                        }
                         publish(&stats, engine.as_ref(), &counters);
                         continue;
                     }
                 }
             }
-            None => {
-                let msg = rx.recv().await;
-                // Idle until now: the next step starts at this arrival, not in the past.
-                now = now.max(clock.now());
-                msg
-            }
+            None => rx.recv().await,
         };
+        if step_end.is_none() {
+            // Idle until now: the next step starts at this arrival, not in the past.
+            now = now.max(clock.now());
+        }
         let Some(sub) = msg else { return };
         let arrival = clock.now().max(now).min(step_end.unwrap_or(SimTime::MAX));
         let id = RequestId(next_id);
@@ -237,6 +281,7 @@ pub(crate) mod tests {
     /// lasts `step`.
     pub(crate) struct ToyEngine {
         pub step: SimDuration,
+        pub delay: SimDuration,
         pub max_running: usize,
         pub running: Vec<(RequestId, u32, u32)>,
         pub waiting: std::collections::VecDeque<(RequestId, u32, u32)>,
@@ -246,6 +291,7 @@ pub(crate) mod tests {
         pub(crate) fn new(step_ms: u64, max_running: usize) -> ToyEngine {
             ToyEngine {
                 step: SimDuration::from_millis(step_ms),
+                delay: SimDuration::ZERO,
                 max_running,
                 running: Vec::new(),
                 waiting: Default::default(),
@@ -262,7 +308,7 @@ pub(crate) mod tests {
             Ok(())
         }
 
-        fn begin_step(&mut self) -> Option<SimDuration> {
+        fn begin_step(&mut self, _now: SimTime) -> Option<SimDuration> {
             while self.running.len() < self.max_running {
                 let Some(r) = self.waiting.pop_front() else { break };
                 self.running.push(r);
@@ -279,6 +325,10 @@ pub(crate) mod tests {
                 }
             }
             self.running.retain(|r| r.1 < r.2);
+        }
+
+        fn output_delay(&self) -> SimDuration {
+            self.delay
         }
 
         fn load(&self) -> EngineLoad {
@@ -317,6 +367,27 @@ pub(crate) mod tests {
             assert_eq!(*index, k as u32);
             assert_eq!(*t, Duration::from_millis(20 * (k as u64 + 1)));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_reach_the_client_the_output_delay_after_their_step_ends() {
+        let (tx, rx) = mpsc::channel(8);
+        let (stats, _stats_rx) = watch::channel(EngineStats::default());
+        let t0 = Instant::now();
+        let mut toy = ToyEngine::new(10, 4);
+        toy.delay = SimDuration::from_millis(25);
+        tokio::spawn(run(Box::new(toy), rx, stats, 1.0));
+        let mut events = submit(&tx, 5).await;
+        let mut at = Vec::new();
+        while let Some(ev) = events.recv().await {
+            at.push((ev, Instant::now() - t0));
+        }
+        // Step k ends at k x 10 ms; its token arrives 25 ms later, steps keep running meanwhile.
+        let expected: Vec<_> = (0..5u32)
+            .map(|k| (TokenEvent::Token { index: k }, Duration::from_millis(10 * u64::from(k + 1) + 25)))
+            .chain([(TokenEvent::Finished, Duration::from_millis(75))])
+            .collect();
+        assert_eq!(at, expected);
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,7 +22,8 @@ impl MetricsNaming {
     pub fn of_preset(preset: EnginePreset) -> MetricsNaming {
         match preset {
             EnginePreset::Vllm064 => MetricsNaming::Vllm064,
-            EnginePreset::VllmV1 => MetricsNaming::V1,
+            // The reference engine exposes V1's names (live/reference-engine/metrics.py).
+            EnginePreset::VllmV1 | EnginePreset::TransformersCb => MetricsNaming::V1,
         }
     }
 }

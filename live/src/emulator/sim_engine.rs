@@ -1,6 +1,7 @@
 //! The simulator's own engine model (`sim::instance::Instance`: vLLM's `Scheduler` plus the
 //! instance's step-time model) behind the emulator's `StepEngine`, so emulated and simulated
-//! instances batch, preempt and pace tokens by the same code.
+//! instances batch, preempt and pace tokens by the same code: the same step periods, async
+//! scheduling and output delay.
 //!
 //! Emulated requests carry no prefix identity (`RequestSpec::prefix` is `None`): prompts arrive
 //! as text or token ids, and the emulator does not hash them, so prefix caching never hits here.
@@ -58,8 +59,12 @@ impl StepEngine for SimEngine {
         self.instance.add_request(Request::new(&spec, req.arrival)).map_err(|r| r.reason.clone())
     }
 
-    fn begin_step(&mut self) -> Option<SimDuration> {
-        self.instance.begin_step()
+    fn begin_step(&mut self, now: SimTime) -> Option<SimDuration> {
+        self.instance.begin_step(now)
+    }
+
+    fn output_delay(&self) -> SimDuration {
+        self.instance.output_delay()
     }
 
     fn end_step(&mut self, now: SimTime, out: &mut StepOutput) {
@@ -73,7 +78,7 @@ impl StepEngine for SimEngine {
         let s = self.instance.scheduler();
         EngineLoad {
             running: s.num_running(),
-            waiting: s.num_waiting(),
+            waiting: self.instance.num_waiting(),
             kv_usage: s.kv_cache_usage(),
             preemptions_total: s.num_preemptions_total(),
             num_gpu_blocks: s.num_gpu_blocks(),

@@ -3,7 +3,9 @@
 //!
 //! Open loop: each request is spawned at its scheduled time and never waits for earlier ones, so
 //! slow responses cannot delay arrivals. Closed loop: the source releases a request when an earlier
-//! one finishes ([`RequestSource::on_request_finished`]). Requests go to the LB, or straight to an
+//! one finishes ([`RequestSource::on_request_finished`], at the instant the client saw the end),
+//! scheduled after the phase's `reissue_delay_s` exactly as the simulator schedules it (the same
+//! `WorkloadGenerator`), and it is sent at that time. Requests go to the LB, or straight to an
 //! instance picked by the scenario's `sim::router` policy over the same snapshot the simulator
 //! uses (LB-local in-flight counts, plus the last scrape of `/metrics` when samples are fed in).
 //!

@@ -28,7 +28,8 @@ impl ErrorStyle {
     pub fn of_preset(preset: EnginePreset) -> ErrorStyle {
         match preset {
             EnginePreset::Vllm064 => ErrorStyle::Flat,
-            EnginePreset::VllmV1 => ErrorStyle::Nested,
+            // The reference engine answers V1's nested body (live/reference-engine/protocol.py).
+            EnginePreset::VllmV1 | EnginePreset::TransformersCb => ErrorStyle::Nested,
         }
     }
 }

@@ -33,7 +33,7 @@ impl StepEngine for ToyEngine {
         Ok(())
     }
 
-    fn begin_step(&mut self) -> Option<SimDuration> {
+    fn begin_step(&mut self, _now: SimTime) -> Option<SimDuration> {
         while self.running.len() < self.max_running {
             let Some(r) = self.waiting.pop_front() else { break };
             self.running.push(r);

@@ -50,8 +50,14 @@ fn instance(name: &str, model: u32, port: u16) -> InstanceSpec {
             activation_reserve_bytes: 0,
             num_gpu_blocks_override: None,
             elastic: Default::default(),
+            async_scheduling: false,
         },
-        perf: PerfSpec::Roofline { mfu: 0.5, bandwidth_efficiency: 0.8, step_overhead_s: 0.001 },
+        perf: PerfSpec::Roofline {
+            mfu: 0.5,
+            bandwidth_efficiency: 0.8,
+            step_overhead_s: 0.001,
+            overheads: Default::default(),
+        },
         launch_command: None,
     }
 }
@@ -399,7 +405,7 @@ async fn live_run_drives_a_closed_loop_phase_by_completions() {
     let dir = tempfile::tempdir().unwrap();
     let mut sc = scenario(&["ok"], vec![], RouterPolicy::RoundRobin, 60.0);
     sc.workload.phases[0].num_requests = Some(7);
-    sc.workload.phases[0].arrival = ArrivalSpec::ClosedLoop { concurrency: 2 };
+    sc.workload.phases[0].arrival = ArrivalSpec::closed_loop(2);
     let report =
         live::run::live_run(&sc, std::path::Path::new("."), opts(Target::Lb(mock.url()), dir.path()))
             .await
@@ -407,6 +413,29 @@ async fn live_run_drives_a_closed_loop_phase_by_completions() {
     assert_eq!((report.load.sent, report.load.ok), (7, 7));
     assert!(mock.stats.max_active.load(Ordering::SeqCst) <= 2);
     assert_eq!(read_run_dir(dir.path()).unwrap().requests.len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_loop_client_waits_its_reissue_delay_before_sending_again() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sc = scenario(&["ok"], vec![], RouterPolicy::RoundRobin, 60.0);
+    sc.workload.phases[0].num_requests = Some(3);
+    sc.workload.phases[0].arrival =
+        ArrivalSpec::ClosedLoop { concurrency: 1, reissue_delay_s: DelayDist::Fixed { value: 0.2 } };
+    let report =
+        live::run::live_run(&sc, std::path::Path::new("."), opts(Target::Lb(mock.url()), dir.path()))
+            .await
+            .unwrap();
+    assert_eq!((report.load.sent, report.load.ok), (3, 3));
+    let mut rows = read_run_dir(dir.path()).unwrap().requests;
+    rows.sort_by_key(|r| r.id);
+    // The simulator's generator schedules each send 0.2 s after the previous request ended.
+    for w in rows.windows(2) {
+        let end = w[0].end_s.unwrap();
+        assert!(w[1].scheduled_s >= end + 0.2 - 1e-6, "{} < {} + 0.2", w[1].scheduled_s, end);
+        assert!(w[1].send_s >= w[1].scheduled_s - 1e-6);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

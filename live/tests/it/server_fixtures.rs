@@ -50,6 +50,7 @@ pub fn engine(preset: EnginePreset) -> EngineConfig {
         activation_reserve_bytes: 2 << 30,
         num_gpu_blocks_override: Some(256),
         elastic: Default::default(),
+        async_scheduling: false,
     }
 }
 
@@ -64,6 +65,8 @@ pub fn perf() -> PerfSpec {
             per_kv_token_s: 0.0,
             per_prefill_attn_pair_s: 0.0,
         },
+        overheads: Default::default(),
+        fit: None,
     }
 }
 

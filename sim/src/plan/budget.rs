@@ -103,7 +103,7 @@ pub(crate) fn scale(w: &mut WorkloadSpec, s: f64) {
                 *end_rate *= s;
                 p.duration_s = p.duration_s.map(|d| d / s);
             }
-            ArrivalSpec::ClosedLoop { concurrency } => {
+            ArrivalSpec::ClosedLoop { concurrency, .. } => {
                 *concurrency = ((f64::from(*concurrency) * s).round() as u32).max(1);
             }
             ArrivalSpec::Replay { speedup, .. } => {
@@ -171,13 +171,13 @@ mod tests {
     fn scaling_multiplies_rates_and_concurrency_but_keeps_counts() {
         let mut w = workload(vec![
             phase(ArrivalSpec::Gamma { rate: 10.0, burstiness: 0.5 }, None, Some(100)),
-            phase(ArrivalSpec::ClosedLoop { concurrency: 3 }, None, Some(50)),
+            phase(ArrivalSpec::closed_loop(3), None, Some(50)),
             phase(ArrivalSpec::Ramp { start_rate: 1.0, end_rate: 3.0 }, Some(10.0), None),
         ]);
         scale(&mut w, 1.5);
         assert_eq!(w.phases[0].arrival, ArrivalSpec::Gamma { rate: 15.0, burstiness: 0.5 });
         assert_eq!(w.phases[0].num_requests, Some(100));
-        assert_eq!(w.phases[1].arrival, ArrivalSpec::ClosedLoop { concurrency: 5 });
+        assert_eq!(w.phases[1].arrival, ArrivalSpec::closed_loop(5));
         assert_eq!(w.phases[2].arrival, ArrivalSpec::Ramp { start_rate: 1.5, end_rate: 4.5 });
         let d = w.phases[2].duration_s.unwrap();
         assert!((d - 10.0 / 1.5).abs() < 1e-12, "same expected count: {d}");

@@ -182,13 +182,10 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
     } else {
         opts.jobs
     };
-    // kvcached needs vLLM >= 0.8.4: a 0.6.4 variant can only share GPUs with static KV.
-    let v064: Vec<&str> = problem
-        .models
-        .iter()
-        .filter(|m| m.preset == EnginePreset::Vllm064)
-        .map(|m| m.name.as_str())
-        .collect();
+    // kvcached needs vLLM >= 0.8.4: a 0.6.4 (or transformers-cb) variant can only share GPUs with
+    // static KV.
+    let v064: Vec<&str> =
+        problem.models.iter().filter(|m| m.preset != EnginePreset::VllmV1).map(|m| m.name.as_str()).collect();
     let mut kv_modes = opts.kv_modes.clone();
     let mut notes = Vec::new();
     if !v064.is_empty() && kv_modes.contains(&KvCacheMode::Elastic) {
@@ -197,7 +194,7 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
             return Err(PlanError::BadOption {
                 option: "--kv",
                 reason: format!(
-                    "elastic KV (kvcached) needs vLLM >= 0.8.4 but {} run vllm-0.6.4 in variant \"{}\": \
+                    "elastic KV (kvcached) needs vLLM >= 0.8.4 but {} run vllm-0.6.4 or transformers-cb in variant \"{}\": \
                      plan a V1 variant (e.g. --variant managed) or allow --kv static",
                     v064.join(", "),
                     problem.variant
@@ -205,7 +202,7 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
             });
         }
         notes.push(format!(
-            "elastic KV not tried: variant \"{}\" runs vllm-0.6.4 and kvcached needs vLLM >= 0.8.4; \
+            "elastic KV not tried: variant \"{}\" runs vllm-0.6.4 or transformers-cb and kvcached needs vLLM >= 0.8.4; \
              plan a V1 variant (e.g. --variant managed) for elastic layouts",
             problem.variant
         ));

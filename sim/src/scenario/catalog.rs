@@ -43,7 +43,9 @@ pub fn gpu_catalog() -> Vec<GpuSpec> {
 ///
 /// Architecture numbers are the `config.json` of each Hugging Face repo (`num_hidden_layers`,
 /// `hidden_size`, `num_attention_heads`, `num_key_value_heads`, `intermediate_size`, `vocab_size`,
-/// `tie_word_embeddings`, `max_position_embeddings`); head_dim = hidden / heads = 128 for all three.
+/// `tie_word_embeddings`, `max_position_embeddings`); head_dim = hidden / heads = 128 for all of
+/// them. `qwen2.5-32b` is Qwen/Qwen2.5-32B-Instruct (64 layers, hidden 5120, 40 heads, 8 KV heads,
+/// intermediate 27648, vocab 152064, 32768 positions, bf16, untied embeddings).
 /// `llama-3.3-70b-awq` is served under the base model's name, as the seed does (`--quantization
 /// awq` with an AWQ checkpoint, `--served-model-name meta-llama/Llama-3.3-70B-Instruct`).
 pub fn model_catalog() -> Vec<ModelSpec> {
@@ -97,6 +99,18 @@ pub fn model_catalog() -> Vec<ModelSpec> {
             28,
             4,
             18944,
+            152064,
+            32768,
+            WeightFormat::Bf16,
+        ),
+        model(
+            "qwen2.5-32b",
+            "Qwen/Qwen2.5-32B-Instruct",
+            64,
+            5120,
+            40,
+            8,
+            27648,
             152064,
             32768,
             WeightFormat::Bf16,

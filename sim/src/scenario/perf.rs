@@ -2,13 +2,22 @@
 //!
 //! Order: the instance's own `profile = "file.toml"`; else the first file (by name) in
 //! `[perf] profiles_dir` whose `model`, `gpu` and `engine` keys match the instance; else
-//! `Roofline` with the `[perf]` parameters. The profile format is described in
+//! `Roofline` with the `[perf]` parameters and the engine preset's guessed CPU, CUDA-graph and
+//! pipeline costs (`perf_model::prior_overheads`). The profile format (v1: `[coefficients]`
+//! only; v2 adds `[cpu]`, `[pipeline]`, `[cuda_graphs]`, `[fit]`) is described in
 //! `profiles/README.md`. This module reads profile files; it does not compute step times.
 
 use super::error::{Ctx, ScenarioError};
-use super::raw::{RawCoefficients, RawPerf, RawProfile};
-use super::types::{EnginePreset, PerfSpec, StepCoefficients};
+use super::raw::{RawCoefficients, RawCpu, RawCudaGraphs, RawFit, RawPerf, RawPipeline, RawProfile};
+use super::types::{
+    CpuCost, CudaGraphSpec, EngineConfig, EnginePreset, FitInfo, ModelSpec, PerfSpec, StepCoefficients,
+    StepOverheads,
+};
+use crate::perf_model::{cuda_graph_rule, prior_overheads};
 use std::path::{Path, PathBuf};
+
+/// Longest capture-size list a profile may give (vLLM captures ~50 by default).
+const MAX_CAPTURE_SIZES: usize = 4096;
 
 /// A parsed profile file.
 #[derive(Clone, Debug)]
@@ -21,8 +30,20 @@ pub(crate) struct Profile {
     pub gpu: String,
     /// Engine preset.
     pub engine: EnginePreset,
-    /// The fitted coefficients.
+    /// The fitted GPU coefficients.
     pub coefficients: StepCoefficients,
+    /// `[cpu]` (zeros when absent).
+    pub cpu: CpuCost,
+    /// `[pipeline] async_scheduling` (None: the preset's).
+    pub async_scheduling: Option<bool>,
+    /// `[pipeline] output_delay_s` (0 when absent).
+    pub output_delay_s: f64,
+    /// `[cuda_graphs]` sizes and eager cost (no graphs when absent).
+    pub capture_sizes: Vec<u32>,
+    /// `[cuda_graphs] eager_fixed_s`.
+    pub eager_fixed_s: f64,
+    /// `[fit]`.
+    pub fit: Option<FitInfo>,
 }
 
 impl Profile {
@@ -30,8 +51,44 @@ impl Profile {
         self.model == model && self.gpu == gpu && self.engine == engine
     }
 
-    fn spec(&self) -> PerfSpec {
-        PerfSpec::Profile { path: self.path.display().to_string(), coefficients: self.coefficients.clone() }
+    /// The instance's perf spec from this profile; the CUDA-graph rule is the engine's.
+    fn resolve(&self, engine: &EngineConfig) -> ResolvedPerf {
+        let (decode_only, max_seq_len_to_capture) = cuda_graph_rule(engine);
+        ResolvedPerf {
+            spec: PerfSpec::Profile {
+                path: self.path.display().to_string(),
+                coefficients: self.coefficients.clone(),
+                overheads: StepOverheads {
+                    cpu: self.cpu.clone(),
+                    cuda_graphs: CudaGraphSpec {
+                        capture_sizes: self.capture_sizes.clone(),
+                        eager_fixed_s: self.eager_fixed_s,
+                        decode_only,
+                        max_seq_len_to_capture,
+                    },
+                    output_delay_s: self.output_delay_s,
+                },
+                fit: self.fit.clone(),
+            },
+            async_scheduling: self.async_scheduling,
+        }
+    }
+}
+
+/// An instance's step-time source, and the async scheduling its profile was measured with.
+pub(crate) struct ResolvedPerf {
+    /// The perf spec.
+    pub spec: PerfSpec,
+    /// `[pipeline] async_scheduling` of the profile, if it sets one.
+    pub async_scheduling: Option<bool>,
+}
+
+/// Seconds that must be finite and >= 0; the error names `path` and `field`.
+fn seconds(path: &Path, field: &str, v: f64) -> Result<f64, ScenarioError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(ScenarioError::new(path, field, format!("must be a finite number >= 0 seconds, got {v}")))
     }
 }
 
@@ -58,14 +115,37 @@ pub(crate) fn read_profile(path: &Path) -> Result<Profile, ScenarioError> {
         ("per_kv_token_s", per_kv_token_s),
         ("per_prefill_attn_pair_s", per_prefill_attn_pair_s),
     ] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(ScenarioError::new(
-                path,
-                format!("coefficients.{name}"),
-                format!("must be a finite number >= 0 seconds, got {v}"),
-            ));
-        }
+        seconds(path, &format!("coefficients.{name}"), v)?;
     }
+    let cpu = match raw.cpu {
+        None => CpuCost::default(),
+        Some(RawCpu { fixed_s, per_request_s }) => CpuCost {
+            fixed_s: seconds(path, "cpu.fixed_s", fixed_s)?,
+            per_request_s: seconds(path, "cpu.per_request_s", per_request_s)?,
+        },
+    };
+    let (async_scheduling, output_delay_s) = match raw.pipeline {
+        None => (None, 0.0),
+        Some(RawPipeline { async_scheduling, output_delay_s }) => {
+            let d = seconds(path, "pipeline.output_delay_s", output_delay_s)?;
+            if d > 60.0 {
+                return Err(ScenarioError::new(
+                    path,
+                    "pipeline.output_delay_s",
+                    format!("{d} s is not a pipeline delay (at most 60 s; is it in milliseconds?)"),
+                ));
+            }
+            (async_scheduling, d)
+        }
+    };
+    let (capture_sizes, eager_fixed_s) = match raw.cuda_graphs {
+        None => (Vec::new(), 0.0),
+        Some(RawCudaGraphs { capture_sizes, eager_fixed_s }) => {
+            check_capture_sizes(path, &capture_sizes)?;
+            (capture_sizes, seconds(path, "cuda_graphs.eager_fixed_s", eager_fixed_s)?)
+        }
+    };
+    let fit = raw.fit.map(|f| check_fit(path, f)).transpose()?;
     Ok(Profile {
         path: path.to_path_buf(),
         model: raw.model,
@@ -78,6 +158,64 @@ pub(crate) fn read_profile(path: &Path) -> Result<Profile, ScenarioError> {
             per_kv_token_s,
             per_prefill_attn_pair_s,
         },
+        cpu,
+        async_scheduling,
+        output_delay_s,
+        capture_sizes,
+        eager_fixed_s,
+        fit,
+    })
+}
+
+/// Capture sizes: strictly ascending token counts >= 1.
+fn check_capture_sizes(path: &Path, sizes: &[u32]) -> Result<(), ScenarioError> {
+    if sizes.len() > MAX_CAPTURE_SIZES {
+        return Err(ScenarioError::new(
+            path,
+            "cuda_graphs.capture_sizes",
+            format!("{} sizes; at most {MAX_CAPTURE_SIZES}", sizes.len()),
+        ));
+    }
+    if sizes.first() == Some(&0) {
+        return Err(ScenarioError::new(
+            path,
+            "cuda_graphs.capture_sizes[0]",
+            "a capture size is at least 1 token",
+        ));
+    }
+    if let Some(i) = sizes.windows(2).position(|w| w[0] >= w[1]) {
+        return Err(ScenarioError::new(
+            path,
+            format!("cuda_graphs.capture_sizes[{}]", i + 1),
+            format!("sizes must be strictly ascending, but {} follows {}", sizes[i + 1], sizes[i]),
+        ));
+    }
+    Ok(())
+}
+
+/// `[fit]`: finite figures, residuals >= 0.
+fn check_fit(path: &Path, f: RawFit) -> Result<FitInfo, ScenarioError> {
+    if !f.r2.is_finite() {
+        return Err(ScenarioError::new(path, "fit.r2", format!("must be a finite number, got {}", f.r2)));
+    }
+    for (name, v) in
+        [("residual_p50", f.residual_p50), ("residual_p90", f.residual_p90), ("residual_p99", f.residual_p99)]
+    {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(ScenarioError::new(
+                path,
+                format!("fit.{name}"),
+                format!("a relative residual must be a finite number >= 0, got {v}"),
+            ));
+        }
+    }
+    Ok(FitInfo {
+        num_steps: f.num_steps,
+        r2: f.r2,
+        residual_p50: f.residual_p50,
+        residual_p90: f.residual_p90,
+        residual_p99: f.residual_p99,
+        data: f.data,
     })
 }
 
@@ -113,14 +251,15 @@ pub(crate) fn check_perf(ctx: Ctx<'_>, perf: &RawPerf) -> Result<(), ScenarioErr
     Ok(())
 }
 
-/// What one instance is asked to run: names used to match profiles.
+/// What one instance is asked to run: names used to match profiles, and the engine whose preset
+/// gives the prior's costs and the CUDA-graph rule.
 pub(crate) struct PerfKey<'a> {
-    /// Catalogue name of the instance's model.
-    pub model: &'a str,
+    /// The instance's model.
+    pub model: &'a ModelSpec,
     /// Catalogue name of its GPU.
     pub gpu: &'a str,
-    /// Its engine preset.
-    pub engine: EnginePreset,
+    /// Its engine, preset and knobs resolved.
+    pub engine: &'a EngineConfig,
 }
 
 /// The step-time source of one instance (`field` is its `instances[i].profile` path).
@@ -131,38 +270,43 @@ pub(crate) fn perf_for_instance(
     key: &PerfKey<'_>,
     scanned: &[Profile],
     perf: &RawPerf,
-) -> Result<PerfSpec, ScenarioError> {
+) -> Result<ResolvedPerf, ScenarioError> {
+    let preset = key.engine.preset;
     if let Some(file) = explicit {
         let path = ctx.resolve_path(file);
         if !path.is_file() {
             return Err(ctx.err(field, format!("profile file {} does not exist", path.display())));
         }
         let profile = read_profile(&path)?;
-        if !profile.matches(key.model, key.gpu, key.engine) {
+        if !profile.matches(&key.model.name, key.gpu, preset) {
             return Err(ctx.err(
                 field,
                 format!(
-                    "{} was fitted for model \"{}\" on \"{}\" with {:?}, but this instance runs \
-                     \"{}\" on \"{}\" with {:?}; use a matching profile or drop `profile` to fall \
+                    "{} was fitted for model \"{}\" on \"{}\" with \"{}\", but this instance runs \
+                     \"{}\" on \"{}\" with \"{}\"; use a matching profile or drop `profile` to fall \
                      back to the roofline prior",
                     path.display(),
                     profile.model,
                     profile.gpu,
-                    profile.engine,
-                    key.model,
+                    profile.engine.name(),
+                    key.model.name,
                     key.gpu,
-                    key.engine
+                    preset.name()
                 ),
             ));
         }
-        return Ok(profile.spec());
+        return Ok(profile.resolve(key.engine));
     }
-    if let Some(p) = scanned.iter().find(|p| p.matches(key.model, key.gpu, key.engine)) {
-        return Ok(p.spec());
+    if let Some(p) = scanned.iter().find(|p| p.matches(&key.model.name, key.gpu, preset)) {
+        return Ok(p.resolve(key.engine));
     }
-    Ok(PerfSpec::Roofline {
-        mfu: perf.mfu,
-        bandwidth_efficiency: perf.bandwidth_efficiency,
-        step_overhead_s: perf.step_overhead_s,
+    Ok(ResolvedPerf {
+        spec: PerfSpec::Roofline {
+            mfu: perf.mfu,
+            bandwidth_efficiency: perf.bandwidth_efficiency,
+            step_overhead_s: perf.step_overhead_s,
+            overheads: prior_overheads(key.model, key.engine),
+        },
+        async_scheduling: None,
     })
 }

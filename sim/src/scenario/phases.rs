@@ -6,8 +6,8 @@
 //! one's.
 
 use super::error::{Ctx, ScenarioError, quoted_list};
-use super::raw::{RawArrival, RawDist, RawPhase, RawPrefix, RawWorkload};
-use super::types::{ArrivalSpec, LengthDist, ModelSpec, PhaseSpec, PrefixSpec, WorkloadSpec};
+use super::raw::{RawArrival, RawDelay, RawDelayDist, RawDist, RawPhase, RawPrefix, RawWorkload};
+use super::types::{ArrivalSpec, DelayDist, LengthDist, ModelSpec, PhaseSpec, PrefixSpec, WorkloadSpec};
 use crate::ids::ModelId;
 use crate::workload::{load_empirical_column, phase_from_custom_json};
 
@@ -105,6 +105,41 @@ fn positive(ctx: Ctx<'_>, field: String, v: f64, what: &str) -> Result<(), Scena
     }
 }
 
+/// A closed-loop client's re-issue delay (default 0: it sends again the instant its request ends).
+fn resolve_delay(ctx: Ctx<'_>, field: &str, raw: Option<&RawDelay>) -> Result<DelayDist, ScenarioError> {
+    let check = |name: Option<&str>, v: f64| {
+        if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+            Ok(())
+        } else {
+            let field = name.map_or_else(|| field.to_string(), |n| format!("{field}.{n}"));
+            Err(ctx.err(field, format!("a delay must be a number of seconds in [0, 86400], got {v}")))
+        }
+    };
+    Ok(match raw {
+        None => DelayDist::default(),
+        Some(RawDelay::Fixed(v)) => {
+            check(None, *v)?;
+            DelayDist::Fixed { value: *v }
+        }
+        Some(RawDelay::Dist(RawDelayDist::Fixed { value })) => {
+            check(Some("value"), *value)?;
+            DelayDist::Fixed { value: *value }
+        }
+        Some(RawDelay::Dist(RawDelayDist::Uniform { min, max })) => {
+            check(Some("min"), *min)?;
+            check(Some("max"), *max)?;
+            if min > max {
+                return Err(ctx.err(format!("{field}.max"), format!("max ({max}) must be >= min ({min})")));
+            }
+            DelayDist::Uniform { min: *min, max: *max }
+        }
+        Some(RawDelay::Dist(RawDelayDist::Exponential { mean })) => {
+            check(Some("mean"), *mean)?;
+            DelayDist::Exponential { mean: *mean }
+        }
+    })
+}
+
 fn resolve_arrival(
     ctx: Ctx<'_>,
     field: &str,
@@ -143,11 +178,12 @@ fn resolve_arrival(
             }
             ArrivalSpec::Ramp { start_rate, end_rate }
         }
-        RawArrival::ClosedLoop { concurrency } => {
+        RawArrival::ClosedLoop { concurrency, ref reissue_delay_s } => {
             if concurrency == 0 {
                 return Err(ctx.err(f("concurrency"), "concurrency must be at least 1"));
             }
-            ArrivalSpec::ClosedLoop { concurrency }
+            let reissue_delay_s = resolve_delay(ctx, &f("reissue_delay_s"), reissue_delay_s.as_ref())?;
+            ArrivalSpec::ClosedLoop { concurrency, reissue_delay_s }
         }
         RawArrival::Replay { ref path, speedup } => {
             positive(ctx, f("speedup"), speedup, "speedup")?;
@@ -368,13 +404,14 @@ fn custom_json_phase(
             ctx.err(f("num_requests"), "a custom_json phase needs num_requests (the seed's --num-requests)")
         );
     };
-    let concurrency = match &raw.arrival {
-        None => None,
-        Some(RawArrival::ClosedLoop { concurrency }) => {
+    let (concurrency, reissue_delay) = match &raw.arrival {
+        None => (None, DelayDist::default()),
+        Some(RawArrival::ClosedLoop { concurrency, reissue_delay_s }) => {
             if *concurrency == 0 {
                 return Err(ctx.err(f("arrival.concurrency"), "concurrency must be at least 1"));
             }
-            Some(*concurrency)
+            let delay = resolve_delay(ctx, &f("arrival.reissue_delay_s"), reissue_delay_s.as_ref())?;
+            (Some(*concurrency), delay)
         }
         Some(_) => {
             return Err(ctx.err(
@@ -393,5 +430,8 @@ fn custom_json_phase(
         .map_err(|e| ctx.err(f("custom_json"), e.to_string()))?;
     phase.name = name;
     phase.duration_s = raw.duration_s;
+    if let ArrivalSpec::ClosedLoop { reissue_delay_s, .. } = &mut phase.arrival {
+        *reissue_delay_s = reissue_delay;
+    }
     Ok(phase)
 }

@@ -1,4 +1,5 @@
-//! Engine presets: vLLM's defaults per version, and how explicit knobs change the derived ones.
+//! Engine presets: vLLM's defaults per version (and the reference engine's, transformers
+//! continuous batching), and how explicit knobs change the derived ones.
 //!
 //! vLLM derives some defaults from others (chunked prefill from `max_model_len`, the token budget
 //! from chunked prefill, V1's batch sizes from the GPU), so a preset is a function of what the
@@ -34,6 +35,20 @@ const GIB: u64 = 1 << 30;
 /// - `elastic`: kvcached's defaults (see `ElasticKvConfig`).
 /// - `activation_reserve_bytes`: see [`default_activation_reserve_bytes`].
 /// - `num_gpu_blocks_override`: none.
+/// - `async_scheduling`: V1: on (vllm 0.33.0 `vllm/config/vllm.py` `VllmConfig.__post_init__`
+///   turns `SchedulerConfig.async_scheduling = None` on unless an incompatible option is set; it
+///   was an opt-in `False` up to vllm 0.11.0 `vllm/config/scheduler.py`); 0.6.4: off (the V0
+///   engine has no async scheduling: `LLMEngine.step` schedules, runs and processes in turn; its
+///   async output processing overlaps only detokenization).
+///
+/// `transformers-cb` (transformers 5.17 `generation/configuration_utils.py`
+/// `ContinuousBatchingConfig` as the reference engine sets it up): block_size 256, 8192 batch
+/// tokens (`max_batch_tokens`), 1024 requests per batch (`max_requests_per_batch` fallback),
+/// chunked prefill always (prompts longer than the token budget are split), no prefix caching
+/// (the reference engine turns `allow_block_sharing` off), async batching on. Its KV cache is
+/// `max_memory_percent` (0.9) of the memory left after the weights; here it is sized with vLLM's
+/// rule at `gpu_memory_utilization` 0.9 (a guess: set `num_gpu_blocks_override` to the engine's
+/// logged block count for an exact figure).
 pub fn engine_preset_defaults(preset: EnginePreset, model: &ModelSpec) -> EngineConfig {
     derive_engine(preset, model, true, &RawEngine::default())
 }
@@ -58,7 +73,8 @@ pub fn default_activation_reserve_bytes(
     let context = GIB / 2;
     let graphs = match preset {
         EnginePreset::Vllm064 => 0,
-        EnginePreset::VllmV1 => GIB / 2,
+        // transformers-cb: a guess, as V1 (graphs of up to 512 tokens, captured while serving).
+        EnginePreset::VllmV1 | EnginePreset::TransformersCb => GIB / 2,
     };
     let width = 4 * u64::from(model.hidden_size) + 2 * u64::from(model.intermediate_size);
     let activations = u64::from(max_num_batched_tokens).saturating_mul(width).saturating_mul(2);
@@ -85,20 +101,20 @@ pub(crate) fn derive_engine(
     let max_model_len = set.max_model_len.unwrap_or(model.max_position_embeddings);
     let enable_chunked_prefill = set.enable_chunked_prefill.unwrap_or(match preset {
         EnginePreset::Vllm064 => max_model_len > 32768,
-        EnginePreset::VllmV1 => true,
+        EnginePreset::VllmV1 | EnginePreset::TransformersCb => true,
     });
     let (v1_budget, v1_seqs) = if large_gpu { (8192, 1024) } else { (2048, 256) };
-    let max_num_batched_tokens = set.max_num_batched_tokens.unwrap_or(if enable_chunked_prefill {
-        match preset {
-            EnginePreset::Vllm064 => 512,
-            EnginePreset::VllmV1 => v1_budget,
-        }
-    } else {
-        max_model_len.max(2048)
-    });
+    let max_num_batched_tokens =
+        set.max_num_batched_tokens.unwrap_or(match (preset, enable_chunked_prefill) {
+            (EnginePreset::TransformersCb, _) => 8192,
+            (EnginePreset::Vllm064, true) => 512,
+            (EnginePreset::VllmV1, true) => v1_budget,
+            (_, false) => max_model_len.max(2048),
+        });
     let max_num_seqs = set.max_num_seqs.unwrap_or(match preset {
         EnginePreset::Vllm064 => 256,
         EnginePreset::VllmV1 => v1_seqs,
+        EnginePreset::TransformersCb => 1024,
     });
     let activation_reserve_bytes = match (set.activation_reserve_bytes, set.activation_reserve_gib) {
         (Some(bytes), _) => bytes,
@@ -110,10 +126,13 @@ pub(crate) fn derive_engine(
         preset,
         max_num_seqs,
         max_num_batched_tokens,
-        block_size: set.block_size.unwrap_or(16),
+        block_size: set.block_size.unwrap_or(match preset {
+            EnginePreset::TransformersCb => 256,
+            EnginePreset::Vllm064 | EnginePreset::VllmV1 => 16,
+        }),
         gpu_memory_utilization: set.gpu_memory_utilization.unwrap_or(0.9),
         enable_prefix_caching: set.enable_prefix_caching.unwrap_or(match (preset, kv_cache) {
-            (_, KvCacheMode::Elastic) | (EnginePreset::Vllm064, _) => false,
+            (_, KvCacheMode::Elastic) | (EnginePreset::Vllm064 | EnginePreset::TransformersCb, _) => false,
             (EnginePreset::VllmV1, KvCacheMode::Static) => true,
         }),
         enable_chunked_prefill,
@@ -122,6 +141,10 @@ pub(crate) fn derive_engine(
         activation_reserve_bytes,
         num_gpu_blocks_override: set.num_gpu_blocks_override,
         elastic: derive_elastic(set),
+        async_scheduling: set.async_scheduling.unwrap_or(match preset {
+            EnginePreset::Vllm064 => false,
+            EnginePreset::VllmV1 | EnginePreset::TransformersCb => true,
+        }),
     }
 }
 

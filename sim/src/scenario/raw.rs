@@ -126,6 +126,7 @@ pub(crate) struct RawEngine {
     pub activation_reserve_gib: Option<f64>,
     pub num_gpu_blocks_override: Option<u32>,
     pub elastic: Option<RawElastic>,
+    pub async_scheduling: Option<bool>,
 }
 
 /// `elastic = { ... }` inside an engine table: kvcached's knobs, every one optional.
@@ -196,6 +197,7 @@ impl RawEngine {
                 (Some(a), Some(b)) => Some(a.overlaid_by(b)),
                 (a, b) => b.clone().or_else(|| a.clone()),
             },
+            async_scheduling: top.async_scheduling.or(self.async_scheduling),
         }
     }
 
@@ -219,6 +221,7 @@ impl RawEngine {
             "activation_reserve_gib" => self.activation_reserve_gib.is_some(),
             "num_gpu_blocks_override" => self.num_gpu_blocks_override.is_some(),
             "elastic" => self.elastic.is_some(),
+            "async_scheduling" => self.async_scheduling.is_some(),
             _ => false,
         }
     }
@@ -353,12 +356,30 @@ pub(crate) enum RawArrival {
     },
     ClosedLoop {
         concurrency: u32,
+        reissue_delay_s: Option<RawDelay>,
     },
     Replay {
         path: String,
         #[serde(default = "one")]
         speedup: f64,
     },
+}
+
+/// A closed-loop client's re-issue delay: seconds, or a distribution of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawDelay {
+    Fixed(f64),
+    Dist(RawDelayDist),
+}
+
+/// `reissue_delay_s = { dist = "...", ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RawDelayDist {
+    Fixed { value: f64 },
+    Uniform { min: f64, max: f64 },
+    Exponential { mean: f64 },
 }
 
 /// `input_tokens = { dist = "...", ... }`.
@@ -471,7 +492,7 @@ pub(crate) struct RawVariant {
     pub set: toml::Table,
 }
 
-/// A step-time profile file (`profiles/*.toml`).
+/// A step-time profile file (`profiles/*.toml`), format v1 (`[coefficients]` only) or v2.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProfile {
@@ -483,9 +504,13 @@ pub(crate) struct RawProfile {
     #[allow(dead_code)]
     pub source: String,
     pub coefficients: RawCoefficients,
+    pub cpu: Option<RawCpu>,
+    pub pipeline: Option<RawPipeline>,
+    pub cuda_graphs: Option<RawCudaGraphs>,
+    pub fit: Option<RawFit>,
 }
 
-/// `[coefficients]` of a profile file.
+/// `[coefficients]` of a profile file: GPU time.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCoefficients {
@@ -495,4 +520,51 @@ pub(crate) struct RawCoefficients {
     pub per_kv_token_s: f64,
     #[serde(default)]
     pub per_prefill_attn_pair_s: f64,
+}
+
+/// `[cpu]` of a profile file: CPU time per step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCpu {
+    #[serde(default)]
+    pub fixed_s: f64,
+    #[serde(default)]
+    pub per_request_s: f64,
+}
+
+/// `[pipeline]` of a profile file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPipeline {
+    pub async_scheduling: Option<bool>,
+    #[serde(default)]
+    pub output_delay_s: f64,
+}
+
+/// `[cuda_graphs]` of a profile file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCudaGraphs {
+    #[serde(default)]
+    pub capture_sizes: Vec<u32>,
+    #[serde(default)]
+    pub eager_fixed_s: f64,
+}
+
+/// `[fit]` of a profile file (written by `calibrate`; informational).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFit {
+    #[serde(default)]
+    pub num_steps: u64,
+    #[serde(default)]
+    pub r2: f64,
+    #[serde(default)]
+    pub residual_p50: f64,
+    #[serde(default)]
+    pub residual_p90: f64,
+    #[serde(default)]
+    pub residual_p99: f64,
+    #[serde(default)]
+    pub data: Vec<String>,
 }

@@ -33,6 +33,10 @@ const MAX_GPUS: u32 = 4096;
 /// vLLM's `--block-size` choices on CUDA.
 const BLOCK_SIZES: [u32; 6] = [1, 8, 16, 32, 64, 128];
 
+/// transformers' continuous batching takes any block size of at least 4 tokens
+/// (`ContinuousBatchingConfig.block_size`); the upper bound guards against unit mistakes.
+const CB_BLOCK_SIZES: std::ops::RangeInclusive<u32> = 4..=4096;
+
 /// Names and description of the variant being resolved.
 pub(crate) struct VariantInfo<'a> {
     /// Variant name.
@@ -120,7 +124,8 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         check_engine_knobs(ctx, &f("engine"), &ri.engine)?;
         let merged = raw.defaults.engine.overlaid_by(&ri.engine);
         let preset = merged.preset.unwrap_or(EnginePreset::VllmV1);
-        let engine = derive_engine(preset, model, gets_large_batch_defaults(gpu), &merged);
+        let mut engine = derive_engine(preset, model, gets_large_batch_defaults(gpu), &merged);
+        check_block_size(ctx, &engine, &engine_field(i, "block_size"))?;
         if engine.max_num_batched_tokens < engine.max_num_seqs {
             return Err(ctx.err(
                 engine_field(i, "max_num_batched_tokens"),
@@ -143,8 +148,15 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
             ));
         }
         check_elastic(ctx, &engine, &|knob: &str| engine_field(i, knob))?;
-        let key = PerfKey { model: &model.name, gpu: &gpu.name, engine: preset };
-        let perf = perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &profiles, &raw.perf)?;
+        let key = PerfKey { model, gpu: &gpu.name, engine: &engine };
+        let resolved =
+            perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &profiles, &raw.perf)?;
+        // A profile measured with (or without) async scheduling says how the engine ran, unless
+        // the scenario sets the knob itself.
+        if let (Some(a), false) = (resolved.async_scheduling, merged.sets("async_scheduling")) {
+            engine.async_scheduling = a;
+        }
+        let perf = resolved.spec;
         instances.push(InstanceSpec {
             name,
             model: model_id,
@@ -233,6 +245,21 @@ fn resolve_contention(ctx: Ctx<'_>, c: Option<&RawContention>) -> Result<Content
     }
 }
 
+/// vLLM's block sizes for vLLM presets; transformers' range for `transformers-cb`.
+fn check_block_size(ctx: Ctx<'_>, e: &super::types::EngineConfig, field: &str) -> Result<(), ScenarioError> {
+    let b = e.block_size;
+    match e.preset {
+        EnginePreset::TransformersCb if !CB_BLOCK_SIZES.contains(&b) => Err(ctx.err(
+            field,
+            format!("{b} is outside transformers' continuous-batching block sizes {CB_BLOCK_SIZES:?}"),
+        )),
+        EnginePreset::Vllm064 | EnginePreset::VllmV1 if !BLOCK_SIZES.contains(&b) => {
+            Err(ctx.err(field, format!("{b} is not one of vLLM's block sizes {BLOCK_SIZES:?}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Elastic KV needs a V1 engine (kvcached supports vLLM >= 0.8.4) and a consistent reserve.
 fn check_elastic(
     ctx: Ctx<'_>,
@@ -242,11 +269,14 @@ fn check_elastic(
     if e.kv_cache != KvCacheMode::Elastic {
         return Ok(());
     }
-    if e.preset == EnginePreset::Vllm064 {
+    if e.preset != EnginePreset::VllmV1 {
         return Err(ctx.err(
             field("kv_cache"),
-            "kv_cache = \"elastic\" is kvcached, which needs vLLM >= 0.8.4: use preset = \"vllm-v1\" \
-             (vllm-0.6.4 can only run static KV)",
+            format!(
+                "kv_cache = \"elastic\" is kvcached, which needs vLLM >= 0.8.4: use preset = \"vllm-v1\" \
+                 ({} can only run static KV)",
+                e.preset.name()
+            ),
         ));
     }
     let x = &e.elastic;
@@ -278,9 +308,6 @@ fn check_engine_knobs(ctx: Ctx<'_>, field: &str, e: &RawEngine) -> Result<(), Sc
         if val == Some(0) {
             return Err(ctx.err(f(n), "must be at least 1"));
         }
-    }
-    if let Some(b) = e.block_size.filter(|b| !BLOCK_SIZES.contains(b)) {
-        return Err(ctx.err(f("block_size"), format!("{b} is not one of vLLM's block sizes {BLOCK_SIZES:?}")));
     }
     if e.activation_reserve_bytes.is_some() && e.activation_reserve_gib.is_some() {
         return Err(ctx.err(

@@ -150,7 +150,7 @@ pub struct ModelSpec {
     pub kv_cache_dtype_bytes: u32,
 }
 
-/// Which vLLM generation an instance's defaults and scheduling rules follow.
+/// Which engine (and which vLLM generation) an instance's defaults and scheduling rules follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EnginePreset {
@@ -160,6 +160,26 @@ pub enum EnginePreset {
     /// Current vLLM V1 defaults.
     #[serde(rename = "vllm-v1")]
     VllmV1,
+    /// Hugging Face transformers 5.17 continuous batching as the reference engine
+    /// (`live/reference-engine/`) runs it: not vLLM.
+    #[serde(rename = "transformers-cb")]
+    TransformersCb,
+}
+
+impl EnginePreset {
+    /// The name scenario and profile files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnginePreset::Vllm064 => "vllm-0.6.4",
+            EnginePreset::VllmV1 => "vllm-v1",
+            EnginePreset::TransformersCb => "transformers-cb",
+        }
+    }
+
+    /// Whether the engine is vLLM (either generation).
+    pub fn is_vllm(self) -> bool {
+        matches!(self, EnginePreset::Vllm064 | EnginePreset::VllmV1)
+    }
 }
 
 /// How an instance's KV cache memory is provisioned.
@@ -200,6 +220,12 @@ pub struct EngineConfig {
     /// kvcached's knobs, used when `kv_cache` is elastic.
     #[serde(default)]
     pub elastic: ElasticKvConfig,
+    /// Schedule step n+1 while step n runs (vLLM V1's `async_scheduling`, transformers'
+    /// `use_async_batching`): CPU time overlaps GPU time, a request arriving during step n joins
+    /// step n+2, and a finished request's blocks come back one step later. Off: the engine
+    /// schedules, runs and processes each step in turn.
+    #[serde(default)]
+    pub async_scheduling: bool,
 }
 
 /// One engine instance: a model on a GPU at a port.
@@ -221,7 +247,8 @@ pub struct InstanceSpec {
     pub launch_command: Option<String>,
 }
 
-/// Where an instance's step times come from.
+/// Where an instance's step times come from: the GPU part (a roofline prior or fitted
+/// coefficients) and the rest of the step model (CPU time, CUDA graphs, output delay).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum PerfSpec {
@@ -231,19 +258,38 @@ pub enum PerfSpec {
         mfu: f64,
         /// Achieved fraction of peak HBM bandwidth.
         bandwidth_efficiency: f64,
-        /// Fixed per-step overhead (scheduling, sampling, launch), seconds.
+        /// Fixed GPU time per step (sampling, launch gaps), seconds.
         step_overhead_s: f64,
+        /// CPU time, CUDA graphs and output delay: the engine preset's documented guesses.
+        #[serde(default)]
+        overheads: StepOverheads,
     },
-    /// Linear coefficients fitted from live traces.
+    /// Coefficients fitted from live traces (a profile file).
     Profile {
         /// File the coefficients were read from.
         path: String,
-        /// The coefficients.
+        /// GPU time coefficients.
         coefficients: StepCoefficients,
+        /// CPU time, CUDA graphs and output delay from the file's `[cpu]`, `[cuda_graphs]` and
+        /// `[pipeline]` sections.
+        #[serde(default)]
+        overheads: StepOverheads,
+        /// The file's `[fit]` section (informational).
+        #[serde(default)]
+        fit: Option<FitInfo>,
     },
 }
 
-/// Step time = fixed + per prefill token + per decoding sequence + per KV token read
+impl PerfSpec {
+    /// CPU time, CUDA graphs and output delay of either source.
+    pub fn overheads(&self) -> &StepOverheads {
+        match self {
+            PerfSpec::Roofline { overheads, .. } | PerfSpec::Profile { overheads, .. } => overheads,
+        }
+    }
+}
+
+/// GPU step time = fixed + per prefill token + per decoding sequence + per KV token read
 /// (+ prefill tokens x context tokens for attention), all in seconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepCoefficients {
@@ -251,13 +297,70 @@ pub struct StepCoefficients {
     pub fixed_s: f64,
     /// Seconds per prompt token computed in the step.
     pub per_prefill_token_s: f64,
-    /// Seconds per sequence decoding one token in the step.
+    /// Seconds per sequence decoding one token in the step (and per CUDA-graph padding token).
     pub per_decode_seq_s: f64,
     /// Seconds per KV-cache token read by attention in the step (context of every scheduled sequence).
     pub per_kv_token_s: f64,
     /// Seconds per (prefill token x its context length) pair: quadratic attention cost of long prompts.
     #[serde(default)]
     pub per_prefill_attn_pair_s: f64,
+}
+
+/// The parts of a step's cost besides the GPU's arithmetic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepOverheads {
+    /// CPU time of a step (scheduling, input preparation, output processing).
+    #[serde(default)]
+    pub cpu: CpuCost,
+    /// CUDA-graph padding and the cost of steps run without graphs.
+    #[serde(default)]
+    pub cuda_graphs: CudaGraphSpec,
+    /// Seconds from a step's end until the client sees its tokens (the pipeline delay).
+    #[serde(default)]
+    pub output_delay_s: f64,
+}
+
+/// CPU time of one step: `fixed_s + per_request_s x scheduled requests`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuCost {
+    /// Seconds per step regardless of batch.
+    pub fixed_s: f64,
+    /// Seconds per request scheduled in the step.
+    pub per_request_s: f64,
+}
+
+/// When a step runs a CUDA graph, padded to a captured size, and what a step without one costs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CudaGraphSpec {
+    /// Captured sizes in query tokens, ascending; empty: no graphs (no padding, no eager cost).
+    pub capture_sizes: Vec<u32>,
+    /// Seconds added to a step that runs without a graph (kernel launches).
+    pub eager_fixed_s: f64,
+    /// Graphs serve only pure-decode batches (vLLM 0.6.4); mixed prefill steps run eagerly.
+    #[serde(default)]
+    pub decode_only: bool,
+    /// A batch whose longest context exceeds this runs eagerly (vLLM 0.6.4's
+    /// `max_seq_len_to_capture`); `None`: no limit.
+    #[serde(default)]
+    pub max_seq_len_to_capture: Option<u32>,
+}
+
+/// How well a profile's coefficients fit the data they came from (a profile's `[fit]`, written by
+/// `calibrate`; informational).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitInfo {
+    /// Steps in the fit.
+    pub num_steps: u64,
+    /// Coefficient of determination.
+    pub r2: f64,
+    /// Median relative residual `|pred - meas| / meas`.
+    pub residual_p50: f64,
+    /// 90th percentile relative residual.
+    pub residual_p90: f64,
+    /// 99th percentile relative residual.
+    pub residual_p99: f64,
+    /// Run dirs used.
+    pub data: Vec<String>,
 }
 
 /// The load balancer's policy and parameters.
@@ -363,6 +466,9 @@ pub enum ArrivalSpec {
     ClosedLoop {
         /// In-flight requests per model of the mix.
         concurrency: u32,
+        /// How long a client waits after its request ends before it sends the next (0: at once).
+        #[serde(default)]
+        reissue_delay_s: DelayDist,
     },
     /// Arrivals, models and lengths replayed from a recorded run dir or trace CSV.
     Replay {
@@ -371,6 +477,49 @@ pub enum ArrivalSpec {
         /// Multiply inter-arrival gaps by 1/speedup.
         speedup: f64,
     },
+}
+
+impl ArrivalSpec {
+    /// Closed loop with `concurrency` clients per model that re-send at once.
+    pub fn closed_loop(concurrency: u32) -> ArrivalSpec {
+        ArrivalSpec::ClosedLoop { concurrency, reissue_delay_s: DelayDist::default() }
+    }
+}
+
+/// A distribution of delays in seconds (a closed-loop client's re-issue delay).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "snake_case")]
+pub enum DelayDist {
+    /// Always `value` seconds.
+    Fixed {
+        /// Seconds.
+        value: f64,
+    },
+    /// Uniform on `[min, max]` seconds.
+    Uniform {
+        /// Shortest.
+        min: f64,
+        /// Longest.
+        max: f64,
+    },
+    /// Exponential with this mean, seconds.
+    Exponential {
+        /// Mean seconds.
+        mean: f64,
+    },
+}
+
+impl Default for DelayDist {
+    fn default() -> Self {
+        DelayDist::Fixed { value: 0.0 }
+    }
+}
+
+impl DelayDist {
+    /// Whether every draw is zero (a client re-sends at the instant its request ends).
+    pub fn is_zero(&self) -> bool {
+        matches!(self, DelayDist::Fixed { value } if *value == 0.0)
+    }
 }
 
 /// Token-length distributions; samples are rounded and clamped to `[min, max]`.

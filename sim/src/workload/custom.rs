@@ -88,7 +88,7 @@ pub fn phase_from_custom_json(
         name: path.file_stem().map_or_else(|| "custom".into(), |s| s.to_string_lossy().into_owned()),
         duration_s: None,
         num_requests: Some(num_requests),
-        arrival: ArrivalSpec::ClosedLoop { concurrency },
+        arrival: ArrivalSpec::closed_loop(concurrency),
         mix,
         input_tokens: LengthDist::Empirical {
             source: format!("{} prompts (characters / 4)", path.display()),

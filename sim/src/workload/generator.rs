@@ -12,7 +12,7 @@
 //! or the live harness) peeks the next issue time, pops requests, and reports completions.
 
 use super::arrivals::ArrivalClock;
-use super::closed_loop::ClosedLoop;
+use super::closed_loop::{ClosedLoop, ReissueDelay};
 pub use super::error::WorkloadError;
 use super::plan::{PhaseKind, PhasePlan, PrefixPlan, compile};
 use super::replay::{ReplayCursor, ReplayItem, scale};
@@ -247,8 +247,9 @@ impl WorkloadGenerator {
         }
     }
 
-    /// Tells the generator request `id` ended (any status) at `now`. A closed-loop client sends
-    /// its next request at `now` (unless the phase's bounds are reached); a closed-loop phase ends,
+    /// Tells the generator request `id` ended (any status) at `now`, as its client saw it. A
+    /// closed-loop client sends its next request its re-issue delay after `now` (unless the
+    /// phase's bounds are reached); a closed-loop phase ends,
     /// and the next starts, when its last request ends. Ids of open-loop or earlier phases are
     /// ignored.
     pub fn on_request_finished(&mut self, id: RequestId, now: SimTime) {
@@ -293,8 +294,9 @@ impl WorkloadGenerator {
             let phase = idx as u32;
             let end = plan.duration.map(|d| at + d);
             let kind = match &plan.kind {
-                PhaseKind::Closed { concurrency, models } => {
-                    ActiveKind::Closed(ClosedLoop::start(at, models, *concurrency, end, plan.limit))
+                PhaseKind::Closed { concurrency, models, reissue_delay } => {
+                    let delay = ReissueDelay::new(reissue_delay, self.seed, phase, self.num_models);
+                    ActiveKind::Closed(ClosedLoop::start(at, models, *concurrency, end, plan.limit, delay))
                 }
                 PhaseKind::Open(process) => ActiveKind::Open(OpenLoop {
                     source: OpenSource::Clock(ArrivalClock::new(

@@ -7,7 +7,7 @@ use super::error::WorkloadError;
 use super::lengths::LengthSampler;
 use super::replay::ReplayPlan;
 use crate::ids::ModelId;
-use crate::scenario::{ArrivalSpec, PhaseSpec, WorkloadSpec};
+use crate::scenario::{ArrivalSpec, DelayDist, PhaseSpec, WorkloadSpec};
 use crate::time::SimDuration;
 use rand::Rng;
 use std::path::Path;
@@ -38,6 +38,8 @@ pub(crate) enum PhaseKind {
         concurrency: u32,
         /// Models with a positive mix weight, in mix order.
         models: Vec<ModelId>,
+        /// A client's wait between its request's end and its next send.
+        reissue_delay: DelayDist,
     },
     /// A recorded trace.
     Replay(ReplayPlan),
@@ -189,13 +191,26 @@ fn compile_phase(p: &PhaseSpec, model_keys: &[String], base_dir: &Path) -> Resul
             })?;
             PhaseKind::Open(ArrivalProcess::ramp(*start_rate, *end_rate, d)?)
         }
-        ArrivalSpec::ClosedLoop { concurrency } => {
+        ArrivalSpec::ClosedLoop { concurrency, reissue_delay_s } => {
             if *concurrency == 0 {
                 return Err("closed_loop concurrency must be >= 1 client per model".to_string().into());
+            }
+            let ok = |v: f64| v.is_finite() && v >= 0.0;
+            let valid = match *reissue_delay_s {
+                DelayDist::Fixed { value } => ok(value),
+                DelayDist::Uniform { min, max } => ok(min) && ok(max) && min <= max,
+                DelayDist::Exponential { mean } => ok(mean),
+            };
+            if !valid {
+                return Err(format!(
+                    "closed_loop reissue_delay_s must be seconds >= 0 (uniform: min <= max), got {reissue_delay_s:?}"
+                )
+                .into());
             }
             PhaseKind::Closed {
                 concurrency: *concurrency,
                 models: need_mix(&mix, "a closed-loop phase")?.models(),
+                reissue_delay: reissue_delay_s.clone(),
             }
         }
         ArrivalSpec::Replay { path, speedup } => {

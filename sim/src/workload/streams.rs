@@ -26,6 +26,13 @@ pub(crate) enum Stream {
         /// Model index.
         model: u32,
     },
+    /// Re-issue delays of one model's closed-loop clients in one phase (in completion order).
+    Reissue {
+        /// Phase index.
+        phase: u32,
+        /// Model index.
+        model: u32,
+    },
 }
 
 /// SplitMix64's finaliser: a bijection on `u64` with full avalanche.
@@ -42,6 +49,7 @@ pub(crate) fn rng(seed: u64, stream: Stream) -> Pcg64Mcg {
         Stream::Arrivals { phase } => (1u64, phase, 0u32),
         Stream::ModelChoice { phase } => (2, phase, 0),
         Stream::Attributes { phase, model } => (3, phase, model),
+        Stream::Reissue { phase, model } => (4, phase, model),
     };
     let mut h = splitmix64(seed);
     h = splitmix64(h ^ kind);

@@ -1,6 +1,7 @@
 //! Fast-forward of pure-decode stretches changes nothing: over random small scenarios (presets,
-//! block sizes, budgets, tight KV caches with preemption, prefix caching on and off, every router
-//! policy, open and closed loop, drains with work in flight) and the shipped scenarios, a run with
+//! async scheduling on and off, block sizes, budgets, tight KV caches with preemption, prefix
+//! caching on and off, every router policy, open and closed loop with and without re-issue
+//! delays, output delays, drains with work in flight) and the shipped scenarios, a run with
 //! it on writes the same `requests.csv`, `instances.csv` and `summary.json` bytes as a run stepping
 //! every step one by one.
 
@@ -99,7 +100,12 @@ fn token_recording_runs_identically_with_and_without_fast_forward() {
 #[derive(Clone, Debug)]
 struct Knobs {
     seed: u64,
-    v1: bool,
+    /// 0: vllm-v1, 1: vllm-0.6.4, 2: transformers-cb.
+    preset: usize,
+    /// Sets `async_scheduling` instead of the preset's default.
+    async_scheduling: Option<bool>,
+    /// Closed loop: a client's re-issue delay, seconds.
+    reissue_delay_s: Option<f64>,
     chunked: bool,
     caching: bool,
     block_size: u32,
@@ -125,7 +131,9 @@ impl Default for Knobs {
     fn default() -> Self {
         Knobs {
             seed: 7,
-            v1: true,
+            preset: 0,
+            async_scheduling: None,
+            reissue_delay_s: None,
             chunked: true,
             caching: true,
             block_size: 16,
@@ -151,16 +159,22 @@ impl Default for Knobs {
 const MAX_MODEL_LEN: u32 = 1024;
 
 fn small_scenario(k: &Knobs) -> String {
-    let preset = if k.v1 { "vllm-v1" } else { "vllm-0.6.4" };
+    let preset = ["vllm-v1", "vllm-0.6.4", "transformers-cb"][k.preset];
+    // transformers takes blocks of at least 4 tokens.
+    let block_size = if k.preset == 2 { k.block_size.max(4) } else { k.block_size };
     // Without chunked prefill vLLM needs the budget to hold a whole max_model_len prompt.
     // vLLM also needs it to hold one token per sequence.
     let budget = k.budget.max(k.max_num_seqs);
     let budget = if k.chunked { budget } else { budget.max(MAX_MODEL_LEN) };
-    let blocks = MAX_MODEL_LEN.div_ceil(k.block_size) * 102 / 100 + 1 + k.extra_blocks;
-    let arrival = match k.closed_loop {
-        Some(c) => format!("{{ process = \"closed_loop\", concurrency = {c} }}"),
-        None => format!("{{ process = \"poisson\", rate = {} }}", k.rate),
+    let blocks = MAX_MODEL_LEN.div_ceil(block_size) * 102 / 100 + 1 + k.extra_blocks;
+    let arrival = match (k.closed_loop, k.reissue_delay_s) {
+        (Some(c), None) => format!("{{ process = \"closed_loop\", concurrency = {c} }}"),
+        (Some(c), Some(d)) => format!(
+            "{{ process = \"closed_loop\", concurrency = {c}, reissue_delay_s = {{ dist = \"exponential\", mean = {d} }} }}"
+        ),
+        (None, _) => format!("{{ process = \"poisson\", rate = {} }}", k.rate),
     };
+    let async_line = k.async_scheduling.map(|a| format!("async_scheduling = {a}\n")).unwrap_or_default();
     let mut text = format!(
         r#"
 name = "ff"
@@ -177,7 +191,7 @@ enable_chunked_prefill = {chunked}
 enable_prefix_caching = {caching}
 max_model_len = {mml}
 num_gpu_blocks_override = {blocks}
-[router]
+{async_line}[router]
 policy = "{policy}"
 poll_interval_s = {poll}
 [workload.prefix]
@@ -197,7 +211,7 @@ step_overhead_s = {overhead}
 "#,
         seed = k.seed,
         gpus = k.replicas + 1,
-        bs = k.block_size,
+        bs = block_size,
         seqs = k.max_num_seqs,
         chunked = k.chunked,
         caching = k.caching,
@@ -257,16 +271,20 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         prop_oneof![0.05f64..3.0, Just(600.0)],
         0.0001f64..0.01,
     );
-    (engine, routing, load).prop_map(
+    let pipeline = (0usize..3, prop::option::of(any::<bool>()), prop::option::of(0.0f64..0.05));
+    (engine, routing, load, pipeline).prop_map(
         |(
-            (seed, v1, chunked, caching, block_size, max_num_seqs, budget, extra_blocks),
+            (seed, _, chunked, caching, block_size, max_num_seqs, budget, extra_blocks),
             (replicas, policy, poll_s, sample_s),
             (closed_loop, rate, num_requests, prompt, output, prefix, drain_s, overhead_s),
+            (preset, async_scheduling, reissue_delay_s),
         )| Knobs {
             seed,
-            v1,
-            // vLLM V1 always chunks.
-            chunked: chunked || v1,
+            preset,
+            async_scheduling,
+            reissue_delay_s,
+            // vLLM V1 and transformers always chunk.
+            chunked: chunked || preset != 1,
             caching,
             block_size,
             max_num_seqs,

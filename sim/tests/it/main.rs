@@ -12,4 +12,5 @@ mod scenario_load;
 mod scenario_overrides;
 mod scenario_presets;
 mod simulation;
+mod step_model;
 mod sweep;

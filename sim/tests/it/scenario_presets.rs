@@ -153,3 +153,54 @@ fn the_catalogues_hold_the_documented_facts() {
     assert_eq!(model("qwen2.5-7b").kv_bytes_per_token(), 56 * 1024);
     assert_eq!(model("llama-3.3-70b-awq").kv_bytes_per_token(), 320 * 1024);
 }
+
+#[test]
+fn transformers_cb_defaults_are_the_reference_engines_not_vllms() {
+    let e = engine_preset_defaults(EnginePreset::TransformersCb, &model("llama-3.1-8b"));
+    assert_eq!(e.block_size, 256);
+    assert_eq!((e.max_num_batched_tokens, e.max_num_seqs), (8192, 1024));
+    assert!(e.enable_chunked_prefill && !e.enable_prefix_caching && e.async_scheduling);
+    assert_eq!(e.kv_cache, KvCacheMode::Static);
+    assert_eq!(serde_json::to_value(EnginePreset::TransformersCb).unwrap(), "transformers-cb");
+    assert!(!EnginePreset::TransformersCb.is_vllm());
+    // It takes transformers' block sizes, not only vLLM's, but never elastic KV (kvcached is vLLM's).
+    let f = parse(BASE, &["defaults.engine.preset=transformers-cb"]).unwrap();
+    assert_eq!(f.variants[0].instances[0].engine.block_size, 256);
+    let e =
+        parse(BASE, &["defaults.engine.preset=transformers-cb", "defaults.engine.block_size=2"]).unwrap_err();
+    assert!(e.field.ends_with("engine.block_size"), "{e}");
+    let e = parse(BASE, &["defaults.engine.preset=vllm-v1", "defaults.engine.block_size=256"]).unwrap_err();
+    assert!(e.reason.contains("vLLM's block sizes"), "{e}");
+    let e = parse(BASE, &["defaults.engine.preset=transformers-cb", "defaults.engine.kv_cache=elastic"])
+        .unwrap_err();
+    assert!(e.reason.contains("transformers-cb can only run static KV"), "{e}");
+}
+
+#[test]
+fn v1_and_064_differ_in_async_scheduling_and_cuda_graph_rules_and_agree_elsewhere_as_before() {
+    let m = model("llama-3.1-8b");
+    let (v1, v0) =
+        (engine_preset_defaults(EnginePreset::VllmV1, &m), engine_preset_defaults(EnginePreset::Vllm064, &m));
+    assert!(v1.async_scheduling && !v0.async_scheduling);
+    let (p1, p0) = (sim::perf_model::prior_overheads(&m, &v1), sim::perf_model::prior_overheads(&m, &v0));
+    assert!(!p1.cuda_graphs.decode_only && p0.cuda_graphs.decode_only);
+    assert_eq!(
+        (p1.cuda_graphs.max_seq_len_to_capture, p0.cuda_graphs.max_seq_len_to_capture),
+        (None, Some(8192))
+    );
+    assert_eq!(p1.cuda_graphs.capture_sizes.last(), Some(&512));
+    assert_eq!(p0.cuda_graphs.capture_sizes.last(), Some(&256));
+    assert!(p0.cpu.per_request_s > p1.cpu.per_request_s, "0.6.4's CPU cost grows faster with the batch");
+}
+
+#[test]
+fn qwen_32b_is_in_the_catalogue_with_its_config_json_shape() {
+    let m = model("qwen2.5-32b");
+    assert_eq!(m.served_name, "Qwen/Qwen2.5-32B-Instruct");
+    assert_eq!((m.num_layers, m.hidden_size, m.num_attention_heads, m.num_kv_heads), (64, 5120, 40, 8));
+    assert_eq!((m.intermediate_size, m.vocab_size, m.max_position_embeddings), (27648, 152064, 32768));
+    assert_eq!((m.head_dim, m.tie_word_embeddings, m.weight_format), (128, false, WeightFormat::Bf16));
+    // ~32.8 B parameters (Qwen reports 32.5 B; biases and norms are left out here).
+    let b = m.num_params() as f64 / 1e9;
+    assert!((32.0..33.5).contains(&b), "{b}");
+}

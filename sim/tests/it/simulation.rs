@@ -85,7 +85,12 @@ fn linear() -> StepCoefficients {
 
 fn with_linear_profile(mut s: Scenario) -> Scenario {
     for i in &mut s.instances {
-        i.perf = PerfSpec::Profile { path: "test".into(), coefficients: linear() };
+        i.perf = PerfSpec::Profile {
+            path: "test".into(),
+            coefficients: linear(),
+            overheads: Default::default(),
+            fit: None,
+        };
     }
     s
 }

@@ -6,7 +6,8 @@
 //!
 //! A *decode stretch* starts where every running request is in pure decode
 //! (`num_computed_tokens == num_tokens - 1`, at least one output token), nothing waits and the
-//! whole batch fits `max_num_batched_tokens`: then under both step rules every step schedules the
+//! whole batch fits `max_num_batched_tokens` (with async scheduling, also no finished request's
+//! blocks still waiting to be freed): then under both step rules every step schedules the
 //! whole running batch, one decode token each, in running order, and the only things that vary
 //! are the KV read (it grows by the batch size per step) and, every `block_size` steps per
 //! request, one block allocation. The stretch ends with the first step in which a request reaches
@@ -43,6 +44,8 @@ pub struct DecodeStretch {
     pub first_kv_tokens_read: u64,
     /// Steps in the stretch, at least 1.
     pub num_steps: u32,
+    /// `max_seq_len` of the first step (the longest context); step `s` has `s - 1` more.
+    pub first_max_seq_len: u32,
 }
 
 impl DecodeStretch {
@@ -50,6 +53,12 @@ impl DecodeStretch {
     #[inline]
     pub fn kv_tokens_read(&self, s: u32) -> u64 {
         self.first_kv_tokens_read + u64::from(s - 1) * u64::from(self.num_seqs)
+    }
+
+    /// `max_seq_len` of step `s` (from 1).
+    #[inline]
+    pub fn max_seq_len(&self, s: u32) -> u32 {
+        self.first_max_seq_len.saturating_add(s - 1)
     }
 }
 
@@ -98,6 +107,7 @@ impl Scheduler {
         if self.step_in_flight
             || self.stretch.is_some()
             || self.record_tokens
+            || !self.deferred_frees.is_empty()
             || !self.waiting.is_empty()
             || self.running.is_empty()
             || self.running.len() as u32 > self.max_num_batched_tokens
@@ -121,6 +131,7 @@ impl Scheduler {
         }
         let mut min_remaining = u32::MAX;
         let mut kv = 0u64;
+        let mut max_seq_len = 0u32;
         self.stretch_order.clear();
         for (i, slot) in self.running.iter().enumerate() {
             let req = self.slots[slot.0 as usize].as_ref()?;
@@ -129,6 +140,7 @@ impl Scheduler {
             }
             min_remaining = min_remaining.min(req.max_tokens.saturating_sub(req.num_output_tokens));
             kv += u64::from(req.num_tokens());
+            max_seq_len = max_seq_len.max(req.num_tokens());
             // The block table covers exactly the computed tokens, so the first allocation falls
             // within `block_size` steps.
             let held = req.block_table.len() as u32 * block_size;
@@ -149,7 +161,12 @@ impl Scheduler {
         if num_steps == 0 || num_steps < min_steps {
             return None;
         }
-        let shape = DecodeStretch { num_seqs: n, first_kv_tokens_read: kv, num_steps };
+        let shape = DecodeStretch {
+            num_seqs: n,
+            first_kv_tokens_read: kv,
+            num_steps,
+            first_max_seq_len: max_seq_len,
+        };
         self.stretch = Some(StretchState { shape, allocated: 0, round: 0, pos: 0 });
         Some(shape)
     }

@@ -2,14 +2,21 @@
 //! requests, decides each step's batch, and applies a finished step.
 //!
 //! Two step rules, picked from the engine config:
-//! - **V1** (every V1 config, and vLLM 0.6.4 with chunked prefill, which orders work the same
-//!   way): no prefill/decode phases; running requests first, in order, each catching its
+//! - **V1** (every V1 config, vLLM 0.6.4 with chunked prefill, which orders work the same way,
+//!   and transformers-cb, which adds a free-block margin to admission): no prefill/decode phases; running requests first, in order, each catching its
 //!   `num_computed_tokens` up to `num_tokens` (one decode token or its next prompt chunk) within
 //!   the token budget, preempting the newest running request when one needs a block; then, if
 //!   nobody was preempted, waiting requests FCFS with head-of-line blocking (`v1.rs`).
 //! - **V0 phases** (vLLM 0.6.4 without chunked prefill, `vllm/core/scheduler.py`
 //!   `_schedule_default`): a step is either a prefill step admitting whole prompts, or, when no
 //!   waiting request can be admitted, a decode step over every running request (`v0.rs`).
+//!
+//! With async scheduling (vLLM V1's default) the engine schedules step n+1 while step n runs, so
+//! the blocks of a request that finishes in step n are freed only after step n+1 is scheduled
+//! (vllm 0.33.0 `vllm/v1/engine/core.py` `EngineCore.step_with_batch_queue`: `schedule()` of the
+//! next batch comes before `update_from_output()` of the one in flight): `update_from_output`
+//! reports such a request at once but keeps its blocks until the next `schedule()`. (New arrivals
+//! joining step n+2 are the owner's: `Instance` holds them back.)
 //!
 //! Requests live in a slot arena; `running` and `waiting` hold slot numbers, so reordering the
 //! batch moves 4-byte values. The scheduler has no clock: `update_from_output` is told when the
@@ -29,6 +36,10 @@ use crate::ids::BlockId;
 use crate::scenario::{EngineConfig, EnginePreset};
 use crate::time::{SimDuration, SimTime};
 use std::collections::VecDeque;
+
+/// transformers-cb's FIFO scheduler keeps this fraction of KV blocks free before it admits new
+/// prefills (see `Scheduler::new`).
+const CB_SAFETY_MARGIN: f64 = 0.15;
 
 /// Why a request was refused at `add_request` (it never enters the queue).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +91,13 @@ pub struct Scheduler {
     rule: StepRule,
     /// V0's `watermark_blocks` (1% of the blocks): admission keeps this many blocks free.
     watermark_blocks: u32,
+    /// transformers-cb's safety margin (15% of the blocks, rounded up): with fewer free blocks,
+    /// a step that already has a request takes no new or still-prefilling one.
+    free_block_margin: u32,
+    /// Async scheduling: finished requests keep their blocks until the next `schedule()`.
+    async_scheduling: bool,
+    /// Finished requests (still in their slots) whose blocks wait for the next `schedule()`.
+    deferred_frees: Vec<Slot>,
     kv_cache_manager: KvCacheManager,
     slots: Vec<Option<Request>>,
     free_slots: Vec<Slot>,
@@ -115,6 +133,14 @@ impl Scheduler {
             StepRule::V0Phases => (f64::from(num_gpu_blocks) * 0.01) as u32,
             StepRule::V1 => 0,
         };
+        // transformers 5.17 generation/continuous_batching/scheduler.py: FIFOScheduler's default
+        // `safety_margin = 0.15`, checked in `Scheduler._process_candidates` as
+        // `num_free_blocks < safety_margin * cache.num_blocks` (a strict bound on a real, so the
+        // integer bound is its ceiling).
+        let free_block_margin = match config.preset {
+            EnginePreset::TransformersCb => (f64::from(num_gpu_blocks) * CB_SAFETY_MARGIN).ceil() as u32,
+            EnginePreset::Vllm064 | EnginePreset::VllmV1 => 0,
+        };
         Scheduler {
             max_num_seqs: config.max_num_seqs.max(1),
             max_num_batched_tokens: config.max_num_batched_tokens.max(1),
@@ -122,6 +148,9 @@ impl Scheduler {
             enable_chunked_prefill: config.enable_chunked_prefill,
             rule,
             watermark_blocks,
+            free_block_margin,
+            async_scheduling: config.async_scheduling,
+            deferred_frees: Vec::new(),
             kv_cache_manager: KvCacheManager::new(
                 num_gpu_blocks,
                 config.block_size,
@@ -153,18 +182,25 @@ impl Scheduler {
         clippy::result_large_err,
         reason = "a rejection hands the request back by value; it is moved either way and rare"
     )]
-    pub fn add_request(&mut self, mut req: Request) -> Result<(), Rejection> {
-        #[expect(clippy::result_large_err, reason = "as above")]
-        fn reject(request: Request, kind: RejectionKind, reason: String) -> Result<(), Rejection> {
-            Err(Rejection { request, reason, kind })
+    pub fn add_request(&mut self, req: Request) -> Result<(), Rejection> {
+        if let Err((kind, reason)) = self.check_request(&req) {
+            return Err(Rejection { request: req, reason, kind });
         }
+        self.enqueue(req);
+        Ok(())
+    }
+
+    /// Why `req` can never run here (the checks of [`Scheduler::add_request`]), if it cannot.
+    /// They depend only on the request and the configuration, so a request that passes may be
+    /// queued later ([`Scheduler::enqueue`]).
+    pub fn check_request(&self, req: &Request) -> Result<(), (RejectionKind, String)> {
         let prompt = req.num_prompt_tokens;
         let max_tokens = req.max_tokens;
         if prompt == 0 {
-            return reject(req, RejectionKind::EmptyPrompt, "the prompt is empty".to_string());
+            return Err((RejectionKind::EmptyPrompt, "the prompt is empty".to_string()));
         }
         if max_tokens == 0 {
-            return reject(req, RejectionKind::ZeroMaxTokens, "max_tokens must be at least 1".into());
+            return Err((RejectionKind::ZeroMaxTokens, "max_tokens must be at least 1".into()));
         }
         let total = u64::from(prompt) + u64::from(max_tokens);
         if total > u64::from(self.max_model_len) {
@@ -173,7 +209,7 @@ impl Scheduler {
                  requested ({prompt} in the prompt, {max_tokens} in the completion)",
                 self.max_model_len
             );
-            return reject(req, RejectionKind::ExceedsMaxModelLen, reason);
+            return Err((RejectionKind::ExceedsMaxModelLen, reason));
         }
         let full_len = prompt + max_tokens - 1;
         let block_size = self.kv_cache_manager.block_size();
@@ -185,7 +221,7 @@ impl Scheduler {
                  has {blocks_usable} usable blocks; raise gpu_memory_utilization or lower \
                  max_model_len"
             );
-            return reject(req, RejectionKind::ExceedsKvCache, reason);
+            return Err((RejectionKind::ExceedsKvCache, reason));
         }
         if !self.enable_chunked_prefill && full_len > self.max_num_batched_tokens {
             let reason = format!(
@@ -193,8 +229,14 @@ impl Scheduler {
                  vLLM requires max_num_batched_tokens >= max_model_len then",
                 self.max_num_batched_tokens
             );
-            return reject(req, RejectionKind::ExceedsBatchBudget, reason);
+            return Err((RejectionKind::ExceedsBatchBudget, reason));
         }
+        Ok(())
+    }
+
+    /// Queues `req` at the back of the waiting queue without the checks of
+    /// [`Scheduler::check_request`] (the caller ran them).
+    pub fn enqueue(&mut self, mut req: Request) {
         req.status = RequestStatus::Waiting;
         req.num_computed_tokens = 0;
         req.num_scheduled_tokens = 0;
@@ -209,7 +251,6 @@ impl Scheduler {
             }
         };
         self.waiting.push_back(slot);
-        Ok(())
     }
 
     /// Decides the next step: which requests compute how many tokens. Allocates their KV blocks
@@ -225,6 +266,7 @@ impl Scheduler {
                 StepRule::V0Phases => self.schedule_v0(),
             }
             self.step_in_flight = true;
+            self.release_deferred_frees();
             #[cfg(debug_assertions)]
             self.check_invariants();
         }
@@ -285,6 +327,8 @@ impl Scheduler {
     }
 
     /// Moves finished requests out of `running` (keeping the order of the rest) into `events`.
+    /// With async scheduling their blocks stay held until the next `schedule()` (see the module
+    /// doc): `events` gets a copy without the block table, the request stays in its slot.
     fn remove_finished(&mut self, events: &mut StepEvents) {
         let mut kept = 0;
         for i in 0..self.running.len() {
@@ -296,6 +340,17 @@ impl Scheduler {
                 kept += 1;
                 continue;
             }
+            if self.async_scheduling {
+                if let Some(req) = self.slots[idx].as_mut() {
+                    let tables =
+                        (std::mem::take(&mut req.block_table), std::mem::take(&mut req.preempted_blocks));
+                    // Empty vectors: the copy allocates nothing.
+                    events.finished.push(req.clone());
+                    (req.block_table, req.preempted_blocks) = tables;
+                    self.deferred_frees.push(slot);
+                }
+                continue;
+            }
             if let Some(mut req) = self.slots[idx].take() {
                 self.kv_cache_manager.free_finished(&mut req);
                 self.recycle_block_tables(&mut req);
@@ -304,6 +359,36 @@ impl Scheduler {
             self.free_slots.push(slot);
         }
         self.running.truncate(kept);
+    }
+
+    /// Frees the blocks of requests that finished before the last `schedule()` (async
+    /// scheduling) and releases their slots.
+    pub fn release_deferred_frees(&mut self) {
+        for k in 0..self.deferred_frees.len() {
+            let slot = self.deferred_frees[k];
+            if let Some(mut req) = self.slots[slot.0 as usize].take() {
+                self.kv_cache_manager.free_finished(&mut req);
+                self.recycle_block_tables(&mut req);
+            }
+            self.free_slots.push(slot);
+        }
+        self.deferred_frees.clear();
+    }
+
+    /// Whether finished requests still hold blocks (async scheduling, until the next
+    /// `schedule()`).
+    pub fn has_deferred_frees(&self) -> bool {
+        !self.deferred_frees.is_empty()
+    }
+
+    /// transformers-cb: whether the step being scheduled already has a request and fewer blocks
+    /// than the safety margin are free, so it takes no new or still-prefilling request
+    /// (`Scheduler._process_candidates`, `outside_safety_margin`). Always false for vLLM.
+    #[inline]
+    fn outside_free_margin(&self) -> bool {
+        self.free_block_margin > 0
+            && self.output.num_scheduled_requests > 0
+            && self.kv_cache_manager.num_free_blocks() < self.free_block_margin
     }
 
     fn recycle_block_tables(&mut self, req: &mut Request) {
@@ -391,6 +476,7 @@ impl Scheduler {
     pub fn abort_all_requests(&mut self) -> Vec<Request> {
         self.step_in_flight = false;
         self.stretch = None;
+        self.release_deferred_frees();
         let order: Vec<Slot> = self.running.drain(..).chain(self.waiting.drain(..)).collect();
         let mut out = Vec::with_capacity(order.len());
         for slot in order {

@@ -31,6 +31,8 @@ pub struct SchedulerOutput {
     /// Quadratic attention work of prefill chunks: sum of `num_new_tokens * (num_computed_tokens
     /// + num_new_tokens / 2)`.
     pub num_prefill_attn_pairs: u64,
+    /// Longest context of a scheduled request: max of `num_computed_tokens + num_new_tokens`.
+    pub max_seq_len: u32,
     /// Requests preempted (blocks freed, sent back to the waiting queue) during this step's
     /// scheduling, in preemption order.
     pub preempted: Vec<RequestId>,
@@ -57,6 +59,7 @@ impl SchedulerOutput {
         self.num_scheduled_requests += 1;
         self.total_num_scheduled_tokens += num_new_tokens;
         self.num_kv_tokens_read += computed + n;
+        self.max_seq_len = self.max_seq_len.max(req.num_computed_tokens + num_new_tokens);
         if num_new_tokens == 1 && req.num_computed_tokens >= req.num_prompt_tokens && !admitted {
             self.num_decode_seqs += 1;
         } else {
@@ -130,6 +133,7 @@ mod tests {
         out.add(&req, 1, true);
         assert_eq!((out.num_decode_seqs, out.num_prefill_seqs, out.num_prefill_tokens), (1, 1, 1));
         assert_eq!(out.num_kv_tokens_read, 66);
+        assert_eq!(out.max_seq_len, 33);
     }
 
     #[test]

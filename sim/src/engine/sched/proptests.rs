@@ -1,4 +1,5 @@
-//! Property tests of the scheduler over random request streams and engine configs: every request
+//! Property tests of the scheduler over random request streams and engine configs (every preset,
+//! async scheduling on and off): every request
 //! finishes exactly once or is rejected, no step breaks `max_num_seqs` or the token budget,
 //! `num_computed_tokens` never passes `num_tokens`, and every block is free at the end.
 
@@ -21,6 +22,9 @@ struct Arrival {
 #[derive(Clone, Debug)]
 struct Setup {
     v0: bool,
+    /// transformers-cb instead of vLLM V1 (when not `v0`).
+    cb: bool,
+    async_scheduling: bool,
     chunked: bool,
     caching: bool,
     block_size: u32,
@@ -50,22 +54,38 @@ fn setup() -> impl Strategy<Value = Setup> {
         16u32..600,
         200u32..400,
         prop::collection::vec(arrival, 1..40),
+        (any::<bool>(), any::<bool>()),
     )
-        .prop_map(|(v0, chunked, caching, block_size, blocks, seqs, budget, mml, mut arrivals)| {
-            arrivals.sort_by_key(|a| a.step);
-            Setup {
+        .prop_map(
+            |(
                 v0,
                 chunked,
                 caching,
                 block_size,
-                num_gpu_blocks: blocks * 16 / block_size.max(1),
-                max_num_seqs: seqs,
-                // vLLM requires max_num_batched_tokens >= max_num_seqs.
-                max_num_batched_tokens: budget.max(seqs),
-                max_model_len: mml,
-                arrivals,
-            }
-        })
+                blocks,
+                seqs,
+                budget,
+                mml,
+                mut arrivals,
+                (cb, async_scheduling),
+            )| {
+                arrivals.sort_by_key(|a| a.step);
+                Setup {
+                    v0,
+                    cb,
+                    async_scheduling,
+                    chunked,
+                    caching,
+                    block_size,
+                    num_gpu_blocks: blocks * 16 / block_size.max(1),
+                    max_num_seqs: seqs,
+                    // vLLM requires max_num_batched_tokens >= max_num_seqs.
+                    max_num_batched_tokens: budget.max(seqs),
+                    max_model_len: mml,
+                    arrivals,
+                }
+            },
+        )
 }
 
 proptest! {
@@ -75,8 +95,13 @@ proptest! {
 
     #[test]
     fn random_streams_finish_or_are_rejected_and_free_every_block(s in setup()) {
-        let preset = if s.v0 { EnginePreset::Vllm064 } else { EnginePreset::VllmV1 };
+        let preset = match (s.v0, s.cb) {
+            (true, _) => EnginePreset::Vllm064,
+            (false, true) => EnginePreset::TransformersCb,
+            (false, false) => EnginePreset::VllmV1,
+        };
         let mut cfg = config(preset, s.chunked, s.caching);
+        cfg.async_scheduling = s.async_scheduling;
         cfg.block_size = s.block_size;
         cfg.max_num_seqs = s.max_num_seqs;
         cfg.max_num_batched_tokens = s.max_num_batched_tokens;
@@ -135,6 +160,9 @@ proptest! {
             }
             ev.clear();
         }
+        // Only async scheduling holds finished requests' blocks; an idle engine frees them.
+        prop_assert!(!sched.has_deferred_frees() || s.async_scheduling);
+        sched.release_deferred_frees();
         let all: BTreeSet<RequestId> = (0..s.arrivals.len() as u64).map(RequestId).collect();
         prop_assert!(rejected.is_disjoint(&finished));
         prop_assert_eq!(rejected.union(&finished).copied().collect::<BTreeSet<_>>(), all);

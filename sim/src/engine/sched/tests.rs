@@ -21,6 +21,7 @@ pub(super) fn config(preset: EnginePreset, chunked: bool, caching: bool) -> Engi
         activation_reserve_bytes: 0,
         num_gpu_blocks_override: None,
         elastic: Default::default(),
+        async_scheduling: false,
     }
 }
 
@@ -422,4 +423,62 @@ fn engine_throughput_probe() {
             dt.as_nanos() as f64 / tokens as f64
         );
     }
+}
+
+#[test]
+fn with_async_scheduling_a_finished_requests_blocks_come_back_one_step_later() {
+    // vllm 0.33.0 v1/engine/core.py step_with_batch_queue: the batch of step n+1 is scheduled
+    // before update_from_output of step n frees its finished requests' blocks.
+    let scheduled_ids = |s: &mut Scheduler| {
+        let _ = s.schedule();
+        s.running_requests()
+            .filter(|r| r.num_scheduled_tokens > 0)
+            .map(|r| r.request_id.0)
+            .collect::<Vec<_>>()
+    };
+    for async_scheduling in [false, true] {
+        let mut cfg = config(EnginePreset::VllmV1, true, false);
+        cfg.async_scheduling = async_scheduling;
+        let mut s = Scheduler::new(&cfg, 5);
+        s.add_request(request(2, 16, 10, None)).unwrap(); // 1 block, then a 2nd at token 17
+        s.add_request(request(0, 47, 2, None)).unwrap(); // 3 blocks, finishes in step 2
+        s.add_request(request(1, 32, 2, None)).unwrap(); // needs 2 blocks
+        let mut ev = StepEvents::default();
+        assert_eq!(scheduled_ids(&mut s), [2, 0], "1 block free: request 1 waits");
+        s.update_from_output(SimTime(1), &mut ev);
+        assert_eq!(scheduled_ids(&mut s), [2, 0]);
+        s.update_from_output(SimTime(2), &mut ev);
+        assert_eq!(ev.finished.iter().map(|r| r.request_id.0).collect::<Vec<_>>(), [0]);
+        assert_eq!(ev.finished[0].num_output_tokens, 2);
+        assert_eq!(s.has_deferred_frees(), async_scheduling);
+        let step3 = scheduled_ids(&mut s);
+        s.update_from_output(SimTime(3), &mut ev);
+        let step4 = scheduled_ids(&mut s);
+        if async_scheduling {
+            // Step 3 was scheduled while request 0 still held its 3 blocks.
+            assert_eq!((step3, step4), (vec![2], vec![2, 1]));
+        } else {
+            assert_eq!((step3, step4), (vec![2, 1], vec![2, 1]));
+        }
+        assert!(!s.has_deferred_frees());
+    }
+}
+
+#[test]
+fn transformers_cb_admits_no_new_prefill_while_fewer_than_15_percent_of_blocks_are_free() {
+    // transformers 5.17 generation/continuous_batching/scheduler.py Scheduler._process_candidates:
+    // `num_free_blocks < safety_margin * num_blocks` with FIFOScheduler's safety_margin = 0.15.
+    let admitted = |preset| {
+        let mut s = Scheduler::new(&config(preset, true, false), 20); // margin: 3 blocks
+        s.add_request(request(0, 16 * 17, 2, None)).unwrap(); // 17 blocks: 3 left
+        s.add_request(request(1, 16, 2, None)).unwrap(); // 3 free, not below 3: admitted
+        s.add_request(request(2, 16, 2, None)).unwrap(); // 2 free < 3: waits
+        s.schedule().num_scheduled_requests
+    };
+    assert_eq!(admitted(EnginePreset::TransformersCb), 2);
+    assert_eq!(admitted(EnginePreset::VllmV1), 3);
+    // The first request of a step is never held back by the margin.
+    let mut s = Scheduler::new(&config(EnginePreset::TransformersCb, true, false), 20);
+    s.add_request(request(0, 16 * 19, 2, None)).unwrap();
+    assert_eq!(s.schedule().num_scheduled_requests, 1);
 }

@@ -2,7 +2,15 @@
 //! requests first, then waiting requests FCFS.
 //!
 //! Not modelled: speculative decoding, `long_prefill_token_threshold` (0 by default), the
-//! priority policy, encoder inputs, KV connectors, async scheduling.
+//! priority policy, encoder inputs, KV connectors. Async scheduling is modelled around this rule
+//! (deferred frees in `mod.rs`, held-back arrivals in `Instance`).
+//!
+//! transformers-cb runs this rule plus its free-block margin (`Scheduler::outside_free_margin`):
+//! once fewer than 15% of the blocks are free, a step that has a request takes no still-prefilling
+//! or waiting one. Its other differences are not modelled: it orders decodes before prefill
+//! chunks, skips (rather than stops at) a waiting request whose blocks do not fit, and evicts
+//! starved requests newest-first to the back of the queue (generation/continuous_batching/
+//! scheduler.py `FIFOScheduler.schedule_batch`, offloading_manager.py `offload_requests`).
 
 use super::Scheduler;
 
@@ -21,10 +29,14 @@ impl Scheduler {
         'running: while req_index < self.running.len() && token_budget > 0 {
             let slot = self.running[req_index];
             loop {
+                let outside_margin = self.outside_free_margin();
                 let Some(req) = self.slots[slot.0 as usize].as_mut() else { break 'running };
                 let num_new_tokens = (req.num_tokens() - req.num_computed_tokens).min(token_budget);
                 if num_new_tokens == 0 {
                     break;
+                }
+                if outside_margin && req.num_tokens() - req.num_computed_tokens > 1 {
+                    break; // transformers-cb: a prefill chunk waits for free blocks
                 }
                 if self.kv_cache_manager.allocate_slots(req, num_new_tokens, 0).is_some() {
                     req.num_scheduled_tokens = num_new_tokens;
@@ -46,6 +58,9 @@ impl Scheduler {
             return;
         }
         while token_budget > 0 && (self.running.len() as u32) < self.max_num_seqs {
+            if self.outside_free_margin() {
+                break;
+            }
             let Some(&slot) = self.waiting.front() else { break };
             let Some(req) = self.slots[slot.0 as usize].as_mut() else { break };
             Self::provide_block_table(&mut self.spare_block_tables, req);

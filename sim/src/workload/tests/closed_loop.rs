@@ -5,7 +5,7 @@ use rand_pcg::Pcg64Mcg;
 use std::collections::BTreeMap;
 
 fn closed(concurrency: u32) -> ArrivalSpec {
-    ArrivalSpec::ClosedLoop { concurrency }
+    ArrivalSpec::closed_loop(concurrency)
 }
 
 #[test]

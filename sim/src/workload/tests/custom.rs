@@ -20,7 +20,7 @@ fn the_seeds_custom_workload_json_becomes_a_closed_loop_phase() {
     let p = phase_from_custom_json(&path, &served(), 200, Some(20)).unwrap();
     assert_eq!(p.name, "custom");
     assert_eq!((p.num_requests, p.duration_s), (Some(200), None));
-    assert_eq!(p.arrival, ArrivalSpec::ClosedLoop { concurrency: 20 });
+    assert_eq!(p.arrival, ArrivalSpec::closed_loop(20));
     assert_eq!(p.mix, vec![(ModelId(1), 1.0), (ModelId(0), 1.0)]);
     let LengthDist::Empirical { values, .. } = &p.input_tokens else { panic!("{:?}", p.input_tokens) };
     assert_eq!(values, &vec![6, 1, 1, 11], "characters / 4 rounded up, at least 1");

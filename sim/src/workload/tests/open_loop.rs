@@ -199,7 +199,7 @@ fn changing_one_models_lengths_leaves_arrivals_choices_and_other_models_untouche
 fn planned_requests_is_known_only_for_count_bounded_phases() {
     let w = workload(vec![
         counted(ArrivalSpec::Poisson { rate: 1.0 }, 7),
-        counted(ArrivalSpec::ClosedLoop { concurrency: 2 }, 5),
+        counted(ArrivalSpec::closed_loop(2), 5),
     ]);
     assert_eq!(generator(&w, 1, 0).planned_requests(), Some(12));
     let w = workload(vec![
@@ -229,10 +229,10 @@ fn invalid_phases_are_rejected_with_the_phase_and_a_fix() {
     let ok = counted(ArrivalSpec::Poisson { rate: 1.0 }, 5);
     let cases: Vec<(PhaseSpec, &str)> = vec![
         (phase(ArrivalSpec::Poisson { rate: 1.0 }), "never ends"),
-        (phase(ArrivalSpec::ClosedLoop { concurrency: 4 }), "never ends"),
+        (phase(ArrivalSpec::closed_loop(4)), "never ends"),
         (counted(ArrivalSpec::Ramp { start_rate: 1.0, end_rate: 2.0 }, 9), "needs duration_s"),
         (counted(ArrivalSpec::Poisson { rate: 0.0 }, 9), "rate must be"),
-        (counted(ArrivalSpec::ClosedLoop { concurrency: 0 }, 9), "concurrency must be >= 1"),
+        (counted(ArrivalSpec::closed_loop(0), 9), "concurrency must be >= 1"),
         (PhaseSpec { num_requests: Some(0), ..ok.clone() }, "num_requests = 0"),
         (PhaseSpec { duration_s: Some(-1.0), ..ok.clone() }, "duration_s must be"),
         (
@@ -269,7 +269,7 @@ fn empty_workloads_and_bad_prefixes_are_rejected() {
 fn open_loop_requests_refuses_a_closed_loop_phase() {
     let w = workload(vec![
         counted(ArrivalSpec::Poisson { rate: 1.0 }, 5),
-        counted(ArrivalSpec::ClosedLoop { concurrency: 2 }, 5),
+        counted(ArrivalSpec::closed_loop(2), 5),
     ]);
     let e = open_loop_requests(&w, 1, 0, Path::new(".")).unwrap_err();
     assert!(matches!(e, WorkloadError::ClosedLoop { index: 1, .. }), "{e}");
