@@ -18,6 +18,7 @@ mod style;
 pub mod sweep_schema;
 mod validate;
 
+pub use charts::fit::{FitChart, FitPoint, render_fit_chart};
 pub use error::ReportError;
 pub use stats::{LatencyMetric, Percentile};
 pub use validate::{ErrorRow, compare_sim_live};

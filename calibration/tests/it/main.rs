@@ -1,0 +1,1 @@
+//! Integration tests of the calibration crate: one binary (see STYLE.md).
