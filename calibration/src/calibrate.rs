@@ -277,6 +277,7 @@ fn client_rows(
     let mut rows = Vec::new();
     let mut counts = ReconCounts::default();
     let mut info = Vec::new();
+    let mut chain = 0u64;
     for (ri, run) in runs.iter().enumerate() {
         let s = &run.dir.meta.scenario;
         for (i, name) in instance_names(run, target) {
@@ -298,14 +299,26 @@ fn client_rows(
             let (steps, c) = replay(&reqs, &b, &opts);
             counts.add(&c);
             info.push((format!("{} {name}", run.path().display()), b.threshold_s, b.spread_p99_s));
-            rows.extend(steps.into_iter().filter_map(|st| {
-                st.duration_s.map(|d| StepSample {
-                    run: ri,
-                    instance: name.clone(),
-                    duration_s: d,
-                    features: st.features,
-                })
-            }));
+            // Consecutive usable steps share their end times: one chain.
+            let mut prev_used = false;
+            for st in steps {
+                match st.duration_s {
+                    Some(d) => {
+                        if !prev_used {
+                            chain += 1;
+                        }
+                        prev_used = true;
+                        rows.push(StepSample {
+                            run: ri,
+                            instance: name.clone(),
+                            chain,
+                            duration_s: d,
+                            features: st.features,
+                        });
+                    }
+                    None => prev_used = false,
+                }
+            }
         }
     }
     Ok((rows, counts, info))

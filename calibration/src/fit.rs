@@ -1,16 +1,23 @@
-//! Non-negative least squares of step durations on the model's terms, with fit quality.
+//! Non-negative least squares of step times on the model's terms, with fit quality.
 //!
 //! Solver: the `nnls` crate (a port of the Lawson-Hanson Fortran routine behind
 //! `scipy.optimize.nnls`): every coefficient is a time and must be >= 0, and an unconstrained
-//! fit of noisy, collinear columns readily goes negative. Two conditioning steps come first:
-//! - rows are weighted by 1 / measured duration, so the fit minimises *relative* errors (a 10 ms
-//!   decode step counts as much as a 200 ms prefill step, and the residuals reported are relative);
-//! - columns are scaled to unit largest value (the raw columns span 1 to ~1e9), then the solution
-//!   is scaled back.
+//! fit of noisy, collinear columns readily goes negative.
 //!
-//! A term is left out (coefficient 0, reported as not identified) when its column is zero
-//! everywhere, or when it repeats the fixed column (every step eager). Standard errors come from
-//! a bootstrap over rows (fixed seed: the output is deterministic).
+//! What is fitted: steps timed from client timestamps are differences of consecutive burst
+//! times, so a late burst makes one step look longer and the next shorter by the same amount.
+//! Least squares on such differences weighs that jitter twice; on the *end times* it counts once
+//! and independently per step. So consecutive steps of one chain (`StepSample::chain`) are fitted
+//! by their cumulative end times against their cumulative features, each block of at most
+//! [`MAX_BLOCK`] steps with its own free start time (taken out by centring the block, which is
+//! what least squares with a per-block intercept does). Blocks are kept short so that where the
+//! model, not the clock, is off, its error cannot pile up over many steps. Steps that stand alone
+//! (a server's step log) are blocks of one: plain least squares of their durations.
+//!
+//! Columns are scaled to unit largest value (the raw columns span 1 to ~1e9) and the solution
+//! scaled back. A term is left out (coefficient 0, reported as not identified) when its column is
+//! zero everywhere, or when it repeats the fixed column (every step eager). Standard errors come
+//! from a bootstrap over blocks (fixed seed: the output is deterministic).
 
 use crate::error::CalibrationError;
 use crate::step::{StepModel, StepSample, Term};
@@ -21,6 +28,9 @@ use sim::metrics::percentile;
 
 /// Bootstrap resamples for the standard errors.
 const BOOTSTRAP_RESAMPLES: usize = 64;
+
+/// Most consecutive steps fitted by their end times as one block.
+pub const MAX_BLOCK: usize = 16;
 
 /// A term the data could not pin down, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,36 +110,79 @@ fn identifiable(rows: &[StepSample], terms: &[Term]) -> (Vec<Term>, Vec<Unidenti
     (keep, out)
 }
 
-/// Weighted, column-scaled design of `rows` over `terms`: (A, b, column scales).
-fn design(rows: &[StepSample], idx: &[usize], terms: &[Term]) -> (Array2<f64>, Array1<f64>, Vec<f64>) {
-    let mut scale = vec![0.0f64; terms.len()];
-    for &i in idx {
-        let r = &rows[i];
-        let w = 1.0 / r.duration_s;
-        for (j, t) in terms.iter().enumerate() {
-            scale[j] = scale[j].max((t.value(&r.features) * w).abs());
+/// The blocks of `rows`: runs of one chain, at most [`MAX_BLOCK`] long.
+fn blocks(rows: &[StepSample]) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match out.last_mut() {
+            Some(b) if rows[b.start].chain == r.chain && b.len() < MAX_BLOCK && b.end == i => b.end = i + 1,
+            _ => out.push(i..i + 1),
         }
     }
-    for s in &mut scale {
-        if *s == 0.0 {
-            *s = 1.0;
-        }
-    }
-    let mut a = Array2::<f64>::zeros((idx.len(), terms.len()));
-    let mut b = Array1::<f64>::zeros(idx.len());
-    for (k, &i) in idx.iter().enumerate() {
-        let r = &rows[i];
-        let w = 1.0 / r.duration_s;
-        for (j, t) in terms.iter().enumerate() {
-            a[(k, j)] = t.value(&r.features) * w / scale[j];
-        }
-        b[k] = 1.0;
-    }
-    (a, b, scale)
+    out
 }
 
-fn solve(rows: &[StepSample], idx: &[usize], terms: &[Term]) -> Result<Vec<f64>, CalibrationError> {
-    let (a, b, scale) = design(rows, idx, terms);
+/// Column-scaled design of the blocks `pick` (indices into `blocks`): every block contributes its
+/// cumulative end times and features from its start (0) on, centred. Returns (A, b, scales).
+fn design(
+    rows: &[StepSample],
+    blocks: &[std::ops::Range<usize>],
+    pick: &[usize],
+    terms: &[Term],
+) -> (Array2<f64>, Array1<f64>, Vec<f64>) {
+    let n: usize = pick.iter().map(|&b| blocks[b].len() + 1).sum();
+    let mut a = Array2::<f64>::zeros((n, terms.len()));
+    let mut y = Array1::<f64>::zeros(n);
+    let mut at = 0;
+    let mut cum = vec![0.0f64; terms.len()];
+    for &bi in pick {
+        let block = &blocks[bi];
+        let first = at;
+        cum.iter_mut().for_each(|c| *c = 0.0);
+        let mut t = 0.0;
+        // Point 0: the block's start (all zeros), then one point per step end.
+        at += 1;
+        for r in &rows[block.clone()] {
+            t += r.duration_s;
+            for (j, term) in terms.iter().enumerate() {
+                cum[j] += term.value(&r.features);
+                a[(at, j)] = cum[j];
+            }
+            y[at] = t;
+            at += 1;
+        }
+        let m = (at - first) as f64;
+        let mean_y = (first..at).map(|i| y[i]).sum::<f64>() / m;
+        for i in first..at {
+            y[i] -= mean_y;
+        }
+        for j in 0..terms.len() {
+            let mean = (first..at).map(|i| a[(i, j)]).sum::<f64>() / m;
+            for i in first..at {
+                a[(i, j)] -= mean;
+            }
+        }
+    }
+    let mut scale = vec![1.0f64; terms.len()];
+    for (j, s) in scale.iter_mut().enumerate() {
+        let m = a.column(j).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if m > 0.0 {
+            *s = m;
+        }
+    }
+    for ((_, j), v) in a.indexed_iter_mut() {
+        *v /= scale[j];
+    }
+    (a, y, scale)
+}
+
+fn solve(
+    rows: &[StepSample],
+    blocks: &[std::ops::Range<usize>],
+    pick: &[usize],
+    terms: &[Term],
+) -> Result<Vec<f64>, CalibrationError> {
+    let (a, b, scale) = design(rows, blocks, pick, terms);
     let x = solve_nnls(&a, &b)?;
     Ok(x.iter().zip(&scale).map(|(v, s)| v / s).collect())
 }
@@ -150,21 +203,22 @@ pub fn fit_nnls(rows: &[StepSample], terms: &[Term]) -> Result<Fit, CalibrationE
             terms.len()
         )));
     }
-    let all: Vec<usize> = (0..rows.len()).collect();
-    let x = solve(rows, &all, &terms)?;
+    let blocks = blocks(rows);
+    let all: Vec<usize> = (0..blocks.len()).collect();
+    let x = solve(rows, &blocks, &all, &terms)?;
     let mut model = StepModel::default();
     for (t, v) in terms.iter().zip(&x) {
         model.set(*t, *v);
     }
-    // Bootstrap: refit on rows drawn with replacement; the spread of each coefficient.
+    // Bootstrap: refit on blocks drawn with replacement; the spread of each coefficient.
     let mut rng = Pcg64::seed_from_u64(0x5eed);
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(BOOTSTRAP_RESAMPLES); terms.len()];
-    let mut idx = vec![0usize; rows.len()];
+    let mut idx = vec![0usize; blocks.len()];
     for _ in 0..BOOTSTRAP_RESAMPLES {
         for i in idx.iter_mut() {
-            *i = rng.random_range(0..rows.len());
+            *i = rng.random_range(0..blocks.len());
         }
-        if let Ok(xb) = solve(rows, &idx, &terms) {
+        if let Ok(xb) = solve(rows, &blocks, &idx, &terms) {
             for (d, v) in draws.iter_mut().zip(xb) {
                 d.push(v);
             }
@@ -214,7 +268,13 @@ mod tests {
             num_scheduled_requests: d + u64::from(p > 0),
             ..StepFeatures::default()
         };
-        StepSample { run: 0, instance: "i".into(), duration_s: model.predict(&features), features }
+        StepSample {
+            run: 0,
+            instance: "i".into(),
+            chain: p + 1000 * d,
+            duration_s: model.predict(&features),
+            features,
+        }
     }
 
     #[test]
@@ -252,6 +312,7 @@ mod tests {
             .map(|d| StepSample {
                 run: 0,
                 instance: "i".into(),
+                chain: 0,
                 duration_s: 0.02 - 1e-4 * d as f64,
                 features: StepFeatures { num_steps: 1, num_decode_seqs: d, ..StepFeatures::default() },
             })
@@ -266,6 +327,7 @@ mod tests {
         let rows = vec![StepSample {
             run: 0,
             instance: "i".into(),
+            chain: 0,
             duration_s: 0.01,
             features: StepFeatures { num_steps: 1, num_decode_seqs: 1, ..StepFeatures::default() },
         }];

@@ -56,6 +56,11 @@ pub struct StepSample {
     pub run: usize,
     /// Instance name.
     pub instance: String,
+    /// Rows with the same chain id, next to each other, are consecutive steps timed from one
+    /// clock (the end of one is the start of the next): the fit then works on their end times,
+    /// where timestamp jitter is independent from step to step (see `fit`). Every other row has
+    /// a chain of its own.
+    pub chain: u64,
     /// Measured duration, seconds.
     pub duration_s: f64,
     /// What ran.

@@ -81,6 +81,7 @@ pub fn samples_from_log(
         out.samples.push(StepSample {
             run,
             instance: r.instance.clone(),
+            chain: (run as u64) << 40 | line as u64,
             duration_s: r.duration_s,
             features: StepFeatures {
                 num_steps: 1,
