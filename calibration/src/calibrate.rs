@@ -220,7 +220,7 @@ fn estimate_output_delay(
                 let (Some(first), Some(ttft)) = (r.first_token_s, r.ttft_s) else { continue };
                 let alone = mine
                     .iter()
-                    .all(|o| o.id == r.id || o.send_s > first || o.end_s.is_some_and(|e| e < r.send_s));
+                    .all(|o| o.id == r.id || o.send_s > first || o.end_s.is_some_and(|e| e <= r.send_s));
                 if alone {
                     d.push(ttft - model.predict(&lone_prefill(r.prompt_tokens, budget, graphs)));
                 }

@@ -255,6 +255,9 @@ pub fn replay(reqs: &[ClientRequest], b: &Bursts, opts: &ReconOptions) -> (Vec<R
         cnt > 0 && prefix_last[cnt - 1] >= k
     };
     let mut rem: Vec<u64> = reqs.iter().map(|q| u64::from(q.prompt_tokens)).collect();
+    // Requests whose prompt progress the replay lost track of (it could not tell whether they
+    // took a chunk): the step that finishes their prompt is unusable too.
+    let mut lost = vec![false; reqs.len()];
     let mut pending: Vec<usize> = order.clone();
     let margin = opts.arrival_margin_s.max(0.0);
     let mut steps = Vec::with_capacity(n);
@@ -290,6 +293,7 @@ pub fn replay(reqs: &[ClientRequest], b: &Bursts, opts: &ReconOptions) -> (Vec<R
         for &r in &done {
             let p = u64::from(reqs[r].prompt_tokens);
             let n_new = rem[r];
+            bad |= lost[r];
             f.add_prefill_chunk(p - n_new, n_new);
             if n_new > budget {
                 bad = true;
@@ -312,10 +316,12 @@ pub fn replay(reqs: &[ClientRequest], b: &Bursts, opts: &ReconOptions) -> (Vec<R
             let arrived = if start_kind == Start::Idle { s <= sure } else { s < sure };
             if !arrived {
                 ambiguous = true;
+                lost[r] = true;
                 break;
             }
             if rem[r] <= budget {
                 bad = true;
+                lost[r] = true;
                 break;
             }
             let p = u64::from(reqs[r].prompt_tokens);
@@ -323,6 +329,13 @@ pub fn replay(reqs: &[ClientRequest], b: &Bursts, opts: &ReconOptions) -> (Vec<R
             rem[r] -= budget;
             budget = 0;
             inferred = true;
+        }
+        if bad || ambiguous {
+            // What this step computed is uncertain, so is the progress of every prompt that may
+            // have shared it.
+            for &r in pending.iter().take_while(|&&r| reqs[r].send_s <= maybe) {
+                lost[r] = true;
+            }
         }
         let duration = k
             .checked_sub(opts.lag + 1)

@@ -103,3 +103,25 @@ pub async fn write_live_run(scenario: &Scenario, base_dir: &Path, dir: &Path) {
     let report = live_run(scenario, base_dir, o).await.unwrap();
     assert_eq!(report.load.ok, report.load.sent, "every request completes");
 }
+
+/// A simulated run of `file`'s first variant written to `dir` and relabelled as a live run: its
+/// tokens.csv (when `tokens`) has every token at the exact end of its step, like a client with no
+/// delivery jitter.
+pub fn fake_live(file: &ScenarioFile, dir: &Path, tokens: bool) -> std::path::PathBuf {
+    sim::runner::simulate_to_dir(
+        &file.variants[0],
+        &file.base_dir,
+        dir,
+        tokens,
+        "test",
+        sim::simulation::SimOptions::default(),
+    )
+    .unwrap();
+    for f in ["run.json", "summary.json"] {
+        let p = dir.join(f);
+        let text =
+            std::fs::read_to_string(&p).unwrap().replace("\"source\": \"sim\"", "\"source\": \"live\"");
+        std::fs::write(&p, text).unwrap();
+    }
+    dir.to_path_buf()
+}

@@ -4,3 +4,5 @@
 
 mod common;
 mod emulator;
+mod fit_paths;
+mod validate;
