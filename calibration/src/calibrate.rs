@@ -86,9 +86,27 @@ pub enum Method {
         r2_by_lag: Vec<(usize, f64)>,
         /// What the reconstruction kept and left out.
         counts: ReconCounts,
-        /// Per instance: (name, burst gap threshold s, 99th percentile burst spread s).
-        bursts: Vec<(String, f64, f64)>,
+        /// How each instance's chunk arrivals were cut into bursts.
+        bursts: Vec<BurstInfo>,
     },
+}
+
+/// How one instance's chunk arrivals were cut into bursts (one per step end).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BurstInfo {
+    /// Run dir and instance name.
+    pub instance: String,
+    /// Gap that separates two bursts, seconds.
+    pub threshold_s: f64,
+    /// 99th percentile of a burst's spread (last - first arrival), seconds.
+    pub spread_p99_s: f64,
+}
+
+/// Rows reconstructed from client timestamps at one pipeline lag.
+struct ClientRows {
+    rows: Vec<StepSample>,
+    counts: ReconCounts,
+    bursts: Vec<BurstInfo>,
 }
 
 /// The output-delay estimate from lone requests.
@@ -273,7 +291,7 @@ fn client_rows(
     target: &Target,
     margin: f64,
     lag: usize,
-) -> Result<(Vec<StepSample>, ReconCounts, Vec<(String, f64, f64)>), CalibrationError> {
+) -> Result<ClientRows, CalibrationError> {
     let mut rows = Vec::new();
     let mut counts = ReconCounts::default();
     let mut info = Vec::new();
@@ -298,7 +316,11 @@ fn client_rows(
             };
             let (steps, c) = replay(&reqs, &b, &opts);
             counts.add(&c);
-            info.push((format!("{} {name}", run.path().display()), b.threshold_s, b.spread_p99_s));
+            info.push(BurstInfo {
+                instance: format!("{} {name}", run.path().display()),
+                threshold_s: b.threshold_s,
+                spread_p99_s: b.spread_p99_s,
+            });
             // Consecutive usable steps share their end times: one chain.
             let mut prev_used = false;
             for st in steps {
@@ -321,7 +343,7 @@ fn client_rows(
             }
         }
     }
-    Ok((rows, counts, info))
+    Ok(ClientRows { rows, counts, bursts: info })
 }
 
 /// Fits the profile of the runs in `opts.run_dirs`, writes it and its fit report.
@@ -368,22 +390,22 @@ pub fn calibrate(opts: &CalibrateOptions) -> Result<Calibration, CalibrationErro
             );
         }
         let terms = [Term::Fixed, Term::PrefillToken, Term::DecodeSeq, Term::KvToken, Term::PrefillAttnPair];
-        let mut best: Option<(Vec<StepSample>, Fit, usize, ReconCounts, Vec<(String, f64, f64)>)> = None;
+        let mut best: Option<(ClientRows, Fit, usize)> = None;
         let mut r2_by_lag = Vec::new();
         let mut last_err = None;
         for lag in [0, 1] {
-            let (rows, counts, info) = client_rows(&runs, &target, opts.arrival_margin_s, lag)?;
-            match fit_nnls(&rows, &terms) {
+            let got = client_rows(&runs, &target, opts.arrival_margin_s, lag)?;
+            match fit_nnls(&got.rows, &terms) {
                 Ok(fit) => {
                     r2_by_lag.push((lag, fit.r2));
                     if best.as_ref().is_none_or(|b| fit.r2 > b.1.r2) {
-                        best = Some((rows, fit, lag, counts, info));
+                        best = Some((got, fit, lag));
                     }
                 }
                 Err(e) => last_err = Some(e),
             }
         }
-        let Some((rows, fit, lag, counts, bursts)) = best else {
+        let Some((ClientRows { rows, counts, bursts }, fit, lag)) = best else {
             return Err(last_err.unwrap_or_else(|| CalibrationError::NotEnoughData("no steps".into())));
         };
         notes.push(format!(

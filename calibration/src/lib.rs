@@ -21,7 +21,7 @@ pub mod step;
 pub mod steps_log;
 mod validate;
 
-pub use calibrate::{CalibrateOptions, Calibration, DataSource, Method, OutputDelay, calibrate};
+pub use calibrate::{BurstInfo, CalibrateOptions, Calibration, DataSource, Method, OutputDelay, calibrate};
 pub use error::CalibrationError;
 pub use report::FitReport;
 pub use validate::{ValidateOptions, Validation, validate, validation_table};

@@ -101,8 +101,9 @@ fn markdown(cal: &Calibration, chart: &str) -> String {
             let lags: Vec<String> = r2_by_lag.iter().map(|(l, r)| format!("lag {l}: R² {r:.4}")).collect();
             let _ = writeln!(out, "Pipeline lag chosen: {lag} step(s) ({}).\n", lags.join(", "));
             let _ = writeln!(out, "| instance | burst gap threshold | burst spread p99 |\n|---|---:|---:|");
-            for (name, thr, spread) in bursts {
-                let _ = writeln!(out, "| {name} | {} | {} |", secs(*thr), secs(*spread));
+            for b in bursts {
+                let _ =
+                    writeln!(out, "| {} | {} | {} |", b.instance, secs(b.threshold_s), secs(b.spread_p99_s));
             }
             let _ = writeln!(
                 out,

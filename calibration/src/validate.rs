@@ -217,9 +217,7 @@ pub fn validate(opts: &ValidateOptions) -> Result<Validation, CalibrationError> 
     let mut found = Vec::new();
     diff("", &a, &b, &mut found);
     for (path, line) in found {
-        if path == "variant" || path == "name" {
-            differences.push(line);
-        } else if allowed_difference(&path) {
+        if path == "variant" || path == "name" || allowed_difference(&path) {
             differences.push(line);
         } else {
             blocking.push(line);
