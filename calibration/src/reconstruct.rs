@@ -363,6 +363,17 @@ mod tests {
     /// (budget permitting) first come first served, one token per step per running request,
     /// tokens delivered `jitter(k)` after each step end.
     fn engine(reqs: &[(f64, u32, u32)], budget: u32, jitter: impl Fn(usize) -> f64) -> Vec<ClientRequest> {
+        engine_with_lag(reqs, budget, jitter, false)
+    }
+
+    /// [`engine`], with `lagged` tokens of a step reaching the client when the next step ends
+    /// (or 10 ms after it, when the engine then idles): an async pipeline.
+    fn engine_with_lag(
+        reqs: &[(f64, u32, u32)],
+        budget: u32,
+        jitter: impl Fn(usize) -> f64,
+        lagged: bool,
+    ) -> Vec<ClientRequest> {
         let step = |d: usize, p: u64| 0.010 + 2e-4 * d as f64 + 1e-5 * p as f64;
         let mut out: Vec<ClientRequest> = reqs
             .iter()
@@ -371,10 +382,12 @@ mod tests {
         let mut rem: Vec<u64> = reqs.iter().map(|r| u64::from(r.1)).collect();
         let mut now = 0.0;
         let mut k = 0;
+        let mut held: Vec<(usize, u32)> = Vec::new();
+        let mut shown = vec![0u32; reqs.len()];
         loop {
-            let running: Vec<usize> = (0..reqs.len())
-                .filter(|&r| rem[r] == 0 && (out[r].chunks.len() as u32) < reqs[r].2)
-                .collect();
+            let produced = |r: usize| if lagged { shown[r] } else { out[r].chunks.len() as u32 };
+            let running: Vec<usize> =
+                (0..reqs.len()).filter(|&r| rem[r] == 0 && produced(r) < reqs[r].2).collect();
             let waiting: Vec<usize> = (0..reqs.len()).filter(|&r| rem[r] > 0 && reqs[r].0 <= now).collect();
             if running.is_empty() && waiting.is_empty() {
                 match reqs.iter().map(|r| r.0).filter(|&s| s > now).min_by(f64::total_cmp) {
@@ -398,10 +411,24 @@ mod tests {
                 }
             }
             now += step(running.len(), p);
-            for &r in running.iter().chain(&finished) {
-                out[r].chunks.push((now + jitter(k), 1));
+            if lagged {
+                // Tokens of the previous step show now; this step's wait for the next.
+                for (r, t) in held.drain(..) {
+                    out[r].chunks.push((now + jitter(k), t));
+                }
+                held.extend(running.iter().chain(&finished).map(|&r| (r, 1)));
+                for &r in running.iter().chain(&finished) {
+                    shown[r] += 1;
+                }
+            } else {
+                for &r in running.iter().chain(&finished) {
+                    out[r].chunks.push((now + jitter(k), 1));
+                }
             }
             k += 1;
+        }
+        for (r, t) in held.drain(..) {
+            out[r].chunks.push((now + 0.010, t));
         }
         out
     }
@@ -445,6 +472,29 @@ mod tests {
             steps.iter().map(|s| s.features.num_prefill_tokens).filter(|&p| p > 0).collect();
         assert_eq!(prefill, [10, 2047, 953], "the long prompt in a 2047-token chunk and its rest");
         assert_eq!(counts.inferred_chunks, 1);
+    }
+
+    #[test]
+    fn with_a_one_step_pipeline_lag_only_lag_1_pairs_steps_with_their_durations() {
+        let reqs = [(0.0, 300, 12), (0.0, 40, 9), (0.05, 900, 10), (0.09, 120, 6)];
+        let client = engine_with_lag(&reqs, 8192, |_| 0.0, true);
+        let b = bursts(&client).unwrap();
+        let err = |lag| {
+            let (steps, _) =
+                replay(&client, &b, &ReconOptions { budget: 8192, arrival_margin_s: 0.001, lag });
+            let used: Vec<f64> = steps
+                .iter()
+                .filter_map(|s| {
+                    let f = &s.features;
+                    let want = 0.010 + 2e-4 * f.num_decode_seqs as f64 + 1e-5 * f.num_prefill_tokens as f64;
+                    s.duration_s.map(|d| (d - want).abs())
+                })
+                .collect();
+            assert!(!used.is_empty());
+            used.iter().copied().fold(0.0, f64::max)
+        };
+        assert!(err(1) < 1e-9, "lag 1 explains every usable step: {}", err(1));
+        assert!(err(0) > 1e-4, "lag 0 pairs steps with their neighbours' durations: {}", err(0));
     }
 
     #[test]
