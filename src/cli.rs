@@ -31,6 +31,10 @@ pub enum Command {
     Lb(LbArgs),
     /// Serve a scenario's instances as vLLM-compatible emulated engines paced by the simulator's model.
     Emulate(EmulateArgs),
+    /// Fit the step-time profile of one (model, GPU, engine) from live run dirs.
+    Calibrate(CalibrateArgs),
+    /// Simulate a live run's request stream with the matching profile and tabulate the error.
+    Validate(ValidateArgs),
 }
 
 /// A scenario file with overrides.
@@ -438,4 +442,76 @@ pub enum MetricsNamingArg {
     V0,
     /// vLLM V1 names (`vllm:kv_cache_usage_perc`, `{model_name, engine}` labels).
     V1,
+}
+
+/// `calibrate` arguments.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Live run dirs of one (model, GPU, engine), written by `live run --tokens` (e.g. of
+    /// scenarios/calibration-h200-llama8b.toml); a run dir's steps.csv is used when every one has it.
+    pub run_dirs: Vec<PathBuf>,
+    /// The model to fit, when the run dirs served several.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The GPU to fit, when the run dirs ran on several.
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// The engine preset to fit, when the run dirs ran several.
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// Profile file to write (default: <profiles-dir>/<gpu>-<model>-<engine>.toml).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where profiles are written by default.
+    #[arg(long, default_value = "profiles")]
+    pub profiles_dir: PathBuf,
+    /// Fit report directory (default: results/calibrate/<profile file stem>).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Where the steps come from: the engines' step logs when every run dir has one (auto),
+    /// client chunk timestamps (client), or step logs only (step-log).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub source: SourceArg,
+    /// Client timestamps: a request sent within this long before a step began may or may not be
+    /// in it; such steps are left out.
+    #[arg(long, default_value_t = 2.0, value_name = "MS")]
+    pub arrival_margin_ms: f64,
+}
+
+/// `--source` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceArg {
+    /// Step logs when every run dir has one, else client timestamps.
+    Auto,
+    /// Client chunk timestamps (tokens.csv) only.
+    Client,
+    /// The engines' step logs (steps.csv) only.
+    StepLog,
+}
+
+/// `validate` arguments.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario file and overrides (its seed is replaced by the live run's).
+    #[command(flatten)]
+    pub file: ScenarioFileArgs,
+    /// The variant (default: the live run's).
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
+    /// The live run dir to validate against.
+    #[arg(long, value_name = "DIR")]
+    pub live: PathBuf,
+    /// Output directory (default: <live>/validation).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Profile for the instances it matches (default: <profiles-dir>/<gpu>-<model>-<engine>.toml
+    /// where one exists, else the scenario's own).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Where matching profiles are looked up.
+    #[arg(long, default_value = "profiles")]
+    pub profiles_dir: PathBuf,
+    /// Simulate even when the scenario differs from the live run's in its load or cluster.
+    #[arg(long)]
+    pub allow_mismatch: bool,
 }

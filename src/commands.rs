@@ -29,10 +29,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Live(a) => crate::live_commands::live(a.command),
         Command::Lb(a) => crate::live_commands::lb(a),
         Command::Emulate(a) => crate::live_commands::emulate(a),
+        Command::Calibrate(a) => crate::calibrate_commands::calibrate(a),
+        Command::Validate(a) => crate::calibrate_commands::validate(a),
     }
 }
 
-fn parse_overrides(raw: &[String]) -> Result<Vec<Override>> {
+pub(crate) fn parse_overrides(raw: &[String]) -> Result<Vec<Override>> {
     raw.iter().map(|s| s.parse::<Override>().map_err(anyhow::Error::from)).collect()
 }
 

@@ -3,6 +3,7 @@
 //! All logic lives in the library crates (`sim`, `live`, `calibration`, `reports`); this file and
 //! `cli.rs` only parse arguments and dispatch.
 
+mod calibrate_commands;
 mod cli;
 mod commands;
 mod live_commands;

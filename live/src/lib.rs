@@ -11,3 +11,4 @@ pub mod proxy;
 pub mod run;
 pub mod scrape;
 pub mod sse;
+pub mod step_log;

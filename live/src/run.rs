@@ -1,7 +1,8 @@
 //! `live_run`: reruns one resolved scenario variant against real endpoints and writes the same
 //! run dir the simulator writes (`run.json` with source = live, `requests.csv` flushed as
 //! requests finish, `instances.csv` from `/metrics` scrapes, optional `tokens.csv` of chunk
-//! times, `summary.json`, and optionally genai-perf's `profile_export.json`).
+//! times, `summary.json`, `steps.csv` from the engines' `GET /steps` when they have one, and
+//! optionally genai-perf's `profile_export.json`).
 //!
 //! It wires the pieces together and owns the files; sending is `loadgen`'s job, scraping
 //! `scrape`'s. It launches no engines and no LB: they must already listen.
@@ -14,6 +15,7 @@ use crate::loadgen::{
 };
 use crate::scrape::{ScrapeStats, ScrapeTarget, scrape_loop};
 use crate::sse::{ApiMode, DEFAULT_MAX_EVENT_BYTES};
+use crate::step_log::{StepLogTarget, StepLogs, fetch_step_logs};
 use sim::InstanceId;
 use sim::metrics::{RunSummary, SummaryBuilder};
 use sim::observe::Observer;
@@ -74,11 +76,14 @@ pub struct LiveRunOptions {
     pub genai_perf_export: bool,
     /// Stop signal (None: Ctrl-C).
     pub stop: Option<StopSignal>,
+    /// At the end, fetch each instance's step log (`GET /steps`) into `steps.csv`.
+    pub fetch_step_logs: bool,
 }
 
 impl LiveRunOptions {
     /// Defaults: 600 s per request, no deadline, scrape every 250 ms, completions mode, progress
-    /// on a terminal, 10 s grace, tokens.csv as the scenario says, no genai-perf export, Ctrl-C.
+    /// on a terminal, 10 s grace, tokens.csv as the scenario says, no genai-perf export, Ctrl-C,
+    /// step logs fetched.
     pub fn new(target: Target, out_dir: impl Into<PathBuf>) -> Self {
         LiveRunOptions {
             target,
@@ -93,6 +98,7 @@ impl LiveRunOptions {
             tokens_csv: None,
             genai_perf_export: false,
             stop: None,
+            fetch_step_logs: true,
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct LiveRunReport {
     /// Why the request stream stopped early, if it did (the run dir is still complete for what
     /// was sent).
     pub workload_error: Option<String>,
+    /// The engines' step logs written to `steps.csv` (empty when not fetched or none had one).
+    pub step_logs: StepLogs,
 }
 
 /// Why a live run could not run or finish writing.
@@ -176,6 +184,7 @@ pub async fn live_run_with_source(
         .build()
         .map_err(|e| LiveError::Http(crate::client::error_chain(&e)))?;
     let (routing, target_desc, default_host) = routing_for(scenario, &opts.target)?;
+    let instance_host = opts.scrape_host.clone().unwrap_or_else(|| default_host.clone());
     let meta = RunMeta {
         schema_version: SCHEMA_VERSION,
         source: Source::Live,
@@ -240,7 +249,7 @@ pub async fn live_run_with_source(
         None => (None, None),
     };
     let mut samples = samples;
-    let load = run_load(source, cfg, http, clock, &mut sink, samples.as_mut(), stop).await;
+    let load = run_load(source, cfg, http.clone(), clock, &mut sink, samples.as_mut(), stop).await;
     scrape_stop.send_replace(true);
     // Keep taking samples until the scraper has finished its last round, so none is lost and
     // the scraper never blocks on a full channel.
@@ -259,13 +268,26 @@ pub async fn live_run_with_source(
         _ => None,
     };
     let load = load?;
+    let step_logs = if opts.fetch_step_logs {
+        let targets: Vec<StepLogTarget> = scenario
+            .instances
+            .iter()
+            .map(|i| StepLogTarget {
+                instance: i.name.clone(),
+                url: format!("http://{instance_host}:{}/steps", i.port),
+            })
+            .collect();
+        fetch_step_logs(&http, &targets, &opts.out_dir).await?
+    } else {
+        StepLogs::default()
+    };
     let RunSink { writer, summary, genai, .. } = sink;
     if let Some(g) = genai {
         g.finish()?;
     }
     let summary = summary.finish();
     let run_dir = writer.finish(&summary)?;
-    Ok(LiveRunReport { run_dir, load, scrape, summary, workload_error: source.error() })
+    Ok(LiveRunReport { run_dir, load, scrape, summary, workload_error: source.error(), step_logs })
 }
 
 fn http_base(url: &str) -> Result<(String, String), String> {

@@ -30,6 +30,14 @@ pub enum ReportError {
         /// What was wrong.
         reason: String,
     },
+    /// A run dir's optional file (e.g. `tokens.csv`) is malformed.
+    #[error("{path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
     /// A sweep dir was written by an incompatible version.
     #[error(
         "{path}: sweep dir schema version {found}, this modelsguard reads version {expected}; re-run \

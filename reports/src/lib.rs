@@ -18,9 +18,10 @@ mod style;
 pub mod sweep_schema;
 mod validate;
 
+pub use charts::fit::{FitChart, FitPoint, render_fit_chart};
 pub use error::ReportError;
 pub use stats::{LatencyMetric, Percentile};
-pub use validate::{ErrorRow, compare_sim_live};
+pub use validate::{ErrorRow, ThroughputMetric, ThroughputRow, compare_sim_live, compare_throughput};
 
 use input::{Run, slug};
 use markdown::{ChartDoc, Doc, Section};
@@ -95,7 +96,8 @@ pub fn write_report(inputs: &[PathBuf], opts: &ReportOptions) -> Result<ReportOu
     for p in &pairs {
         let (s, l) = (&loaded.runs[p.sim], &loaded.runs[p.live]);
         let (file, path) = names.take(&format!("validation_{}", slug(&s.dir.meta.variant)));
-        charts::validation::render_validation(&path, size, s, l, &models)?;
+        let itl = (validate::itl_samples(&s.dir)?, validate::itl_samples(&l.dir)?);
+        charts::validation::render_validation(&path, size, s, l, &models, (&itl.0, &itl.1))?;
         let caption = format!(
             "Measured (solid) and simulated (dashed) CDFs of {} / {}: where the dashed line sits \
              left of the solid one, the simulator is optimistic.",
@@ -142,7 +144,7 @@ fn run_charts(
     models: &[String],
 ) -> Result<Vec<Section>, ReportError> {
     let mut cdfs = Vec::new();
-    for metric in LatencyMetric::ALL {
+    for metric in LatencyMetric::PER_REQUEST {
         let (file, path) = names.take(&format!("cdf_{}", metric.key()));
         charts::cdf::render_cdf(&path, size, runs, models, metric)?;
         let caption = format!(

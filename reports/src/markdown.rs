@@ -6,7 +6,9 @@
 use crate::charts::sweep;
 use crate::input::{Run, SweepDir, dir_name};
 use crate::stats::{LatencyMetric, Percentile, fmt_pct, fmt_secs, fmt_tick, rel_diff};
-use crate::validate::{ErrorRow, Pair, compare_sim_live};
+use crate::validate::{
+    ErrorRow, Pair, ThroughputMetric, ThroughputRow, compare_sim_live, compare_throughput,
+};
 use sim::metrics::ModelSummary;
 use sim::trace::Source;
 use std::fmt::Write;
@@ -159,7 +161,7 @@ struct KeyRow {
 
 fn key_rows() -> Vec<KeyRow> {
     let mut rows = Vec::new();
-    for m in LatencyMetric::ALL {
+    for m in LatencyMetric::PER_REQUEST {
         for p in Percentile::ALL {
             rows.push(KeyRow {
                 name: format!("{} {}", m.label(), p.label()),
@@ -282,11 +284,24 @@ fn validation(out: &mut String, doc: &Doc<'_>) {
             );
         }
         let _ = writeln!(out);
+        let _ = writeln!(out, "| model | throughput (req/s) | output tokens/s |\n|---|---:|---:|");
+        let tp = compare_throughput(&s.dir, &l.dir);
+        for pair in tp.chunks(ThroughputMetric::ALL.len()) {
+            let cellv = |r: &ThroughputRow, prec: usize| {
+                let f = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.prec$}"));
+                let e = r.rel_error.map(|e| format!(" ({})", fmt_pct(e))).unwrap_or_default();
+                format!("{} / {}{e}", f(r.sim), f(r.live))
+            };
+            if let [req, tok] = pair {
+                let _ = writeln!(out, "| {} | {} | {} |", cell(&req.model), cellv(req, 2), cellv(tok, 0));
+            }
+        }
+        let _ = writeln!(out);
         charts(out, std::slice::from_ref(chart));
     }
     if let Some(csv) = &doc.validation_csv {
         let _ =
-            writeln!(out, "The same numbers, one row per model x metric x percentile: [`{csv}`]({csv}).\n");
+            writeln!(out, "The same numbers, one row per model x metric x statistic: [`{csv}`]({csv}).\n");
     }
 }
 

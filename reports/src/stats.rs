@@ -14,19 +14,28 @@ pub enum LatencyMetric {
     Ttft,
     /// Time per output token after the first.
     Tpot,
+    /// Inter-token latency: every gap between consecutive chunks of a request (not a
+    /// per-request value: from `summary.json`, or `tokens.csv` for distributions).
+    Itl,
     /// End-to-end latency.
     E2e,
 }
 
 impl LatencyMetric {
-    /// All three, in table order.
-    pub const ALL: [LatencyMetric; 3] = [LatencyMetric::Ttft, LatencyMetric::Tpot, LatencyMetric::E2e];
+    /// All four, in table order (the validation table and overlays).
+    pub const ALL: [LatencyMetric; 4] =
+        [LatencyMetric::Ttft, LatencyMetric::Tpot, LatencyMetric::Itl, LatencyMetric::E2e];
+
+    /// The three that have one value per request (`requests.csv`), in table order.
+    pub const PER_REQUEST: [LatencyMetric; 3] =
+        [LatencyMetric::Ttft, LatencyMetric::Tpot, LatencyMetric::E2e];
 
     /// Display name (`"TTFT"`).
     pub fn label(self) -> &'static str {
         match self {
             LatencyMetric::Ttft => "TTFT",
             LatencyMetric::Tpot => "TPOT",
+            LatencyMetric::Itl => "ITL",
             LatencyMetric::E2e => "E2E",
         }
     }
@@ -36,15 +45,17 @@ impl LatencyMetric {
         match self {
             LatencyMetric::Ttft => "ttft",
             LatencyMetric::Tpot => "tpot",
+            LatencyMetric::Itl => "itl",
             LatencyMetric::E2e => "e2e",
         }
     }
 
-    /// This latency of one request row, seconds.
+    /// This latency of one request row, seconds (None for ITL: a request has many).
     pub fn of_row(self, r: &RequestRow) -> Option<f64> {
         match self {
             LatencyMetric::Ttft => r.ttft_s,
             LatencyMetric::Tpot => r.tpot_s,
+            LatencyMetric::Itl => None,
             LatencyMetric::E2e => r.e2e_s,
         }
     }
@@ -54,6 +65,7 @@ impl LatencyMetric {
         match self {
             LatencyMetric::Ttft => m.ttft.as_ref(),
             LatencyMetric::Tpot => m.tpot.as_ref(),
+            LatencyMetric::Itl => m.itl.as_ref(),
             LatencyMetric::E2e => m.e2e.as_ref(),
         }
     }

@@ -7,6 +7,7 @@ mod loadgen;
 mod mock;
 mod prom;
 mod sse;
+mod step_log;
 
 // live-server
 mod emulator;

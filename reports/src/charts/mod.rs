@@ -3,6 +3,7 @@
 //! style of a plain x-y plot. Charts never read run dirs themselves.
 
 pub(crate) mod cdf;
+pub(crate) mod fit;
 pub(crate) mod instances;
 pub(crate) mod percentiles;
 pub(crate) mod sweep;

@@ -37,8 +37,8 @@ pub(crate) fn render_percentiles(
     };
     render(path, size, |root| {
         let body = style::draw_header(root, &header)?;
-        let cells = style::grid(&body, LatencyMetric::ALL.len(), 3);
-        for (metric, cell) in LatencyMetric::ALL.into_iter().zip(&cells) {
+        let cells = style::grid(&body, LatencyMetric::PER_REQUEST.len(), 3);
+        for (metric, cell) in LatencyMetric::PER_REQUEST.into_iter().zip(&cells) {
             let vals: Vec<Vec<Option<f64>>> = Percentile::ALL
                 .iter()
                 .map(|&p| runs.iter().map(|r| value(r, model, metric, p)).collect())

@@ -6,7 +6,9 @@ use sim::ids::{GpuId, ModelId};
 use sim::metrics::SummaryBuilder;
 use sim::observe::Observer;
 use sim::scenario::*;
-use sim::trace::{InstanceRow, RequestRow, RequestStatus, RunDirWriter, RunMeta, SCHEMA_VERSION, Source};
+use sim::trace::{
+    InstanceRow, RequestRow, RequestStatus, RunDirWriter, RunMeta, SCHEMA_VERSION, Source, TokenRow,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -165,7 +167,7 @@ pub fn write_run(dir: &Path, scenario_name: &str, variant: &str, shape: Shape) -
         calibrated: shape.calibrated,
         scenario: s.clone(),
     };
-    let mut w = RunDirWriter::create(dir, &meta, false).unwrap();
+    let mut w = RunDirWriter::create(dir, &meta, true).unwrap();
     let mut sb = SummaryBuilder::for_scenario(shape.source, &s, shape.calibrated);
     let mut rng = Lcg::new(shape.seed);
     for id in 0..400u64 {
@@ -201,6 +203,14 @@ pub fn write_run(dir: &Path, scenario_name: &str, variant: &str, shape: Shape) -
         };
         w.on_request(&row).unwrap();
         sb.on_request(&row).unwrap();
+        if !failed {
+            // One token every TPOT after the first: tokens.csv and the ITL of the summary.
+            for j in 0..out {
+                let t = TokenRow { id, index: j, time_s: send + ttft + tpot * f64::from(j), tokens: 1 };
+                w.on_token(&t).unwrap();
+            }
+            sb.on_itl(MODELS[m], tpot, u64::from(out - 1)).unwrap();
+        }
     }
     for step in 0..=140u32 {
         let t = f64::from(step) * 0.5;
