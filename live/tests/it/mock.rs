@@ -8,8 +8,8 @@
 //! - `cut`: 200, two chunks, then the connection closes without `[DONE]`;
 //! - `stall`: 200, one chunk, then nothing until the client gives up.
 //!
-//! `GET /metrics` answers vLLM V1-style gauges. The server counts requests and the most it saw
-//! at once.
+//! `GET /metrics` answers vLLM V1-style gauges; any other GET is a 404 (vLLM has no `/steps`).
+//! The server counts requests and the most it saw at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -110,6 +110,12 @@ async fn serve(mut sock: TcpStream, stats: Arc<Stats>) {
         let resp =
             format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
         let _ = sock.write_all(resp.as_bytes()).await;
+        return;
+    }
+    if !line.starts_with("POST ") {
+        // Like vLLM: no other endpoint (e.g. the reference engine's GET /steps) exists here.
+        let _ =
+            sock.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
         return;
     }
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
