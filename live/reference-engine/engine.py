@@ -264,7 +264,7 @@ class ReferenceEngine:
         """Creates the model and the KV cache and captures the CUDA graphs (seconds to minutes)."""
         cfg = self.cfg
         if cfg.device.type == "cuda" and cfg.kv.gpu_memory_fraction is not None:
-            torch.cuda.set_per_process_memory_fraction(cfg.kv.gpu_memory_fraction, cfg.device)
+            torch.cuda.set_per_process_memory_fraction(cfg.kv.gpu_memory_fraction, torch.device(cfg.device).index or 0)
         started = time.perf_counter()
         model = build_model(cfg.shape, cfg.device, cfg.dtype, cfg.seed)
         model.config._attn_implementation = (
@@ -417,7 +417,7 @@ def kv_plan(cfg: EngineConfig) -> tuple[int | None, float]:
     if cfg.device.type != "cuda":
         return math.ceil(4 * cfg.max_model_len / cfg.block_size), 1.0
     fraction = cfg.kv.gpu_memory_fraction if cfg.kv.gpu_memory_fraction is not None else 0.9
-    free, total = torch.cuda.mem_get_info(cfg.device)
+    free, total = torch.cuda.mem_get_info(torch.device(cfg.device).index or 0)
     budget = fraction * total - torch.cuda.memory_reserved(cfg.device) - CUDA_SLACK_BYTES
     if budget <= bytes_per_block:
         raise ValueError(
