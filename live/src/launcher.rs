@@ -26,7 +26,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use sim::ids::InstanceId;
-use sim::scenario::{EnginePreset, InstanceSpec, KvCacheMode, Scenario, WeightFormat};
+use sim::scenario::{EngineGeneration, InstanceSpec, KvCacheMode, Scenario};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -186,10 +186,10 @@ pub fn render_command(
     })?;
     let e = &inst.engine;
     let elastic = e.kv_cache == KvCacheMode::Elastic;
-    let prefix = match (e.enable_prefix_caching && !elastic, e.preset) {
+    let prefix = match (e.enable_prefix_caching && !elastic, e.preset.generation()) {
         (true, _) => " --enable-prefix-caching",
-        (false, EnginePreset::Vllm064) => "",
-        (false, EnginePreset::VllmV1) => " --no-enable-prefix-caching",
+        (false, EngineGeneration::V0) => "",
+        (false, EngineGeneration::V1) => " --no-enable-prefix-caching",
     };
     let flag = |on: bool, s: &str| if on { s.to_string() } else { String::new() };
     let blocks =
@@ -210,11 +210,7 @@ pub fn render_command(
         ("run_dir", run_dir.display().to_string(), true),
         ("prefix_caching_flag", prefix.to_string(), false),
         ("chunked_prefill_flag", flag(e.enable_chunked_prefill, " --enable-chunked-prefill"), false),
-        (
-            "quantization_flag",
-            flag(model.weight_format == WeightFormat::AwqInt4, " --quantization awq"),
-            false,
-        ),
+        ("quantization_flag", e.quantization.map(|q| format!(" --quantization {}", q.as_flag())).unwrap_or_default(), false),
         ("num_gpu_blocks_flag", blocks, false),
     ];
     let template = inst.launch_command.as_deref().unwrap_or(DEFAULT_TEMPLATE);

@@ -50,6 +50,8 @@ fn instance(name: &str, model: u32, port: u16) -> InstanceSpec {
             activation_reserve_bytes: 0,
             num_gpu_blocks_override: None,
             elastic: Default::default(),
+            scheduler_reserve_full_isl: false,
+            quantization: None,
         },
         perf: PerfSpec::Roofline { mfu: 0.5, bandwidth_efficiency: 0.8, step_overhead_s: 0.001 },
         launch_command: None,

@@ -50,6 +50,8 @@ pub fn engine(preset: EnginePreset) -> EngineConfig {
         activation_reserve_bytes: 2 << 30,
         num_gpu_blocks_override: Some(256),
         elastic: Default::default(),
+        scheduler_reserve_full_isl: false,
+        quantization: None,
     }
 }
 

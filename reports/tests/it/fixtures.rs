@@ -66,6 +66,8 @@ fn instance(name: String, model: u32, gpu: u32, kv: KvCacheMode) -> InstanceSpec
             activation_reserve_bytes: 2 << 30,
             num_gpu_blocks_override: None,
             elastic: Default::default(),
+            scheduler_reserve_full_isl: false,
+            quantization: None,
         },
         perf: PerfSpec::Roofline { mfu: 0.5, bandwidth_efficiency: 0.7, step_overhead_s: 0.004 },
         launch_command: None,

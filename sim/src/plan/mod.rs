@@ -22,7 +22,7 @@ pub use report::{
     Headroom, LayoutResult, Metric, ModelResult, PlanReport, PlannedModel, SearchStats, SharedGpus,
 };
 
-use crate::scenario::{EnginePreset, KvCacheMode, Override};
+use crate::scenario::{EngineGeneration, KvCacheMode, Override};
 use layout::Limits;
 use problem::Problem;
 use search::{Evaluated, SearchConfig, search};
@@ -186,7 +186,7 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
     let v064: Vec<&str> = problem
         .models
         .iter()
-        .filter(|m| m.preset == EnginePreset::Vllm064)
+        .filter(|m| m.preset.generation() == EngineGeneration::V0)
         .map(|m| m.name.as_str())
         .collect();
     let mut kv_modes = opts.kv_modes.clone();

@@ -5,7 +5,7 @@
 //! TOML value tree after overrides are applied, so a misspelt or mistyped field is reported with
 //! its dotted path. Nothing here checks meaning (ranges, cross references): see `resolve`.
 
-use super::types::{EnginePreset, KvCacheMode, LoadScore, RouterPolicy, WeightFormat};
+use super::types::{EnginePreset, KvCacheMode, LoadScore, Quantization, RouterPolicy, WeightFormat};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -126,6 +126,8 @@ pub(crate) struct RawEngine {
     pub activation_reserve_gib: Option<f64>,
     pub num_gpu_blocks_override: Option<u32>,
     pub elastic: Option<RawElastic>,
+    pub scheduler_reserve_full_isl: Option<bool>,
+    pub quantization: Option<Quantization>,
 }
 
 /// `elastic = { ... }` inside an engine table: kvcached's knobs, every one optional.
@@ -196,6 +198,8 @@ impl RawEngine {
                 (Some(a), Some(b)) => Some(a.overlaid_by(b)),
                 (a, b) => b.clone().or_else(|| a.clone()),
             },
+            scheduler_reserve_full_isl: top.scheduler_reserve_full_isl.or(self.scheduler_reserve_full_isl),
+            quantization: top.quantization.or(self.quantization),
         }
     }
 
@@ -219,6 +223,8 @@ impl RawEngine {
             "activation_reserve_gib" => self.activation_reserve_gib.is_some(),
             "num_gpu_blocks_override" => self.num_gpu_blocks_override.is_some(),
             "elastic" => self.elastic.is_some(),
+            "scheduler_reserve_full_isl" => self.scheduler_reserve_full_isl.is_some(),
+            "quantization" => self.quantization.is_some(),
             _ => false,
         }
     }

@@ -21,8 +21,8 @@ use super::presets::{derive_engine, gets_large_batch_defaults};
 use super::raw::RawContention;
 use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel};
 use super::types::{
-    ContentionSpec, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec, OutputSpec, RouterSpec,
-    Scenario, SloSpec,
+    ContentionSpec, EngineGeneration, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec, OutputSpec,
+    RouterSpec, Scenario, SloSpec, WeightFormat,
 };
 use crate::ids::{GpuId, ModelId};
 use std::collections::BTreeMap;
@@ -143,6 +143,7 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
             ));
         }
         check_elastic(ctx, &engine, &|knob: &str| engine_field(i, knob))?;
+        check_version_knobs(ctx, &merged, model, &|knob: &str| engine_field(i, knob))?;
         let key = PerfKey { model: &model.name, gpu: &gpu.name, engine: preset };
         let perf = perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &profiles, &raw.perf)?;
         instances.push(InstanceSpec {
@@ -242,7 +243,7 @@ fn check_elastic(
     if e.kv_cache != KvCacheMode::Elastic {
         return Ok(());
     }
-    if e.preset == EnginePreset::Vllm064 {
+    if e.preset.generation() == EngineGeneration::V0 {
         return Err(ctx.err(
             field("kv_cache"),
             "kv_cache = \"elastic\" is kvcached, which needs vLLM >= 0.8.4: use preset = \"vllm-v1\" \
@@ -257,6 +258,44 @@ fn check_elastic(
                 "min_reserve_pages ({}) must be <= max_reserve_pages ({}): the background pre-allocation \
                  refills the reserve to the minimum, freed pages stay mapped up to the maximum",
                 x.min_reserve_pages, x.max_reserve_pages
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Knobs that only some releases or models have: `scheduler_reserve_full_isl` (vLLM >= 0.19.0;
+/// turning it on elsewhere could not be passed to the engine) and `quantization` (AWQ models only:
+/// vLLM refuses `--quantization awq` on a checkpoint without an AWQ config).
+fn check_version_knobs(
+    ctx: Ctx<'_>,
+    set: &RawEngine,
+    model: &ModelSpec,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(), ScenarioError> {
+    let preset = set.preset.unwrap_or(EnginePreset::VllmV1);
+    if set.scheduler_reserve_full_isl == Some(true) && !preset.has_reserve_full_isl() {
+        return Err(ctx.err(
+            field("scheduler_reserve_full_isl"),
+            format!(
+                "{} has no scheduler_reserve_full_isl (vLLM added it in 0.19.0); its admission rule \
+                 is fixed: drop the knob or use preset = \"vllm-0.19.0\" or \"vllm-v1\"",
+                preset.name()
+            ),
+        ));
+    }
+    if let Some(q) = set.quantization
+        && model.weight_format != WeightFormat::AwqInt4
+    {
+        return Err(ctx.err(
+            field("quantization"),
+            format!(
+                "quantization = \"{}\" needs an AWQ model (weight_format = \"awq-int4\"), but \"{}\" \
+                 has bf16 weights; vLLM refuses --quantization {} on a checkpoint without an AWQ \
+                 quantization config",
+                q.as_flag(),
+                model.name,
+                q.as_flag()
             ),
         ));
     }

@@ -226,9 +226,47 @@ impl KvCacheManager {
         if num_new_computed_tokens == 0 && req.num_computed_tokens + num_new_tokens <= req.alloc_limit {
             return Some(0);
         }
-        let result = self.allocate_slots_slow(req, num_new_tokens, num_new_computed_tokens);
+        let result = self.allocate_slots_slow(req, num_new_tokens, num_new_computed_tokens, 0);
         self.update_alloc_limit(req);
         result
+    }
+
+    /// [`KvCacheManager::allocate_slots`] that also takes the blocks of `num_lookahead_tokens`
+    /// tokens past the step's, computed later (vLLM 0.6.4 allocates a whole sequence at admission:
+    /// `BlockSpaceManager.allocate`; V1's `allocate_slots` has the same `num_lookahead_tokens`
+    /// for speculative tokens). Only blocks the step's tokens fill are registered.
+    pub fn allocate_slots_reserving(
+        &mut self,
+        req: &mut Request,
+        num_new_tokens: u32,
+        num_new_computed_tokens: u32,
+        num_lookahead_tokens: u32,
+    ) -> Option<u32> {
+        let result = self.allocate_slots_slow(req, num_new_tokens, num_new_computed_tokens, num_lookahead_tokens);
+        self.update_alloc_limit(req);
+        result
+    }
+
+    /// Blocks `req` must take (new ones, plus free cached ones among the hits of the last
+    /// [`KvCacheManager::get_computed_blocks`], which leave the free pool when touched) to hold
+    /// `num_tokens` tokens (vLLM's `SingleTypeKVCacheManager.get_num_blocks_to_allocate`).
+    fn num_blocks_to_allocate(&self, req: &Request, num_tokens: u32, num_hits: u32) -> u32 {
+        let num_required = self.num_blocks_for(num_tokens);
+        let num_new_blocks = num_required.saturating_sub(req.block_table.len() as u32 + num_hits);
+        let num_evictable = self.new_computed_blocks[..num_hits as usize]
+            .iter()
+            .filter(|&&b| self.block_pool.ref_cnt(b) == 0)
+            .count() as u32;
+        num_new_blocks + num_evictable
+    }
+
+    /// Whether the free blocks could hold all of `req`'s `num_tokens` after a hit of
+    /// `num_new_computed_tokens` found by the last [`KvCacheManager::get_computed_blocks`] (vLLM
+    /// 0.19.0 v1/core/kv_cache_manager.py `KVCacheManager.can_fit_full_sequence`, the admission
+    /// gate of `scheduler_reserve_full_isl`). Allocates nothing.
+    pub fn can_fit_full_sequence(&self, req: &Request, num_new_computed_tokens: u32) -> bool {
+        let num_hits = if num_new_computed_tokens > 0 { self.new_computed_blocks.len() as u32 } else { 0 };
+        self.num_blocks_to_allocate(req, req.num_tokens(), num_hits) <= self.num_free_blocks()
     }
 
     /// Recomputes `req.alloc_limit` after its block table or cached-block count changed.
@@ -247,6 +285,7 @@ impl KvCacheManager {
         req: &mut Request,
         num_new_tokens: u32,
         num_new_computed_tokens: u32,
+        num_lookahead_tokens: u32,
     ) -> Option<u32> {
         let num_hits = if num_new_computed_tokens > 0 {
             debug_assert!(req.block_table.is_empty() && req.num_computed_tokens == 0);
@@ -256,14 +295,12 @@ impl KvCacheManager {
             0
         };
         let total_computed = req.num_computed_tokens + num_new_computed_tokens;
-        let num_required = self.num_blocks_for(total_computed + num_new_tokens);
+        let num_required = self.num_blocks_for(total_computed + num_new_tokens + num_lookahead_tokens);
         let num_new_blocks = num_required.saturating_sub(req.block_table.len() as u32 + num_hits);
         if num_new_blocks > 0 || num_hits > 0 {
-            let num_evictable = self.new_computed_blocks[..num_hits as usize]
-                .iter()
-                .filter(|&&b| self.block_pool.ref_cnt(b) == 0)
-                .count() as u32;
-            if num_new_blocks + num_evictable > self.num_free_blocks() {
+            let needed =
+                self.num_blocks_to_allocate(req, total_computed + num_new_tokens + num_lookahead_tokens, num_hits);
+            if needed > self.num_free_blocks() {
                 return None;
             }
             for &b in &self.new_computed_blocks[..num_hits as usize] {
@@ -364,12 +401,15 @@ impl KvCacheManager {
     /// past the shared prefix keep their identity (`Own`) when prefix caching is on.
     fn free_blocks_one_by_one(&mut self, req: &Request) {
         let first_private = self.num_prefix_blocks(req);
+        // Blocks taken ahead of the tokens (vLLM 0.6.4 allocates a whole sequence at admission)
+        // hold nothing yet.
+        let filled = self.num_blocks_for(req.num_computed_tokens + req.num_scheduled_tokens);
         for (index, &b) in req.block_table.iter().enumerate().rev() {
             let index = index as u32;
             if index < first_private && self.block_pool.is_shared(b) {
                 self.block_pool.free_shared_block(b);
             } else {
-                let own = self.enable_caching && index >= first_private;
+                let own = self.enable_caching && index >= first_private && index < filled;
                 let content = own.then_some(BlockHash::Own { request: req.request_id, index });
                 self.block_pool.free_private_block(b, content);
             }
@@ -464,6 +504,7 @@ mod tests {
         let mut kv = KvCacheManager::new(6, 16, true);
         let mut r = request(0, 64, None);
         admit(&mut kv, &mut r);
+        r.num_computed_tokens = 64;
         kv.free(&mut r);
         let order: Vec<u32> = kv.block_pool().free_blocks().map(|b| b.0).collect();
         assert_eq!(order, [4, 5, 3, 2, 1, 0]);

@@ -5,6 +5,7 @@
 use super::tests::{config, request};
 use super::*;
 use crate::ids::RequestId;
+use crate::scenario::EnginePreset;
 use crate::time::SimTime;
 use crate::workload::PrefixRef;
 use proptest::prelude::*;
@@ -21,6 +22,8 @@ struct Arrival {
 #[derive(Clone, Debug)]
 struct Setup {
     v0: bool,
+    /// V1 only: `scheduler_reserve_full_isl` (full-sequence admission) instead of first-chunk.
+    full_isl: bool,
     chunked: bool,
     caching: bool,
     block_size: u32,
@@ -44,6 +47,7 @@ fn setup() -> impl Strategy<Value = Setup> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
         prop::sample::select(vec![1u32, 4, 16]),
         4u32..120,
         1u32..12,
@@ -51,10 +55,11 @@ fn setup() -> impl Strategy<Value = Setup> {
         200u32..400,
         prop::collection::vec(arrival, 1..40),
     )
-        .prop_map(|(v0, chunked, caching, block_size, blocks, seqs, budget, mml, mut arrivals)| {
+        .prop_map(|(v0, full_isl, chunked, caching, block_size, blocks, seqs, budget, mml, mut arrivals)| {
             arrivals.sort_by_key(|a| a.step);
             Setup {
                 v0,
+                full_isl,
                 chunked,
                 caching,
                 block_size,
@@ -77,6 +82,7 @@ proptest! {
     fn random_streams_finish_or_are_rejected_and_free_every_block(s in setup()) {
         let preset = if s.v0 { EnginePreset::Vllm064 } else { EnginePreset::VllmV1 };
         let mut cfg = config(preset, s.chunked, s.caching);
+        cfg.scheduler_reserve_full_isl = s.full_isl && !s.v0;
         cfg.block_size = s.block_size;
         cfg.max_num_seqs = s.max_num_seqs;
         cfg.max_num_batched_tokens = s.max_num_batched_tokens;
