@@ -210,7 +210,11 @@ pub fn render_command(
         ("run_dir", run_dir.display().to_string(), true),
         ("prefix_caching_flag", prefix.to_string(), false),
         ("chunked_prefill_flag", flag(e.enable_chunked_prefill, " --enable-chunked-prefill"), false),
-        ("quantization_flag", e.quantization.map(|q| format!(" --quantization {}", q.as_flag())).unwrap_or_default(), false),
+        (
+            "quantization_flag",
+            e.quantization.map(|q| format!(" --quantization {}", q.as_flag())).unwrap_or_default(),
+            false,
+        ),
         ("num_gpu_blocks_flag", blocks, false),
     ];
     let template = inst.launch_command.as_deref().unwrap_or(DEFAULT_TEMPLATE);

@@ -7,8 +7,8 @@
 
 use super::raw::RawEngine;
 use super::types::{
-    AwqKernel, ElasticKvConfig, EngineConfig, EngineGeneration, EnginePreset, GpuSpec, KvCacheMode, ModelSpec,
-    Quantization, WeightFormat,
+    AwqKernel, ElasticKvConfig, EngineConfig, EngineGeneration, EnginePreset, GpuSpec, KvCacheMode,
+    ModelSpec, Quantization, WeightFormat,
 };
 
 const GIB: u64 = 1 << 30;
@@ -162,7 +162,8 @@ pub(crate) fn derive_engine(
 ) -> EngineConfig {
     let max_model_len = set.max_model_len.unwrap_or(model.max_position_embeddings);
     let v0 = preset.generation() == EngineGeneration::V0;
-    let enable_chunked_prefill = set.enable_chunked_prefill.unwrap_or(if v0 { max_model_len > 32768 } else { true });
+    let enable_chunked_prefill =
+        set.enable_chunked_prefill.unwrap_or(if v0 { max_model_len > 32768 } else { true });
     let (v1_budget, v1_seqs) = if large_gpu { (8192, 1024) } else { (2048, 256) };
     let max_num_batched_tokens = set.max_num_batched_tokens.unwrap_or(if enable_chunked_prefill {
         if v0 { 512 } else { v1_budget }
@@ -189,9 +190,7 @@ pub(crate) fn derive_engine(
         activation_reserve_bytes,
         num_gpu_blocks_override: set.num_gpu_blocks_override,
         elastic: derive_elastic(set),
-        scheduler_reserve_full_isl: set
-            .scheduler_reserve_full_isl
-            .unwrap_or(preset.has_reserve_full_isl())
+        scheduler_reserve_full_isl: set.scheduler_reserve_full_isl.unwrap_or(preset.has_reserve_full_isl())
             && preset.has_reserve_full_isl(),
         quantization: match model.weight_format {
             WeightFormat::Bf16 => None,

@@ -21,8 +21,8 @@ use super::presets::{derive_engine, gets_large_batch_defaults};
 use super::raw::RawContention;
 use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel};
 use super::types::{
-    ContentionSpec, EngineGeneration, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec, OutputSpec,
-    RouterSpec, Scenario, SloSpec, WeightFormat,
+    ContentionSpec, EngineGeneration, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec,
+    OutputSpec, RouterSpec, Scenario, SloSpec, WeightFormat,
 };
 use crate::ids::{GpuId, ModelId};
 use std::collections::BTreeMap;

@@ -419,7 +419,10 @@ fn the_full_sequence_gate_cannot_be_turned_on_before_vllm_0_19() {
     for preset in ["vllm-0.6.4", "vllm-0.9.2"] {
         let e = fails(
             BASE,
-            &[&format!("defaults.engine.preset={preset}"), "instances.0.engine.scheduler_reserve_full_isl=true"],
+            &[
+                &format!("defaults.engine.preset={preset}"),
+                "instances.0.engine.scheduler_reserve_full_isl=true",
+            ],
             "instances[0].engine.scheduler_reserve_full_isl",
             "added it in 0.19.0",
         );

@@ -175,8 +175,18 @@ fn vllm_0_9_2_has_current_v1_batch_defaults() {
         let old = engine_preset_defaults(EnginePreset::Vllm092, &model(name));
         let new = engine_preset_defaults(EnginePreset::VllmV1, &model(name));
         assert_eq!(
-            (old.max_num_seqs, old.max_num_batched_tokens, old.enable_chunked_prefill, old.enable_prefix_caching),
-            (new.max_num_seqs, new.max_num_batched_tokens, new.enable_chunked_prefill, new.enable_prefix_caching),
+            (
+                old.max_num_seqs,
+                old.max_num_batched_tokens,
+                old.enable_chunked_prefill,
+                old.enable_prefix_caching
+            ),
+            (
+                new.max_num_seqs,
+                new.max_num_batched_tokens,
+                new.enable_chunked_prefill,
+                new.enable_prefix_caching
+            ),
             "{name}"
         );
         assert_eq!(old.activation_reserve_bytes, new.activation_reserve_bytes);

@@ -2,6 +2,11 @@
 //! group: finds prefix-cache hits, allocates blocks for the tokens a step computes, registers
 //! blocks as they fill, and frees a request's blocks.
 //!
+//! Prefix caching is by content, as in vLLM: a request's leading blocks are looked up by the
+//! chained hashes of their tokens (`engine::content`, vLLM's `hash_block_tokens`), so two requests
+//! share KV exactly where their leading blocks hold the same tokens, whoever produced them.
+//! Requests without described content hash nothing and keep every block private (the fast path).
+//!
 //! The request owns its block table; the manager owns the [`BlockPool`]. The number of usable
 //! blocks lives behind one seam, the manager's `capacity` (all blocks for static KV), which every
 //! "is there room" decision reads through `num_free_blocks`. Elastic KV (kvcached, see
@@ -13,7 +18,7 @@
 mod block_pool;
 mod elastic;
 
-pub use block_pool::{BlockHash, BlockPool, FreeKVCacheBlockQueue, KVCacheBlock};
+pub use block_pool::{BlockHash, BlockPool, FreeKVCacheBlockQueue, IdentityHasher, KVCacheBlock};
 pub use elastic::{ElasticPages, ElasticParams};
 
 use crate::engine::request::Request;
@@ -151,52 +156,37 @@ impl KvCacheManager {
         &self.block_pool
     }
 
-    /// The content identity of block `index` of `req` (see [`BlockHash`]): inside the shared
-    /// prefix it is the prefix's, past it the request's own.
-    #[inline]
-    fn block_hash_of(&self, req: &Request, index: u32) -> BlockHash {
-        match req.prefix {
-            Some(p) if (index + 1) * self.block_size <= p.num_tokens => {
-                BlockHash::Prefix { group: p.group, index }
-            }
-            _ => BlockHash::Own { request: req.request_id, index },
-        }
-    }
-
     /// The longest run of cached full blocks at the start of `req`, capped so the last token is
     /// always recomputed (vLLM's `get_computed_blocks`, `max_cache_hit_length = num_tokens - 1`).
-    /// Returns the number of hit tokens (a multiple of the block size) and keeps the blocks for
-    /// the next [`KvCacheManager::allocate_slots`]. Zero when prefix caching is off.
+    /// Blocks of described content are looked up by their chained hashes, stopping at the first
+    /// miss (`find_longest_cache_hit`); past them, only the request itself can hold its blocks
+    /// (after a preemption). Returns the number of hit tokens (a multiple of the block size) and
+    /// keeps the blocks for the next [`KvCacheManager::allocate_slots`]. Zero when prefix caching
+    /// is off.
     pub fn get_computed_blocks(&mut self, req: &Request) -> u32 {
         self.new_computed_blocks.clear();
         if !self.enable_caching {
             return 0;
         }
         let max_blocks = self.num_full_blocks(req.num_tokens().saturating_sub(1));
-        let prefix_blocks = self.num_prefix_blocks(req).min(max_blocks) as usize;
-        if prefix_blocks > 0 {
-            let group = req.prefix.map_or(0, |p| p.group);
-            let cached = self.block_pool.cached_prefix_blocks(group);
-            for (index, slot) in cached.iter().take(prefix_blocks).enumerate() {
-                match slot {
-                    Some(b) => self.new_computed_blocks.push(*b),
+        let shared_blocks = self.num_shared_blocks(req).min(max_blocks) as usize;
+        if shared_blocks > 0 {
+            for hash in req.content.block_hashes(self.block_size).take(shared_blocks) {
+                match self.block_pool.get_cached_block(hash) {
+                    Some(b) => self.new_computed_blocks.push(b),
                     None => break,
                 }
-                debug_assert_eq!(
-                    self.block_pool.block_hash(self.new_computed_blocks[index]),
-                    Some(BlockHash::Prefix { group, index: index as u32 })
-                );
             }
-            if self.new_computed_blocks.len() < prefix_blocks {
+            if self.new_computed_blocks.len() < shared_blocks {
                 return self.num_new_computed_tokens();
             }
         }
-        // Past the shared prefix only the request itself can hold its blocks: look them up in
+        // Past the shared content only the request itself can hold its blocks: look them up in
         // the table it had when preempted, valid while the block still carries its identity.
         let start = self.new_computed_blocks.len();
         for index in start..max_blocks as usize {
             let Some(&b) = req.preempted_blocks.get(index) else { break };
-            let expected = self.block_hash_of(req, index as u32);
+            let expected = BlockHash::Own { request: req.request_id, index: index as u32 };
             if self.block_pool.block_hash(b) != Some(expected) {
                 break;
             }
@@ -242,7 +232,8 @@ impl KvCacheManager {
         num_new_computed_tokens: u32,
         num_lookahead_tokens: u32,
     ) -> Option<u32> {
-        let result = self.allocate_slots_slow(req, num_new_tokens, num_new_computed_tokens, num_lookahead_tokens);
+        let result =
+            self.allocate_slots_slow(req, num_new_tokens, num_new_computed_tokens, num_lookahead_tokens);
         self.update_alloc_limit(req);
         result
     }
@@ -298,8 +289,11 @@ impl KvCacheManager {
         let num_required = self.num_blocks_for(total_computed + num_new_tokens + num_lookahead_tokens);
         let num_new_blocks = num_required.saturating_sub(req.block_table.len() as u32 + num_hits);
         if num_new_blocks > 0 || num_hits > 0 {
-            let needed =
-                self.num_blocks_to_allocate(req, total_computed + num_new_tokens + num_lookahead_tokens, num_hits);
+            let needed = self.num_blocks_to_allocate(
+                req,
+                total_computed + num_new_tokens + num_lookahead_tokens,
+                num_hits,
+            );
             if needed > self.num_free_blocks() {
                 return None;
             }
@@ -316,11 +310,15 @@ impl KvCacheManager {
         }
         if self.enable_caching {
             let num_full = self.num_full_blocks((total_computed + num_new_tokens).min(req.num_tokens()));
-            // Shared-prefix blocks are registered when they fill, as in vLLM. A request's own
-            // blocks stay private: their identity is only recorded when they are freed.
-            for index in req.num_cached_blocks..num_full.min(self.num_prefix_blocks(req)) {
-                let hash = self.block_hash_of(req, index);
-                self.block_pool.register_prefix_block(req.block_table[index as usize], hash);
+            // Blocks of shared content are registered when they fill, as in vLLM
+            // (`cache_full_blocks`). A request's own blocks stay private: their identity is only
+            // recorded when they are freed.
+            let end = num_full.min(self.num_shared_blocks(req));
+            if req.num_cached_blocks < end {
+                let hashes = req.content.block_hashes(self.block_size).enumerate();
+                for (index, hash) in hashes.take(end as usize).skip(req.num_cached_blocks as usize) {
+                    self.block_pool.cache_full_block(req.block_table[index], hash);
+                }
             }
             req.num_cached_blocks = req.num_cached_blocks.max(num_full);
         }
@@ -336,7 +334,8 @@ impl KvCacheManager {
     }
 
     /// Appends `block` (from [`KvCacheManager::pop_decode_blocks`]) to `req`'s block table, as
-    /// `allocate_slots` would (a decode block lies past the shared prefix: it is private).
+    /// `allocate_slots` would (a decode block of a stretch lies past the shared content: it is
+    /// private).
     /// `num_cached_blocks` and the allocation limit catch up in
     /// [`KvCacheManager::sync_decode_state`].
     #[inline]
@@ -347,20 +346,22 @@ impl KvCacheManager {
     /// Brings `req`'s `num_cached_blocks` and allocation limit to where `allocate_slots` leaves
     /// them after `req` computed its tokens one decode token per step up to
     /// `num_computed_tokens`, its blocks appended by [`KvCacheManager::append_decode_block`]:
-    /// the blocks that filled are registered (its shared-prefix blocks were already, at prefill).
+    /// the blocks that filled are registered (its shared-content blocks were already, before the
+    /// stretch).
     pub fn sync_decode_state(&mut self, req: &mut Request) {
         if self.enable_caching {
-            debug_assert!(req.num_cached_blocks >= self.num_prefix_blocks(req), "{req:?}");
+            debug_assert!(req.num_cached_blocks >= self.num_shared_blocks(req), "{req:?}");
             let num_full = self.num_full_blocks(req.num_computed_tokens.min(req.num_tokens()));
             req.num_cached_blocks = req.num_cached_blocks.max(num_full);
         }
         self.update_alloc_limit(req);
     }
 
-    /// Blocks of `req` that lie entirely inside its shared prefix.
+    /// Blocks of `req` that lie entirely inside its described (shareable) content: 0 for a
+    /// request whose tokens are all its own.
     #[inline]
-    fn num_prefix_blocks(&self, req: &Request) -> u32 {
-        req.prefix.map_or(0, |p| self.num_full_blocks(p.num_tokens))
+    pub fn num_shared_blocks(&self, req: &Request) -> u32 {
+        self.num_full_blocks(req.content.num_shared_tokens())
     }
 
     /// Frees all of `req`'s blocks, last block first so its tail is evicted first (vLLM's
@@ -380,13 +381,13 @@ impl KvCacheManager {
 
     /// Frees all of `req`'s blocks, last block first, for a request that is done (finished or
     /// aborted). In a static pool its own blocks can never be hit again, so they go back at once,
-    /// anonymously (see `FreeKVCacheBlockQueue`); shared-prefix blocks stay cached. Elastic pools
+    /// anonymously (see `FreeKVCacheBlockQueue`); shared-content blocks stay cached. Elastic pools
     /// keep its blocks cached as after a preemption (kvcached caps that cache).
     pub fn free_finished(&mut self, req: &mut Request) {
         if self.block_pool.elastic().is_some() {
             self.free_blocks_one_by_one(req);
         } else {
-            let shareable = if self.enable_caching { self.num_prefix_blocks(req) } else { 0 };
+            let shareable = if self.enable_caching { self.num_shared_blocks(req) } else { 0 };
             let first_private = (shareable as usize).min(req.block_table.len());
             self.block_pool.free_private_blocks_finished(&req.block_table[first_private..]);
             self.block_pool.free_shareable_blocks_finished(&req.block_table[..first_private]);
@@ -397,10 +398,10 @@ impl KvCacheManager {
         req.alloc_limit = 0;
     }
 
-    /// Frees `req`'s blocks, last first: shared-prefix blocks drop a reference; private blocks
-    /// past the shared prefix keep their identity (`Own`) when prefix caching is on.
+    /// Frees `req`'s blocks, last first: shared-content blocks drop a reference; private blocks
+    /// past the shared content keep their identity (`Own`) when prefix caching is on.
     fn free_blocks_one_by_one(&mut self, req: &Request) {
-        let first_private = self.num_prefix_blocks(req);
+        let first_private = self.num_shared_blocks(req);
         // Blocks taken ahead of the tokens (vLLM 0.6.4 allocates a whole sequence at admission)
         // hold nothing yet.
         let filled = self.num_blocks_for(req.num_computed_tokens + req.num_scheduled_tokens);
@@ -555,5 +556,7 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod content_tests;
 #[cfg(test)]
 mod elastic_tests;

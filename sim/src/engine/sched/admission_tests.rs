@@ -164,4 +164,3 @@ fn v064_chunked_admits_in_a_step_that_preempted_and_queues_the_victim_in_front_a
     let waiting: Vec<u64> = s.waiting_requests().map(|r| r.request_id.0).collect();
     assert_eq!(waiting, [1], "the victim is first in line again");
 }
-

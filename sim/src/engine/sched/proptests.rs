@@ -4,6 +4,7 @@
 
 use super::tests::{config, request};
 use super::*;
+use crate::engine::content::{ContentSegment, PromptContent};
 use crate::ids::RequestId;
 use crate::scenario::EnginePreset;
 use crate::time::SimTime;
@@ -17,6 +18,9 @@ struct Arrival {
     prompt: u32,
     max_tokens: u32,
     prefix: Option<(u64, u32)>,
+    /// Described content (stream id, tokens), used instead of `prefix` when set; it may run past
+    /// the prompt into the output tokens.
+    segments: Option<Vec<(u64, u32)>>,
 }
 
 #[derive(Clone, Debug)]
@@ -35,12 +39,14 @@ struct Setup {
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    let arrival = (0u32..60, 1u32..300, 1u32..60, prop::option::of((0u64..3, 1u32..200))).prop_map(
-        |(step, prompt, max_tokens, prefix)| Arrival {
+    let segments = prop::option::of(prop::collection::vec((0u64..3, 1u32..80), 1..4));
+    let arrival = (0u32..60, 1u32..300, 1u32..60, prop::option::of((0u64..3, 1u32..200)), segments).prop_map(
+        |(step, prompt, max_tokens, prefix, segments)| Arrival {
             step,
             prompt,
             max_tokens,
             prefix: prefix.map(|(g, n)| (g, n.min(prompt))),
+            segments,
         },
     );
     (
@@ -55,22 +61,24 @@ fn setup() -> impl Strategy<Value = Setup> {
         200u32..400,
         prop::collection::vec(arrival, 1..40),
     )
-        .prop_map(|(v0, full_isl, chunked, caching, block_size, blocks, seqs, budget, mml, mut arrivals)| {
-            arrivals.sort_by_key(|a| a.step);
-            Setup {
-                v0,
-                full_isl,
-                chunked,
-                caching,
-                block_size,
-                num_gpu_blocks: blocks * 16 / block_size.max(1),
-                max_num_seqs: seqs,
-                // vLLM requires max_num_batched_tokens >= max_num_seqs.
-                max_num_batched_tokens: budget.max(seqs),
-                max_model_len: mml,
-                arrivals,
-            }
-        })
+        .prop_map(
+            |(v0, full_isl, chunked, caching, block_size, blocks, seqs, budget, mml, mut arrivals)| {
+                arrivals.sort_by_key(|a| a.step);
+                Setup {
+                    v0,
+                    full_isl,
+                    chunked,
+                    caching,
+                    block_size,
+                    num_gpu_blocks: blocks * 16 / block_size.max(1),
+                    max_num_seqs: seqs,
+                    // vLLM requires max_num_batched_tokens >= max_num_seqs.
+                    max_num_batched_tokens: budget.max(seqs),
+                    max_model_len: mml,
+                    arrivals,
+                }
+            },
+        )
 }
 
 proptest! {
@@ -99,7 +107,11 @@ proptest! {
             while next < s.arrivals.len() && s.arrivals[next].step <= step {
                 let a = &s.arrivals[next];
                 let prefix = a.prefix.map(|(group, num_tokens)| PrefixRef { group, num_tokens });
-                let r = request(next as u64, a.prompt, a.max_tokens, prefix);
+                let mut r = request(next as u64, a.prompt, a.max_tokens, prefix);
+                if let Some(segs) = &a.segments {
+                    let segs = segs.iter().map(|&(id, num_tokens)| ContentSegment { id, num_tokens });
+                    r = r.with_content(PromptContent::segments(segs));
+                }
                 if let Err(rej) = sched.add_request(r) {
                     prop_assert!(!rej.reason.is_empty());
                     rejected.insert(rej.request.request_id);

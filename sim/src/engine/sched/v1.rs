@@ -111,7 +111,8 @@ impl Scheduler {
             let Some(req) = self.slots[slot.0 as usize].as_mut() else { break };
             let num_tokens = req.num_tokens();
             let num_required_blocks = self.kv_cache_manager.num_blocks_for(num_tokens);
-            if self.kv_cache_manager.num_free_blocks() < num_required_blocks.saturating_add(self.watermark_blocks)
+            if self.kv_cache_manager.num_free_blocks()
+                < num_required_blocks.saturating_add(self.watermark_blocks)
             {
                 break;
             }
