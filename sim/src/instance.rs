@@ -117,7 +117,7 @@ impl Instance {
         Instance {
             id,
             scheduler,
-            perf: StepTimeModel::from_spec(&spec.perf, model, gpu),
+            perf: StepTimeModel::for_instance(spec, model, gpu),
             in_step: false,
             gpu: spec.gpu,
             colocated: scenario.instances.iter().filter(|x| x.gpu == spec.gpu).count() > 1,

@@ -17,6 +17,7 @@ fn model(name: &str) -> ModelSpec {
     ModelSpec {
         name: name.to_string(),
         served_name: name.to_string(),
+        model_path: name.to_string(),
         num_layers: 2,
         hidden_size: 64,
         num_attention_heads: 4,

@@ -21,6 +21,7 @@ pub fn model(name: &str, served_name: &str) -> ModelSpec {
     ModelSpec {
         name: name.into(),
         served_name: served_name.into(),
+        model_path: served_name.into(),
         num_layers: 16,
         hidden_size: 2048,
         num_attention_heads: 32,

@@ -33,6 +33,7 @@ fn model(name: &str) -> ModelSpec {
     ModelSpec {
         name: name.into(),
         served_name: format!("org/{name}"),
+        model_path: format!("org/{name}"),
         num_layers: 32,
         hidden_size: 4096,
         num_attention_heads: 32,

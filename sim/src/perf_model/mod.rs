@@ -9,7 +9,7 @@ mod roofline;
 
 pub use roofline::Roofline;
 
-use crate::scenario::{GpuSpec, ModelSpec, PerfSpec, StepCoefficients};
+use crate::scenario::{GpuSpec, InstanceSpec, ModelSpec, PerfSpec, StepCoefficients};
 use crate::time::SimDuration;
 
 /// A fitted profile may extrapolate below zero for tiny batches; a step never takes less than a
@@ -55,6 +55,19 @@ impl StepTimeModel {
             PerfSpec::Roofline { mfu, bandwidth_efficiency, step_overhead_s } => StepTimeModel::Roofline(
                 Roofline::new(model, gpu, *mfu, *bandwidth_efficiency, *step_overhead_s),
             ),
+        }
+    }
+
+    /// The model of instance `spec` (of `model` on `gpu`): [`StepTimeModel::from_spec`], with the
+    /// roofline prior charging the AWQ kernels its engine's `--quantization` selects
+    /// ([`Roofline::with_awq_kernel`]). Calibrated profiles are used as they are.
+    pub fn for_instance(spec: &InstanceSpec, model: &ModelSpec, gpu: &GpuSpec) -> StepTimeModel {
+        match (&spec.perf, spec.engine.awq_kernel()) {
+            (PerfSpec::Roofline { mfu, bandwidth_efficiency, step_overhead_s }, Some(kernel)) => {
+                let r = Roofline::new(model, gpu, *mfu, *bandwidth_efficiency, *step_overhead_s);
+                StepTimeModel::Roofline(r.with_awq_kernel(model, gpu, *mfu, kernel))
+            }
+            _ => StepTimeModel::from_spec(&spec.perf, model, gpu),
         }
     }
 
@@ -140,10 +153,15 @@ mod tests {
             first_kv in 0u64..4_000_000,
             len in 1usize..40,
             linear: bool,
+            legacy_awq: bool,
         ) {
             let models = crate::scenario::model_catalog();
             let gpus = crate::scenario::gpu_catalog();
-            let roofline = Roofline::new(&models[model % models.len()], &gpus[gpu % gpus.len()], mfu, 0.8, overhead);
+            let (m, g) = (&models[model % models.len()], &gpus[gpu % gpus.len()]);
+            let mut roofline = Roofline::new(m, g, mfu, 0.8, overhead);
+            if legacy_awq {
+                roofline = roofline.with_awq_kernel(m, g, mfu, crate::scenario::AwqKernel::Legacy);
+            }
             let m = if linear {
                 StepTimeModel::Linear(StepCoefficients {
                     fixed_s: overhead,

@@ -44,13 +44,19 @@ pub fn gpu_catalog() -> Vec<GpuSpec> {
 /// Architecture numbers are the `config.json` of each Hugging Face repo (`num_hidden_layers`,
 /// `hidden_size`, `num_attention_heads`, `num_key_value_heads`, `intermediate_size`, `vocab_size`,
 /// `tie_word_embeddings`, `max_position_embeddings`); head_dim = hidden / heads = 128 for all three.
-/// `llama-3.3-70b-awq` is served under the base model's name, as the seed does (`--quantization
-/// awq` with an AWQ checkpoint, `--served-model-name meta-llama/Llama-3.3-70B-Instruct`).
+/// `llama-3.3-70b-awq` is served under the base model's name, as the seed's clients ask for it
+/// (`--served-model-name meta-llama/Llama-3.3-70B-Instruct`), but loaded from an AWQ checkpoint:
+/// the seed's table gives `meta-llama/Llama-3.3-70B-Instruct` as its path, a repo of bf16 weights
+/// (~140 GB, no AWQ quantization config) that vLLM refuses to run with `--quantization awq`.
+/// `casperhansen/llama-3.3-70b-instruct-awq` (AutoAWQ, 4-bit, group size 128, the shape the
+/// catalogue's `AwqInt4` memory model assumes) is the default; set `[models."llama-3.3-70b-awq"]
+/// model_path` to use another.
 pub fn model_catalog() -> Vec<ModelSpec> {
     #[allow(clippy::too_many_arguments)]
     fn model(
         name: &str,
         served_name: &str,
+        model_path: &str,
         num_layers: u32,
         hidden_size: u32,
         num_attention_heads: u32,
@@ -63,6 +69,7 @@ pub fn model_catalog() -> Vec<ModelSpec> {
         ModelSpec {
             name: name.to_string(),
             served_name: served_name.to_string(),
+            model_path: model_path.to_string(),
             num_layers,
             hidden_size,
             num_attention_heads,
@@ -80,6 +87,7 @@ pub fn model_catalog() -> Vec<ModelSpec> {
         model(
             "llama-3.1-8b",
             "meta-llama/Llama-3.1-8B-Instruct",
+            "meta-llama/Llama-3.1-8B-Instruct",
             32,
             4096,
             32,
@@ -91,6 +99,7 @@ pub fn model_catalog() -> Vec<ModelSpec> {
         ),
         model(
             "qwen2.5-7b",
+            "Qwen/Qwen2.5-7B-Instruct",
             "Qwen/Qwen2.5-7B-Instruct",
             28,
             3584,
@@ -104,6 +113,7 @@ pub fn model_catalog() -> Vec<ModelSpec> {
         model(
             "llama-3.3-70b-awq",
             "meta-llama/Llama-3.3-70B-Instruct",
+            "casperhansen/llama-3.3-70b-instruct-awq",
             80,
             8192,
             64,

@@ -24,6 +24,8 @@ pub(crate) struct RawFile {
     #[serde(default)]
     pub model_catalog: BTreeMap<String, RawModel>,
     #[serde(default)]
+    pub models: BTreeMap<String, RawModelSettings>,
+    #[serde(default)]
     pub defaults: RawDefaults,
     pub instances: Vec<RawInstance>,
     #[serde(default)]
@@ -72,11 +74,19 @@ pub(crate) struct RawGpu {
     pub hbm_bytes_per_s: f64,
 }
 
+/// `[models."name"]`: serving settings of a catalogue model, without redefining its architecture.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModelSettings {
+    pub model_path: Option<String>,
+}
+
 /// `[model_catalog."name"]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawModel {
     pub served_name: Option<String>,
+    pub model_path: Option<String>,
     pub num_layers: u32,
     pub hidden_size: u32,
     pub num_attention_heads: u32,

@@ -19,7 +19,7 @@ use super::perf::{PerfKey, check_perf, perf_for_instance, scan_profiles};
 use super::phases::{Models, resolve_workload};
 use super::presets::{derive_engine, gets_large_batch_defaults};
 use super::raw::RawContention;
-use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel};
+use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel, RawModelSettings};
 use super::types::{
     ContentionSpec, EngineGeneration, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec,
     OutputSpec, RouterSpec, Scenario, SloSpec, WeightFormat,
@@ -50,7 +50,8 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         return Err(ctx.err("name", "the scenario name is empty"));
     }
     let gpu_cat = merged_gpu_catalog(ctx, &raw.gpu_catalog)?;
-    let model_cat = merged_model_catalog(ctx, &raw.model_catalog)?;
+    let mut model_cat = merged_model_catalog(ctx, &raw.model_catalog)?;
+    apply_model_settings(ctx, &raw.models, &mut model_cat)?;
     let gpus = resolve_cluster(ctx, &raw.cluster, &gpu_cat)?;
     check_perf(ctx, &raw.perf)?;
     let profiles = scan_profiles(ctx, &raw.perf)?;
@@ -430,9 +431,11 @@ fn merged_model_catalog(
         if ![1, 2, 4].contains(&m.kv_cache_dtype_bytes) {
             return Err(ctx.err(f("kv_cache_dtype_bytes"), "must be 1 (fp8), 2 (bf16/fp16) or 4 (fp32)"));
         }
+        let served_name = m.served_name.clone().unwrap_or_else(|| name.clone());
         let spec = ModelSpec {
             name: name.clone(),
-            served_name: m.served_name.clone().unwrap_or_else(|| name.clone()),
+            model_path: m.model_path.clone().unwrap_or_else(|| served_name.clone()),
+            served_name,
             num_layers: m.num_layers,
             hidden_size: m.hidden_size,
             num_attention_heads: m.num_attention_heads,
@@ -451,6 +454,33 @@ fn merged_model_catalog(
         }
     }
     Ok(cat)
+}
+
+/// `[models."name"]`: per-model serving settings of catalogue models (the checkpoint to load).
+fn apply_model_settings(
+    ctx: Ctx<'_>,
+    settings: &BTreeMap<String, RawModelSettings>,
+    cat: &mut [ModelSpec],
+) -> Result<(), ScenarioError> {
+    for (name, s) in settings {
+        let known = quoted_list(cat.iter().map(|m| m.name.as_str()));
+        let Some(model) = cat.iter_mut().find(|m| m.name == *name) else {
+            return Err(ctx.err(
+                format!("models.{name}"),
+                format!("unknown model \"{name}\"; known models: {known} (add others under [model_catalog])"),
+            ));
+        };
+        if let Some(path) = &s.model_path {
+            if path.trim().is_empty() {
+                return Err(ctx.err(
+                    format!("models.{name}.model_path"),
+                    "is empty: give a Hugging Face repo id or a local checkpoint directory",
+                ));
+            }
+            model.model_path.clone_from(path);
+        }
+    }
+    Ok(())
 }
 
 fn resolve_cluster(ctx: Ctx<'_>, c: &RawCluster, cat: &[GpuSpec]) -> Result<Vec<GpuSpec>, ScenarioError> {

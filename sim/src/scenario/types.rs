@@ -126,6 +126,12 @@ pub struct ModelSpec {
     pub name: String,
     /// The name clients send in the OpenAI `model` field (the HF path in the seed).
     pub served_name: String,
+    /// The checkpoint vLLM loads (`vllm serve <model_path> --served-model-name <served_name>`): a
+    /// Hugging Face repo id or a local directory. It must hold weights in `weight_format` (an AWQ
+    /// checkpoint for an AWQ model: vLLM refuses `--quantization awq` on bf16 weights). Empty in
+    /// runs recorded before it existed.
+    #[serde(default)]
+    pub model_path: String,
     /// Transformer layers.
     pub num_layers: u32,
     /// Hidden size.

@@ -429,3 +429,19 @@ fn the_full_sequence_gate_cannot_be_turned_on_before_vllm_0_19() {
         assert!(e.reason.contains(preset), "{e}");
     }
 }
+
+#[test]
+fn a_quantization_flag_on_a_bf16_model_is_rejected() {
+    fails(
+        BASE,
+        &["instances.1.engine.quantization=awq_marlin"],
+        "instances[1].engine.quantization",
+        "needs an AWQ model",
+    );
+}
+
+#[test]
+fn a_models_table_naming_an_unknown_model_lists_the_known_ones() {
+    fails(BASE, &["models.nope.model_path=/x"], "models.nope", "known models");
+    fails(BASE, &["models.\"qwen2.5-7b\".model_path=\"\""], "models.qwen2.5-7b.model_path", "is empty");
+}
