@@ -15,6 +15,7 @@
 //! about block tables or the pool: `KvCacheManager` does.
 
 use crate::workload::PrefixRef;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// `num_tokens` tokens from the start of the token stream `id`: two segments with the same id
@@ -114,6 +115,27 @@ impl PromptContent {
             blocks_left: self.num_shared_tokens() / block_size,
             parent: NONE_HASH,
         }
+    }
+}
+
+/// The chained block hashes of the synthetic prefix groups one KV cache manager has seen, so that
+/// looking a prefix up does not rehash it (a workload has a few groups; every request of a group
+/// shares the same hashes, which depend on the group and the block index only).
+#[derive(Clone, Debug, Default)]
+pub struct PrefixHashCache {
+    groups: BTreeMap<u64, Vec<u64>>,
+}
+
+impl PrefixHashCache {
+    /// The hashes of the first `num_blocks` blocks of prefix `group` in blocks of `block_size`
+    /// tokens (the same block size at every call).
+    pub fn block_hashes(&mut self, group: u64, block_size: u32, num_blocks: usize) -> &[u64] {
+        let v = self.groups.entry(group).or_default();
+        if v.len() < num_blocks {
+            let num_tokens = u32::try_from(num_blocks).unwrap_or(u32::MAX).saturating_mul(block_size.max(1));
+            *v = PromptContent::Prefix(PrefixRef { group, num_tokens }).block_hashes(block_size).collect();
+        }
+        &v[..num_blocks.min(v.len())]
     }
 }
 
@@ -247,6 +269,16 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert_ne!(a[0], b[0]);
         assert_ne!(a[0], c[0], "8 + 8 tokens of two streams are not 16 of one");
+    }
+
+    #[test]
+    fn the_prefix_cache_returns_the_groups_hashes_whatever_was_asked_before() {
+        let mut cache = PrefixHashCache::default();
+        let full = hashes(&PromptContent::from(Some(PrefixRef { group: 3, num_tokens: 160 })), 16);
+        assert_eq!(cache.block_hashes(3, 16, 4), &full[..4]);
+        assert_eq!(cache.block_hashes(3, 16, 10), &full[..]);
+        assert_eq!(cache.block_hashes(3, 16, 2), &full[..2]);
+        assert_ne!(cache.block_hashes(4, 16, 1), &full[..1]);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod elastic;
 pub use block_pool::{BlockHash, BlockPool, FreeKVCacheBlockQueue, IdentityHasher, KVCacheBlock};
 pub use elastic::{ElasticPages, ElasticParams};
 
+use crate::engine::content::{PrefixHashCache, PromptContent};
 use crate::engine::request::Request;
 use crate::ids::BlockId;
 
@@ -38,6 +39,8 @@ pub struct KvCacheManager {
     /// Blocks found by the last `get_computed_blocks`, consumed by the next `allocate_slots`
     /// (vLLM passes them as `new_computed_blocks`; a scratch buffer here avoids allocation).
     new_computed_blocks: Vec<BlockId>,
+    /// Chained hashes of the synthetic prefix groups, computed once per group.
+    prefix_hashes: PrefixHashCache,
 }
 
 impl KvCacheManager {
@@ -51,6 +54,7 @@ impl KvCacheManager {
             block_pool: BlockPool::new(num_gpu_blocks),
             capacity: num_gpu_blocks,
             new_computed_blocks: Vec::new(),
+            prefix_hashes: PrefixHashCache::default(),
         }
     }
 
@@ -171,10 +175,31 @@ impl KvCacheManager {
         let max_blocks = self.num_full_blocks(req.num_tokens().saturating_sub(1));
         let shared_blocks = self.num_shared_blocks(req).min(max_blocks) as usize;
         if shared_blocks > 0 {
-            for hash in req.content.block_hashes(self.block_size).take(shared_blocks) {
-                match self.block_pool.get_cached_block(hash) {
-                    Some(b) => self.new_computed_blocks.push(b),
-                    None => break,
+            // find_longest_cache_hit: leading blocks whose hashes are cached, up to the first miss.
+            let pool = &self.block_pool;
+            let found = &mut self.new_computed_blocks;
+            let mut hit = |hash: u64| match pool.get_cached_block(hash) {
+                Some(b) => {
+                    found.push(b);
+                    true
+                }
+                None => false,
+            };
+            match &req.content {
+                PromptContent::Prefix(p) => {
+                    let hashes = self.prefix_hashes.block_hashes(p.group, self.block_size, shared_blocks);
+                    for &hash in hashes {
+                        if !hit(hash) {
+                            break;
+                        }
+                    }
+                }
+                content => {
+                    for hash in content.block_hashes(self.block_size).take(shared_blocks) {
+                        if !hit(hash) {
+                            break;
+                        }
+                    }
                 }
             }
             if self.new_computed_blocks.len() < shared_blocks {
@@ -315,9 +340,22 @@ impl KvCacheManager {
             // recorded when they are freed.
             let end = num_full.min(self.num_shared_blocks(req));
             if req.num_cached_blocks < end {
-                let hashes = req.content.block_hashes(self.block_size).enumerate();
-                for (index, hash) in hashes.take(end as usize).skip(req.num_cached_blocks as usize) {
-                    self.block_pool.cache_full_block(req.block_table[index], hash);
+                let (start, end) = (req.num_cached_blocks as usize, end as usize);
+                let table = &req.block_table;
+                let pool = &mut self.block_pool;
+                match &req.content {
+                    PromptContent::Prefix(p) => {
+                        let hashes = self.prefix_hashes.block_hashes(p.group, self.block_size, end);
+                        for (index, &hash) in hashes.iter().enumerate().skip(start) {
+                            pool.cache_full_block(table[index], hash);
+                        }
+                    }
+                    content => {
+                        let hashes = content.block_hashes(self.block_size).enumerate();
+                        for (index, hash) in hashes.take(end).skip(start) {
+                            pool.cache_full_block(table[index], hash);
+                        }
+                    }
                 }
             }
             req.num_cached_blocks = req.num_cached_blocks.max(num_full);
