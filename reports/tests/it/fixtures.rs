@@ -35,6 +35,7 @@ fn model(name: &str) -> ModelSpec {
     ModelSpec {
         name: name.into(),
         served_name: format!("org/{name}"),
+        model_path: format!("org/{name}"),
         num_layers: 32,
         hidden_size: 4096,
         num_attention_heads: 32,
@@ -68,8 +69,16 @@ fn instance(name: String, model: u32, gpu: u32, kv: KvCacheMode) -> InstanceSpec
             activation_reserve_bytes: 2 << 30,
             num_gpu_blocks_override: None,
             elastic: Default::default(),
+            async_scheduling: false,
+            scheduler_reserve_full_isl: false,
+            quantization: None,
         },
-        perf: PerfSpec::Roofline { mfu: 0.5, bandwidth_efficiency: 0.7, step_overhead_s: 0.004 },
+        perf: PerfSpec::Roofline {
+            mfu: 0.5,
+            bandwidth_efficiency: 0.7,
+            step_overhead_s: 0.004,
+            overheads: Default::default(),
+        },
         launch_command: None,
     }
 }

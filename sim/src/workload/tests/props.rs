@@ -99,7 +99,7 @@ fn open_workload() -> impl Strategy<Value = WorkloadSpec> {
 
 fn closed_workload() -> impl Strategy<Value = WorkloadSpec> {
     let any_arrival = prop_oneof![
-        3 => (1u32..6).prop_map(|concurrency| ArrivalSpec::closed_loop(concurrency)),
+        3 => (1u32..6).prop_map(ArrivalSpec::closed_loop),
         1 => open_arrival(),
     ];
     (prop::collection::vec(phase_with(any_arrival), 1..4), prefix())
