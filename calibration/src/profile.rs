@@ -59,23 +59,8 @@ pub struct CudaGraphs {
     pub eager_fixed_s: f64,
 }
 
-/// How well the coefficients explain the data (`[fit]`, informational).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FitSummary {
-    /// Steps (rows) the fit used.
-    pub num_steps: u64,
-    /// Coefficient of determination of the step durations.
-    pub r2: f64,
-    /// Median of |predicted - measured| / measured.
-    pub residual_p50: f64,
-    /// 90th percentile of the same.
-    pub residual_p90: f64,
-    /// 99th percentile of the same.
-    pub residual_p99: f64,
-    /// The run dirs the data came from.
-    pub data: Vec<String>,
-}
+/// How well the coefficients explain the data (`[fit]`, informational): the simulator's own type.
+pub use sim::scenario::FitInfo as FitSummary;
 
 /// One profile file, v2.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

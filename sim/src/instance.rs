@@ -42,7 +42,7 @@ use crate::engine::sched::DecodeStretch;
 use crate::engine::{Rejection, Request, Scheduler, StepEvents};
 use crate::ids::{GpuId, InstanceId};
 use crate::metrics::LogHistogram;
-use crate::perf_model::{BatchFeatures, StepTimeModel};
+use crate::perf_model::StepTimeModel;
 use crate::scenario::Scenario;
 use crate::time::{SimDuration, SimTime};
 use std::collections::VecDeque;
@@ -168,6 +168,7 @@ impl Instance {
     /// Queues a request that arrived at its `arrival_time` (no earlier than the last step
     /// begun); rejected requests come back with the reason. With async scheduling an arrival the
     /// next step could not see waits here until the step after (see the module doc).
+    #[inline]
     pub fn add_request(&mut self, req: Request) -> Result<(), Box<Rejection>> {
         if !self.async_scheduling {
             return self.scheduler.add_request(req).map_err(Box::new);
@@ -182,7 +183,11 @@ impl Instance {
     /// Async scheduling: hands the scheduler the arrivals the step beginning at `now` sees. While
     /// steps run back to back, that step was scheduled when the previous one began; an idle
     /// engine schedules at `now`.
+    #[inline]
     fn release_staged(&mut self, now: SimTime) {
+        if self.staged.is_empty() {
+            return;
+        }
         let cutoff = match self.last_step {
             Some((start, end)) if end == now => start,
             _ => now,
@@ -224,7 +229,8 @@ impl Instance {
             // Nothing was scheduled ahead: the engine idled, and takes what has arrived now.
             self.release_staged_until(now);
         }
-        if self.scheduler.schedule().num_scheduled_requests == 0 {
+        let mut batch = self.scheduler.schedule().batch_features();
+        if batch.num_scheduled_requests == 0 {
             // An empty decision (after a preemption, or nothing due yet): apply it and schedule
             // again with everything that has arrived.
             let mut events = std::mem::take(&mut self.scratch);
@@ -233,19 +239,14 @@ impl Instance {
             events.clear();
             self.scratch = events;
             self.release_staged_until(now);
-            if self.scheduler.schedule().num_scheduled_requests == 0 {
+            batch = self.scheduler.schedule().batch_features();
+            if batch.num_scheduled_requests == 0 {
                 return None;
             }
         }
-        let out = self.scheduler.schedule();
-        let batch = BatchFeatures {
-            num_scheduled_requests: out.num_scheduled_requests,
-            num_prefill_tokens: out.num_prefill_tokens,
-            num_decode_seqs: out.num_decode_seqs,
-            num_kv_tokens_read: out.num_kv_tokens_read,
-            num_prefill_attn_pairs: out.num_prefill_attn_pairs,
-            max_seq_len: out.max_seq_len,
-        };
+        if self.perf.reads_max_seq_len(&batch) {
+            batch.max_seq_len = self.scheduler.scheduled_max_seq_len();
+        }
         self.in_step = true;
         self.step_start = now;
         let d = self.perf.step_time(&batch);

@@ -37,7 +37,7 @@ pub fn scenario_dir(dir: &Path) -> (ScenarioFile, Scenario) {
     };
     let text = format!(
         "name = \"calib-emu\"\nseed = 5\n[cluster]\ngpu = \"H200\"\n[defaults.engine]\npreset = \"vllm-v1\"\n\
-         enable_prefix_caching = false\nmax_num_batched_tokens = 4096\nmax_num_seqs = 64\n\
+         async_scheduling = false\nenable_prefix_caching = false\nmax_num_batched_tokens = 4096\nmax_num_seqs = 64\n\
          [[instances]]\nmodel = \"llama-3.1-8b\"\ngpu = 0\nport = 18001\nprofile = \"truth.toml\"\n\
          [router]\npolicy = \"round_robin\"\n[workload]\nprompt_token_id_range = [1000, 30000]\n\
          [workload.prefix]\ntokens = 0\n{}{}{}[output]\ndrain_timeout_s = 60\n",

@@ -27,6 +27,9 @@ use crate::scenario::{
 };
 use crate::time::SimDuration;
 
+/// The largest CUDA-graph capture size a step model takes, in tokens.
+pub const MAX_CAPTURE_SIZE: u32 = 65_536;
+
 /// A fitted profile may extrapolate below zero for tiny batches; a step never takes less than a
 /// microsecond.
 const MIN_STEP_S: f64 = 1e-6;
@@ -79,8 +82,9 @@ enum GpuTime {
 /// Captured sizes and the rule deciding which batches may use them.
 #[derive(Clone, Debug, PartialEq)]
 struct CudaGraphs {
-    /// Ascending, deduplicated.
-    sizes: Vec<u32>,
+    /// `graph_size[t]`: the smallest capture size `>= t`, for `t` up to the largest (empty:
+    /// no graphs). A table: the lookup runs for every step.
+    graph_size: Vec<u32>,
     eager_fixed_s: f64,
     decode_only: bool,
     /// `u32::MAX` when unlimited.
@@ -90,11 +94,18 @@ struct CudaGraphs {
 impl CudaGraphs {
     fn new(spec: &CudaGraphSpec) -> CudaGraphs {
         let mut sizes = spec.capture_sizes.clone();
-        sizes.retain(|&s| s > 0);
+        // Profiles are checked to stay within this; no engine captures larger graphs.
+        sizes.retain(|&s| (1..=MAX_CAPTURE_SIZE).contains(&s));
         sizes.sort_unstable();
         sizes.dedup();
+        let largest = sizes.last().copied().unwrap_or(0);
+        let graph_size = if largest == 0 {
+            Vec::new()
+        } else {
+            (0..=largest).map(|t| sizes[sizes.partition_point(|&s| s < t)]).collect()
+        };
         CudaGraphs {
-            sizes,
+            graph_size,
             eager_fixed_s: spec.eager_fixed_s,
             decode_only: spec.decode_only,
             max_seq_len: spec.max_seq_len_to_capture.unwrap_or(u32::MAX),
@@ -105,12 +116,14 @@ impl CudaGraphs {
     /// longest context is `max_seq_len`.
     #[inline]
     fn mode(&self, tokens: u32, pure_decode: bool, max_seq_len: u32) -> GraphMode {
-        let Some(&largest) = self.sizes.last() else { return GraphMode::NoGraphs };
-        if tokens <= largest && (pure_decode || !self.decode_only) && max_seq_len <= self.max_seq_len {
-            let size = self.sizes[self.sizes.partition_point(|&s| s < tokens)];
-            GraphMode::Padded(size - tokens)
-        } else {
-            GraphMode::Eager
+        if self.graph_size.is_empty() {
+            return GraphMode::NoGraphs;
+        }
+        match self.graph_size.get(tokens as usize) {
+            Some(&size) if (pure_decode || !self.decode_only) && max_seq_len <= self.max_seq_len => {
+                GraphMode::Padded(size - tokens)
+            }
+            _ => GraphMode::Eager,
         }
     }
 }
@@ -196,6 +209,18 @@ impl StepTimeModel {
         self.graphs.mode(tokens, batch.num_prefill_tokens == 0, batch.max_seq_len)
     }
 
+    /// Whether the graph mode of `batch` depends on its `max_seq_len` (vLLM 0.6.4's
+    /// `max_seq_len_to_capture` on a batch that could otherwise run a graph); when it does not,
+    /// the caller may leave `max_seq_len` unset.
+    #[inline]
+    pub fn reads_max_seq_len(&self, batch: &BatchFeatures) -> bool {
+        let g = &self.graphs;
+        let tokens = batch.num_prefill_tokens.saturating_add(batch.num_decode_seqs);
+        g.max_seq_len != u32::MAX
+            && (batch.num_prefill_tokens == 0 || !g.decode_only)
+            && (tokens as usize) < g.graph_size.len()
+    }
+
     /// GPU seconds of a step running `batch` in `mode`.
     #[inline]
     fn gpu_s(&self, b: &BatchFeatures, mode: GraphMode) -> f64 {
@@ -232,7 +257,7 @@ impl StepTimeModel {
     }
 
     /// The period of a step of `gpu_s` GPU and `cpu_s` CPU seconds: `max` when they overlap
-    /// (async scheduling), the sum when they run in turn.
+    /// (async scheduling), the sum when they run in turn (`decode_periods` repeats it).
     #[inline]
     fn period(&self, gpu_s: f64, cpu_s: f64) -> SimDuration {
         let secs = if self.async_scheduling { larger(gpu_s, cpu_s) } else { gpu_s + cpu_s };
@@ -261,29 +286,41 @@ impl StepTimeModel {
         first_max_seq_len: u32,
         out: &mut [SimDuration],
     ) {
-        let mut batch = BatchFeatures {
-            num_scheduled_requests: num_seqs,
-            num_prefill_tokens: 0,
-            num_decode_seqs: num_seqs,
-            num_kv_tokens_read: first_kv_tokens_read,
-            num_prefill_attn_pairs: 0,
-            max_seq_len: first_max_seq_len,
-        };
         if num_seqs == 0 {
             out.fill(SimDuration(1));
             return;
         }
         // The graph mode depends on the step only through the longest context (vLLM 0.6.4's
-        // limit): decide it once for either side of the limit.
-        let within = self.graphs.mode(num_seqs, true, 0);
-        let beyond = self.graphs.mode(num_seqs, true, u32::MAX);
+        // limit): the steps within the limit come first, then those beyond, each part with one
+        // mode.
         let limit = self.graphs.max_seq_len;
-        let cpu_s = self.cpu_time_s(&batch);
-        for d in out.iter_mut() {
-            let mode = if batch.max_seq_len <= limit { within } else { beyond };
-            *d = self.period(self.gpu_s(&batch, mode), cpu_s).max(SimDuration(1));
-            batch.num_kv_tokens_read += u64::from(num_seqs);
-            batch.max_seq_len = batch.max_seq_len.saturating_add(1);
+        let split = match limit.checked_sub(first_max_seq_len) {
+            Some(left) => out.len().min((left as usize).saturating_add(1)),
+            None => 0,
+        };
+        // `cpu_time_s` of every step of the stretch.
+        let cpu_s = self.cpu.fixed_s + self.cpu.per_request_s * f64::from(num_seqs);
+        let (first, rest) = out.split_at_mut(split);
+        // Exact: token counts stay far below 2^53.
+        let kv = first_kv_tokens_read as f64;
+        let kv = self.decode_part(num_seqs, true, cpu_s, kv, first);
+        self.decode_part(num_seqs, false, cpu_s, kv, rest);
+    }
+
+    /// Fills `out` with the periods of decode steps of `num_seqs` sequences whose longest context
+    /// is `within` the graph limit, the first reading `kv` KV tokens; returns the next KV read.
+    #[inline]
+    fn decode_part(&self, num_seqs: u32, within: bool, cpu_s: f64, kv: f64, out: &mut [SimDuration]) -> f64 {
+        if out.is_empty() {
+            return kv;
+        }
+        let mode = self.graphs.mode(num_seqs, true, if within { 0 } else { u32::MAX });
+        let gpu = DecodeGpu::new(&self.gpu, num_seqs, mode, self.graphs.eager_fixed_s);
+        let step = f64::from(num_seqs);
+        if self.async_scheduling {
+            decode_periods::<true>(&gpu, cpu_s, kv, step, out)
+        } else {
+            decode_periods::<false>(&gpu, cpu_s, kv, step, out)
         }
     }
 
@@ -309,6 +346,96 @@ impl StepTimeModel {
     pub fn is_calibrated(&self) -> bool {
         matches!(self.gpu, GpuTime::Linear(_))
     }
+}
+
+/// The GPU time of the steps of a decode stretch as a function of their KV read, with the terms
+/// fixed over the stretch hoisted: the same operations in the same order as
+/// `StepTimeModel::gpu_s` on a pure-decode batch, so the same bits (a test checks it).
+enum DecodeGpu<'a> {
+    /// `((fixed + pp x 0) + pd x n) + pk x K) + pa x 0` then the graph term, as `gpu_s`.
+    Linear {
+        /// `(fixed + pp x 0) + pd x n`.
+        base: f64,
+        per_kv_token_s: f64,
+        /// `pa x 0`.
+        no_pairs: f64,
+        /// The graph term: `pd x padding`, `eager_fixed_s`, or 0 (adding 0 changes nothing).
+        graph: f64,
+    },
+    /// `Roofline::decode_step_time_s` plus the eager term (or 0).
+    Roofline { r: &'a Roofline, terms: (f64, f64), eager: f64 },
+}
+
+impl<'a> DecodeGpu<'a> {
+    fn new(gpu: &'a GpuTime, num_seqs: u32, mode: GraphMode, eager_fixed_s: f64) -> Self {
+        match gpu {
+            GpuTime::Linear(c) => DecodeGpu::Linear {
+                base: c.fixed_s
+                    + c.per_prefill_token_s * f64::from(0u32)
+                    + c.per_decode_seq_s * f64::from(num_seqs),
+                per_kv_token_s: c.per_kv_token_s,
+                no_pairs: c.per_prefill_attn_pair_s * 0.0,
+                graph: match mode {
+                    GraphMode::NoGraphs => 0.0,
+                    GraphMode::Padded(pad) => c.per_decode_seq_s * f64::from(pad),
+                    GraphMode::Eager => eager_fixed_s,
+                },
+            },
+            GpuTime::Roofline(r) => match mode {
+                GraphMode::Padded(pad) => {
+                    DecodeGpu::Roofline { r, terms: r.decode_terms(num_seqs, pad), eager: 0.0 }
+                }
+                GraphMode::NoGraphs => {
+                    DecodeGpu::Roofline { r, terms: r.decode_terms(num_seqs, 0), eager: 0.0 }
+                }
+                GraphMode::Eager => {
+                    DecodeGpu::Roofline { r, terms: r.decode_terms(num_seqs, 0), eager: eager_fixed_s }
+                }
+            },
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, kv: f64) -> f64 {
+        match *self {
+            DecodeGpu::Linear { base, per_kv_token_s, no_pairs, graph } => {
+                base + per_kv_token_s * kv + no_pairs + graph
+            }
+            DecodeGpu::Roofline { r, terms, eager } => r.decode_step_time_s(terms, kv) + eager,
+        }
+    }
+}
+
+/// [`StepTimeModel::decode_step_times`]'s loop: step `i` of `out` reads `kv + i x step` KV
+/// tokens; returns the KV read after the last. `ASYNC` selects the period rule of
+/// [`StepTimeModel::period`] (a constant, so the loop carries no branch on it).
+#[inline(always)]
+fn decode_periods<const ASYNC: bool>(
+    gpu: &DecodeGpu<'_>,
+    cpu_s: f64,
+    mut kv: f64,
+    step: f64,
+    out: &mut [SimDuration],
+) -> f64 {
+    match gpu {
+        DecodeGpu::Linear { .. } => {
+            for d in out.iter_mut() {
+                let g = gpu.at(kv);
+                let secs = if ASYNC { larger(g, cpu_s) } else { g + cpu_s };
+                *d = SimDuration::from_secs_f64(larger(secs, MIN_STEP_S)).max(SimDuration(1));
+                kv += step;
+            }
+        }
+        DecodeGpu::Roofline { .. } => {
+            for d in out.iter_mut() {
+                let g = gpu.at(kv);
+                let secs = if ASYNC { larger(g, cpu_s) } else { g + cpu_s };
+                *d = SimDuration::from_secs_f64(larger(secs, MIN_STEP_S)).max(SimDuration(1));
+                kv += step;
+            }
+        }
+    }
+    kv
 }
 
 #[cfg(test)]

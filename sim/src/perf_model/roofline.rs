@@ -176,6 +176,26 @@ impl Roofline {
         }
         self.overhead_s + larger(bytes / self.bytes_per_s, flops / self.flops_per_s)
     }
+
+    /// The terms of [`Roofline::step_time_s`] that stay fixed over a decode stretch of
+    /// `num_seqs` sequences with `pad_tokens` padding: `(bytes, flops)` before the KV read.
+    #[inline]
+    pub(super) fn decode_terms(&self, num_seqs: u32, pad_tokens: u32) -> (f64, f64) {
+        let bytes = self.streamed_weight_bytes + self.embedding_row_bytes * f64::from(num_seqs);
+        let flops = self.linear_flops_per_token * f64::from(num_seqs.saturating_add(pad_tokens))
+            + self.lm_head_flops_per_row * f64::from(num_seqs);
+        (bytes, flops)
+    }
+
+    /// [`Roofline::step_time_s`] of a pure-decode step reading `kv_tokens_read` KV tokens, from
+    /// its [`Roofline::decode_terms`]: the same operations in the same order, so the same bits
+    /// (a test checks it).
+    #[inline]
+    pub(super) fn decode_step_time_s(&self, (bytes, flops): (f64, f64), kv_tokens_read: f64) -> f64 {
+        let bytes = bytes + self.kv_bytes_per_token * kv_tokens_read;
+        let flops = flops + self.attn_flops_per_pair * kv_tokens_read;
+        self.overhead_s + larger(bytes / self.bytes_per_s, flops / self.flops_per_s)
+    }
 }
 
 #[cfg(test)]

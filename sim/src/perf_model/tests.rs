@@ -93,6 +93,31 @@ fn vllm_064_graphs_serve_only_short_pure_decode_batches() {
 }
 
 #[test]
+fn only_a_batch_the_context_limit_can_exclude_needs_its_longest_context() {
+    let spec = CudaGraphSpec {
+        decode_only: true,
+        max_seq_len_to_capture: Some(8192),
+        ..graphs(&[1, 2, 4, 8], 1e-3)
+    };
+    let v064 = StepTimeModel::linear(coefficients()).with_overheads(CpuCost::default(), &spec, false, 0.0);
+    assert!(v064.reads_max_seq_len(&batch(0, 8, 0)));
+    assert!(!v064.reads_max_seq_len(&batch(0, 9, 0)), "eager anyway: above the largest graph");
+    assert!(!v064.reads_max_seq_len(&batch(1, 2, 0)), "eager anyway: a mixed step");
+    let v1 = StepTimeModel::linear(coefficients()).with_overheads(
+        CpuCost::default(),
+        &graphs(&[1, 2], 0.0),
+        true,
+        0.0,
+    );
+    assert!(!v1.reads_max_seq_len(&batch(0, 2, 0)), "no context limit");
+    // Where it is not read, any value gives the same mode.
+    for b in [batch(0, 9, 0), batch(1, 2, 0)] {
+        let long = BatchFeatures { max_seq_len: u32::MAX, ..b };
+        assert_eq!(v064.graph_mode(&b), v064.graph_mode(&long));
+    }
+}
+
+#[test]
 fn async_scheduling_overlaps_cpu_with_gpu_and_sync_adds_them() {
     let cpu = CpuCost { fixed_s: 0.001, per_request_s: 0.001 };
     let b = batch(0, 2, 0); // GPU: 5 ms + 0.2 ms; CPU: 1 ms + 2 ms

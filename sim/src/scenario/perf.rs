@@ -13,7 +13,7 @@ use super::types::{
     CpuCost, CudaGraphSpec, EngineConfig, EnginePreset, FitInfo, ModelSpec, PerfSpec, StepCoefficients,
     StepOverheads,
 };
-use crate::perf_model::{cuda_graph_rule, prior_overheads};
+use crate::perf_model::{MAX_CAPTURE_SIZE, cuda_graph_rule, prior_overheads};
 use std::path::{Path, PathBuf};
 
 /// Longest capture-size list a profile may give (vLLM captures ~50 by default).
@@ -181,6 +181,13 @@ fn check_capture_sizes(path: &Path, sizes: &[u32]) -> Result<(), ScenarioError> 
             path,
             "cuda_graphs.capture_sizes[0]",
             "a capture size is at least 1 token",
+        ));
+    }
+    if let Some(i) = sizes.iter().position(|&s| s > MAX_CAPTURE_SIZE) {
+        return Err(ScenarioError::new(
+            path,
+            format!("cuda_graphs.capture_sizes[{i}]"),
+            format!("{} tokens; graphs are captured up to {MAX_CAPTURE_SIZE} tokens at most", sizes[i]),
         ));
     }
     if let Some(i) = sizes.windows(2).position(|w| w[0] >= w[1]) {

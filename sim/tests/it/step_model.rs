@@ -255,6 +255,7 @@ fn bad_v2_fields_are_reported_against_the_profile_file_and_field() {
         ("capture_sizes = [1, 2, 4, 8]", "capture_sizes = [1, 4, 2, 8]", "cuda_graphs.capture_sizes[2]"),
         ("capture_sizes = [1, 2, 4, 8]", "capture_sizes = [0, 4]", "cuda_graphs.capture_sizes[0]"),
         ("capture_sizes = [1, 2, 4, 8]", "capture_sizes = [1, -4]", "cuda_graphs.capture_sizes[1]"),
+        ("capture_sizes = [1, 2, 4, 8]", "capture_sizes = [1, 100000]", "cuda_graphs.capture_sizes[1]"),
         ("eager_fixed_s = 0.0005", "eager_fixed_s = -0.0005", "cuda_graphs.eager_fixed_s"),
         ("eager_fixed_s = 0.0005", "eager_s = 0.0005", "cuda_graphs"),
         ("r2 = 0.97", "r2 = nan", "fit.r2"),

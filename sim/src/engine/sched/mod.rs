@@ -214,6 +214,7 @@ impl Scheduler {
     /// Why `req` can never run here (the checks of [`Scheduler::add_request`]), if it cannot.
     /// They depend only on the request and the configuration, so a request that passes may be
     /// queued later ([`Scheduler::enqueue`]).
+    #[inline]
     pub fn check_request(&self, req: &Request) -> Result<(), (RejectionKind, String)> {
         let prompt = req.num_prompt_tokens;
         let max_tokens = req.max_tokens;
@@ -257,6 +258,7 @@ impl Scheduler {
 
     /// Queues `req` at the back of the waiting queue without the checks of
     /// [`Scheduler::check_request`] (the caller ran them).
+    #[inline]
     pub fn enqueue(&mut self, mut req: Request) {
         req.status = RequestStatus::Waiting;
         req.num_computed_tokens = 0;
@@ -287,7 +289,9 @@ impl Scheduler {
                 StepRule::V0Phases => self.schedule_v0(),
             }
             self.step_in_flight = true;
-            self.release_deferred_frees();
+            if !self.deferred_frees.is_empty() {
+                self.release_deferred_frees();
+            }
             #[cfg(debug_assertions)]
             self.check_invariants();
         }
@@ -394,6 +398,16 @@ impl Scheduler {
             self.free_slots.push(slot);
         }
         self.deferred_frees.clear();
+    }
+
+    /// The longest context of a request in the step in flight (`num_computed_tokens +` its
+    /// scheduled tokens), 0 without one.
+    pub fn scheduled_max_seq_len(&self) -> u32 {
+        self.running_requests()
+            .filter(|r| r.num_scheduled_tokens > 0)
+            .map(|r| r.num_computed_tokens + r.num_scheduled_tokens)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether finished requests still hold blocks (async scheduling, until the next

@@ -6,6 +6,7 @@
 
 use crate::engine::request::Request;
 use crate::ids::RequestId;
+use crate::perf_model::BatchFeatures;
 use crate::time::SimDuration;
 
 /// One step's decisions and batch features (vLLM's `SchedulerOutput`, summarised).
@@ -31,8 +32,6 @@ pub struct SchedulerOutput {
     /// Quadratic attention work of prefill chunks: sum of `num_new_tokens * (num_computed_tokens
     /// + num_new_tokens / 2)`.
     pub num_prefill_attn_pairs: u64,
-    /// Longest context of a scheduled request: max of `num_computed_tokens + num_new_tokens`.
-    pub max_seq_len: u32,
     /// Requests preempted (blocks freed, sent back to the waiting queue) during this step's
     /// scheduling, in preemption order.
     pub preempted: Vec<RequestId>,
@@ -42,6 +41,20 @@ impl SchedulerOutput {
     /// Whether the step computes nothing (possible right after a preemption; schedule again).
     pub fn is_empty(&self) -> bool {
         self.total_num_scheduled_tokens == 0
+    }
+
+    /// What the step-time model needs of this step; `max_seq_len` is left 0 (it costs a pass
+    /// over the batch: see `Scheduler::scheduled_max_seq_len`).
+    #[inline]
+    pub fn batch_features(&self) -> BatchFeatures {
+        BatchFeatures {
+            num_scheduled_requests: self.num_scheduled_requests,
+            num_prefill_tokens: self.num_prefill_tokens,
+            num_decode_seqs: self.num_decode_seqs,
+            num_kv_tokens_read: self.num_kv_tokens_read,
+            num_prefill_attn_pairs: self.num_prefill_attn_pairs,
+            max_seq_len: 0,
+        }
     }
 
     pub(crate) fn clear(&mut self) {
@@ -59,7 +72,6 @@ impl SchedulerOutput {
         self.num_scheduled_requests += 1;
         self.total_num_scheduled_tokens += num_new_tokens;
         self.num_kv_tokens_read += computed + n;
-        self.max_seq_len = self.max_seq_len.max(req.num_computed_tokens + num_new_tokens);
         if num_new_tokens == 1 && req.num_computed_tokens >= req.num_prompt_tokens && !admitted {
             self.num_decode_seqs += 1;
         } else {
@@ -133,7 +145,6 @@ mod tests {
         out.add(&req, 1, true);
         assert_eq!((out.num_decode_seqs, out.num_prefill_seqs, out.num_prefill_tokens), (1, 1, 1));
         assert_eq!(out.num_kv_tokens_read, 66);
-        assert_eq!(out.max_seq_len, 33);
     }
 
     #[test]

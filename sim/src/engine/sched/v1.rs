@@ -50,10 +50,11 @@ impl Scheduler {
         let mut token_budget = self.max_num_batched_tokens;
         let mut req_index = 0;
         let mut preempted_any = false;
+        let has_margin = self.free_block_margin > 0;
         'running: while req_index < self.running.len() && token_budget > 0 {
             let slot = self.running[req_index];
             loop {
-                let outside_margin = self.outside_free_margin();
+                let outside_margin = has_margin && self.outside_free_margin();
                 let Some(req) = self.slots[slot.0 as usize].as_mut() else { break 'running };
                 let num_new_tokens = (req.num_tokens() - req.num_computed_tokens).min(token_budget);
                 if num_new_tokens == 0 {
