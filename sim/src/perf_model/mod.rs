@@ -20,6 +20,7 @@ mod prior;
 mod roofline;
 
 pub use prior::{cuda_graph_rule, default_capture_sizes, prior_overheads};
+use roofline::DecodeTerms;
 pub use roofline::Roofline;
 
 use crate::scenario::{
@@ -363,7 +364,7 @@ enum DecodeGpu<'a> {
         graph: f64,
     },
     /// `Roofline::decode_step_time_s` plus the eager term (or 0).
-    Roofline { r: &'a Roofline, terms: (f64, f64), eager: f64 },
+    Roofline { r: &'a Roofline, terms: DecodeTerms, eager: f64 },
 }
 
 impl<'a> DecodeGpu<'a> {
