@@ -12,6 +12,7 @@ use crate::cli::{
 };
 use anyhow::{Context, Result, bail};
 use live::bench::{BenchOptions, run_bench};
+use live::checkpoint::{CheckpointNote, check_quantization};
 use live::emulator::{EmulatorHandle, EmulatorOptions, MetricsNaming};
 use live::launcher::{LaunchOptions, live_down, live_up, render_all};
 use live::proxy::{LbOptions, LbServer, shutdown_signal};
@@ -145,6 +146,18 @@ fn live_up_cmd(a: LiveUpArgs) -> Result<()> {
     let (file, scenario) = load_one(&a.scenario)?;
     if a.dry_run {
         let cmds = render_all(&scenario, &a.engine_host, &a.run_dir)?;
+        let ids: Vec<InstanceId> = (0..scenario.instances.len()).map(|i| InstanceId(i as u32)).collect();
+        for note in check_quantization(&scenario, &ids)? {
+            match note {
+                CheckpointNote::Checked { instance, config } => {
+                    println!("# {instance}: --quantization agrees with {}", config.display());
+                }
+                CheckpointNote::NotLocal { instance, warning: Some(w), .. } => {
+                    println!("# {instance}: WARNING: {w}");
+                }
+                CheckpointNote::NotLocal { .. } => {}
+            }
+        }
         for inst in &scenario.instances {
             if let Some(c) = cmds.get(&inst.name) {
                 let env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();

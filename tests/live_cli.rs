@@ -86,3 +86,28 @@ fn live_up_dry_run_prints_one_vllm_command_per_instance_and_starts_nothing() {
     assert!(text.contains("CUDA_VISIBLE_DEVICES=3") && text.contains("--port 8004"), "{text}");
     assert!(!std::env::temp_dir().join("modelsguard-dry-run-never-created").exists());
 }
+
+#[test]
+fn live_up_dry_run_shows_the_quantization_flag_the_scenario_asked_for() {
+    let dry_run = |variant: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_modelsguard"))
+            .args(["live", "up"])
+            .arg(workspace_file("scenarios/whatif-70b-awq-marlin.toml"))
+            .args(["--variant", variant, "--dry-run", "--run-dir"])
+            .arg(std::env::temp_dir().join("modelsguard-dry-run-awq-never-created"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let seed = dry_run("baseline");
+    assert_eq!(seed.matches(" --quantization awq\"").count(), 2, "{seed}");
+    assert!(!seed.contains("awq_marlin"), "{seed}");
+    let marlin = dry_run("baseline-awq-marlin");
+    assert_eq!(marlin.matches(" --quantization awq_marlin\"").count(), 2, "{marlin}");
+    // The 70B is loaded from an AWQ checkpoint and served under the seed's model name.
+    assert!(
+        seed.contains("vllm serve casperhansen/llama-3.3-70b-instruct-awq --served-model-name meta-llama/Llama-3.3-70B-Instruct "),
+        "{seed}"
+    );
+}

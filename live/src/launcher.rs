@@ -12,23 +12,30 @@
 //! reported with the last lines of its log.
 //!
 //! Template placeholders (values are shell-quoted; `{{` and `}}` are literal braces):
-//! `{served_name}` `{model}` (scenario key) `{instance}` (name) `{instance_id}` `{port}` `{host}`
-//! `{gpu}` (GPU index, also in `CUDA_VISIBLE_DEVICES`) `{max_num_seqs}` `{max_num_batched_tokens}`
-//! `{block_size}` `{gpu_memory_utilization}` `{max_model_len}` `{run_dir}`, and the flags
-//! (inserted as is, empty when not applicable) `{prefix_caching_flag}` `{chunked_prefill_flag}`
-//! `{quantization_flag}` `{num_gpu_blocks_flag}` `{async_scheduling_flag}` (`--no-async-scheduling`
-//! on V1, `--no-async-batching` on the reference engine, when the knob turns it off).
+//! `{model_path}` (the checkpoint to load) `{served_name}` `{model}` (scenario key) `{instance}`
+//! (name) `{instance_id}` `{port}` `{host}` `{gpu}` (GPU index, also in `CUDA_VISIBLE_DEVICES`)
+//! `{max_num_seqs}` `{max_num_batched_tokens}` `{block_size}` `{gpu_memory_utilization}`
+//! `{max_model_len}` `{run_dir}`, and the flags (inserted as is, empty when not applicable)
+//! `{prefix_caching_flag}` `{chunked_prefill_flag}` `{quantization_flag}` (exactly the instance's
+//! `quantization`) `{num_gpu_blocks_flag}` `{reserve_full_isl_flag}` `{async_scheduling_flag}`
+//! (`--no-async-scheduling` on a V1 release that schedules asynchronously by default,
+//! `--async-scheduling` on one that does not, `--no-async-batching` on the reference engine, when
+//! the knob departs from the default).
+//!
+//! Before spawning, `live up` checks that each instance's `--quantization` agrees with its model's
+//! weights (`checkpoint`).
 //!
 //! It does not install engines, download weights, place instances on GPUs (the scenario does) or
 //! start engines on other hosts.
 
+use crate::checkpoint::{CheckpointNote, check_quantization};
 use crate::proxy::{LbError, LbOptions, LbServer, shutdown_signal};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use sim::ids::InstanceId;
-use sim::scenario::{EnginePreset, InstanceSpec, KvCacheMode, Scenario, WeightFormat};
+use sim::scenario::{EngineGeneration, EnginePreset, InstanceSpec, KvCacheMode, Scenario};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -151,6 +158,14 @@ pub enum LaunchError {
         /// Its supervisor pid.
         pid: u32,
     },
+    /// An instance's `--quantization` disagrees with its model or checkpoint.
+    #[error("instance `{instance}`: {reason}")]
+    Quantization {
+        /// Instance name.
+        instance: String,
+        /// What disagrees and what to do.
+        reason: String,
+    },
     /// The LB failed.
     #[error(transparent)]
     Lb(#[from] LbError),
@@ -166,10 +181,12 @@ pub struct EngineCommand {
 }
 
 /// The default engine template: vLLM's CLI with the instance's settings.
-pub const DEFAULT_TEMPLATE: &str = "exec vllm serve {served_name} --host {host} --port {port} \
+pub const DEFAULT_TEMPLATE: &str = "exec vllm serve {model_path} --served-model-name {served_name} \
+    --host {host} --port {port} \
     --max-num-seqs {max_num_seqs} --max-num-batched-tokens {max_num_batched_tokens} --block-size {block_size} \
     --gpu-memory-utilization {gpu_memory_utilization} --max-model-len {max_model_len}\
-    {prefix_caching_flag}{chunked_prefill_flag}{quantization_flag}{num_gpu_blocks_flag}{async_scheduling_flag}";
+    {prefix_caching_flag}{chunked_prefill_flag}{quantization_flag}{num_gpu_blocks_flag}{reserve_full_isl_flag}\
+    {async_scheduling_flag}";
 
 /// The default template of a `transformers-cb` instance: the reference engine (not vLLM), run from
 /// the repository root, with the instance's settings.
@@ -181,7 +198,9 @@ pub const REFERENCE_ENGINE_TEMPLATE: &str = "exec python3 live/reference-engine/
 /// The command and environment that start instance `id` of `scenario`, its engine listening on
 /// `host`. Elastic KV (kvcached) sets `ENABLE_KVCACHED=true` and `KVCACHED_AUTOPATCH=1` and turns
 /// prefix caching off. Prefix caching off is the absence of a flag on vLLM 0.6.4 (its default)
-/// and `--no-enable-prefix-caching` on V1; chunked prefill is only ever switched on.
+/// and `--no-enable-prefix-caching` on V1; chunked prefill is only ever switched on;
+/// `--quantization` is the instance's `quantization`, as set; first-chunk admission on a release
+/// that checks the full sequence by default is `--no-scheduler-reserve-full-isl`.
 pub fn render_command(
     scenario: &Scenario,
     id: InstanceId,
@@ -195,20 +214,34 @@ pub fn render_command(
     })?;
     let e = &inst.engine;
     let elastic = e.kv_cache == KvCacheMode::Elastic;
-    let prefix = match (e.enable_prefix_caching && !elastic, e.preset) {
+    let prefix = match (e.enable_prefix_caching && !elastic, e.preset.generation()) {
         (true, _) => " --enable-prefix-caching",
-        (false, EnginePreset::Vllm064 | EnginePreset::TransformersCb) => "",
-        (false, EnginePreset::VllmV1) => " --no-enable-prefix-caching",
+        // The reference engine has no prefix-caching flag (it never shares blocks).
+        (false, _) if !e.preset.is_vllm() => "",
+        (false, EngineGeneration::V0) => "",
+        (false, EngineGeneration::V1) => " --no-enable-prefix-caching",
     };
     let no_async = match (e.async_scheduling, e.preset) {
-        (false, EnginePreset::VllmV1) => " --no-async-scheduling",
         (false, EnginePreset::TransformersCb) => " --no-async-batching",
+        (false, p) if p.async_scheduling_default() => " --no-async-scheduling",
+        (true, p)
+            if p.is_vllm() && !p.async_scheduling_default() && p.generation() == EngineGeneration::V1 =>
+        {
+            " --async-scheduling"
+        }
         _ => "",
     };
     let flag = |on: bool, s: &str| if on { s.to_string() } else { String::new() };
     let blocks =
         e.num_gpu_blocks_override.map(|n| format!(" --num-gpu-blocks-override {n}")).unwrap_or_default();
+    let reserve = if e.preset.has_reserve_full_isl() && !e.scheduler_reserve_full_isl {
+        " --no-scheduler-reserve-full-isl"
+    } else {
+        ""
+    };
+    let model_path = if model.model_path.is_empty() { &model.served_name } else { &model.model_path };
     let vars: Vec<(&str, String, bool)> = vec![
+        ("model_path", model_path.clone(), true),
         ("served_name", model.served_name.clone(), true),
         ("model", model.name.clone(), true),
         ("instance", inst.name.clone(), true),
@@ -226,15 +259,18 @@ pub fn render_command(
         ("chunked_prefill_flag", flag(e.enable_chunked_prefill, " --enable-chunked-prefill"), false),
         (
             "quantization_flag",
-            flag(model.weight_format == WeightFormat::AwqInt4, " --quantization awq"),
+            e.quantization.map(|q| format!(" --quantization {}", q.as_flag())).unwrap_or_default(),
             false,
         ),
         ("num_gpu_blocks_flag", blocks, false),
+        ("reserve_full_isl_flag", reserve.to_string(), false),
         ("async_scheduling_flag", no_async.to_string(), false),
     ];
     let default = match e.preset {
         EnginePreset::TransformersCb => REFERENCE_ENGINE_TEMPLATE,
-        EnginePreset::Vllm064 | EnginePreset::VllmV1 => DEFAULT_TEMPLATE,
+        EnginePreset::Vllm064 | EnginePreset::Vllm092 | EnginePreset::Vllm0190 | EnginePreset::VllmV1 => {
+            DEFAULT_TEMPLATE
+        }
     };
     let template = inst.launch_command.as_deref().unwrap_or(default);
     let command_line = render_template(template, &vars)
@@ -353,6 +389,19 @@ pub async fn live_up_until(
         .iter()
         .map(|&id| render_command(scenario, id, &opts.engine_host, &opts.run_dir))
         .collect::<Result<Vec<_>, _>>()?;
+    for note in check_quantization(scenario, &ids)? {
+        match note {
+            CheckpointNote::Checked { instance, config } => {
+                tracing::info!(instance = %instance, "quantization agrees with {}", config.display());
+            }
+            CheckpointNote::NotLocal { instance, model_path, warning } => match warning {
+                Some(w) => tracing::warn!(instance = %instance, "{w}"),
+                None => {
+                    tracing::info!(instance = %instance, "{model_path} is not on this machine; vLLM checks it")
+                }
+            },
+        }
+    }
     let mut state = LiveState {
         supervisor_pid: std::process::id(),
         supervisor_start: process_start(std::process::id()),

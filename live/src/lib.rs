@@ -1,6 +1,7 @@
 //! Live harness: load generator, LB proxy, engine launcher and real-time emulator (see issue "Live harness").
 
 pub mod bench;
+pub mod checkpoint;
 pub mod client;
 pub mod emulator;
 pub mod genai_perf;

@@ -6,7 +6,8 @@
 //! sleep until the step's end, `end_step`, then each sampled token goes to its request's channel
 //! the engine's output delay later (the pipeline delay between a step and the client seeing its
 //! tokens; deliveries keep step order). Requests that arrive mid-step wait for the next step, as
-//! in vLLM's engine loop (with async scheduling the engine model holds them back one step more). The loop does not
+//! in vLLM's engine loop (with async scheduling the engine model holds them back one step more);
+//! a request reaching an idle engine starts a step at its arrival. The loop does not
 //! parse HTTP or format tokens (`http` does), and cannot abort a request whose client went away
 //! (the engine model has no abort): it runs to `max_tokens` like an unread vLLM request would
 //! until vLLM noticed the disconnect.
@@ -214,12 +215,22 @@ pub(crate) async fn run(
             }
             None => rx.recv().await,
         };
-        if step_end.is_none() {
-            // Idle until now: the next step starts at this arrival, not in the past.
-            now = now.max(clock.now());
-        }
         let Some(sub) = msg else { return };
-        let arrival = clock.now().max(now).min(step_end.unwrap_or(SimTime::MAX));
+        // One clock reading per arrival. Mid-step it joins a later step (the engine model decides
+        // which). At an idle engine it starts the next step, so the step start and the arrival
+        // must be the same instant: with async scheduling the engine model releases an arrival
+        // only to a step beginning at or after it (`sim::instance::Instance::begin_step`), and a
+        // step asked for even a nanosecond before the arrival would leave it held back for a step
+        // nothing will ever start (a lone request never got a step).
+        let t = clock.now();
+        let arrival = match step_end {
+            Some(end) => t.max(now).min(end),
+            None => {
+                // Idle until now: the next step starts at this arrival, not in the past.
+                now = now.max(t);
+                now
+            }
+        };
         let id = RequestId(next_id);
         next_id += 1;
         let req =
@@ -388,6 +399,61 @@ pub(crate) mod tests {
             .chain([(TokenEvent::Finished, Duration::from_millis(75))])
             .collect();
         assert_eq!(at, expected);
+    }
+
+    /// A one-token-per-request engine that records each arrival and each step start it is asked
+    /// for, to check the loop's timestamps.
+    struct Stamps {
+        log: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, SimTime)>>>,
+        toy: ToyEngine,
+    }
+
+    impl StepEngine for Stamps {
+        fn add_request(&mut self, req: NewRequest) -> Result<(), String> {
+            self.log.lock().map_err(|e| e.to_string())?.push(("arrival", req.arrival));
+            self.toy.add_request(req)
+        }
+
+        fn begin_step(&mut self, now: SimTime) -> Option<SimDuration> {
+            let d = self.toy.begin_step(now);
+            if d.is_some() {
+                if let Ok(mut log) = self.log.lock() {
+                    log.push(("step", now));
+                }
+            }
+            d
+        }
+
+        fn end_step(&mut self, now: SimTime, out: &mut StepOutput) {
+            self.toy.end_step(now, out);
+        }
+
+        fn load(&self) -> EngineLoad {
+            self.toy.load()
+        }
+    }
+
+    // On the real clock (a paused one reads the same instant twice and hides the difference): a
+    // request reaching an idle engine starts a step at exactly its arrival, which async
+    // scheduling's join rule needs (see `run`).
+    #[tokio::test]
+    async fn a_request_reaching_an_idle_engine_starts_a_step_at_its_arrival() {
+        let (tx, rx) = mpsc::channel(8);
+        let (stats, _stats_rx) = watch::channel(EngineStats::default());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let engine = Stamps { log: log.clone(), toy: ToyEngine::new(1, 4) };
+        tokio::spawn(run(Box::new(engine), rx, stats, 1.0));
+        for _ in 0..3 {
+            let mut events = submit(&tx, 1).await;
+            while events.recv().await.is_some() {}
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.len(), 6, "{log:?}");
+        for pair in log.chunks(2) {
+            assert_eq!((pair[0].0, pair[1].0), ("arrival", "step"), "{log:?}");
+            assert_eq!(pair[0].1, pair[1].1, "the step starts at the arrival: {log:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

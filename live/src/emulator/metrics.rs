@@ -6,7 +6,7 @@
 //! histograms are not emitted (the load generator measures latency itself). This file does no I/O.
 
 use crate::proxy::prom::{write_header, write_sample};
-use sim::scenario::EnginePreset;
+use sim::scenario::{EngineGeneration, EnginePreset};
 
 /// Which generation of vLLM metric names to expose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,10 +20,9 @@ pub enum MetricsNaming {
 impl MetricsNaming {
     /// The naming an engine of `preset` uses.
     pub fn of_preset(preset: EnginePreset) -> MetricsNaming {
-        match preset {
-            EnginePreset::Vllm064 => MetricsNaming::Vllm064,
-            // The reference engine exposes V1's names (live/reference-engine/metrics.py).
-            EnginePreset::VllmV1 | EnginePreset::TransformersCb => MetricsNaming::V1,
+        match preset.generation() {
+            EngineGeneration::V0 => MetricsNaming::Vllm064,
+            EngineGeneration::V1 => MetricsNaming::V1,
         }
     }
 }

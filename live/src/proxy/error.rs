@@ -1,7 +1,7 @@
 //! The LB's errors: startup failures (`LbError`) and the vLLM-shaped JSON bodies it answers
 //! clients with when it cannot forward a request (`ProxyFailure`).
 //!
-//! vLLM's error body changed shape between generations: 0.6.4 answers a flat
+//! vLLM's error body changed shape between releases: 0.6.4 and 0.9.2 answer a flat
 //! `{"object":"error","message",..,"type",..,"param":null,"code":N}` (vllm/entrypoints/openai/
 //! protocol.py `ErrorResponse`), current vLLM nests it as `{"error":{"message",..,"type",..,
 //! "param":null,"code":N}}`. Both the proxy and the emulator answer in the style of the engine
@@ -26,10 +26,14 @@ pub enum ErrorStyle {
 impl ErrorStyle {
     /// The style an engine of `preset` answers in.
     pub fn of_preset(preset: EnginePreset) -> ErrorStyle {
+        // The nested `ErrorInfo` body: absent from vllm 0.9.2 entrypoints/openai/protocol.py,
+        // present in 0.11.0 and 0.19.0.
         match preset {
-            EnginePreset::Vllm064 => ErrorStyle::Flat,
+            EnginePreset::Vllm064 | EnginePreset::Vllm092 => ErrorStyle::Flat,
             // The reference engine answers V1's nested body (live/reference-engine/protocol.py).
-            EnginePreset::VllmV1 | EnginePreset::TransformersCb => ErrorStyle::Nested,
+            EnginePreset::Vllm0190 | EnginePreset::VllmV1 | EnginePreset::TransformersCb => {
+                ErrorStyle::Nested
+            }
         }
     }
 }

@@ -447,3 +447,43 @@ async fn the_simulators_engine_refuses_a_request_longer_than_max_model_len() {
     assert_eq!(v["code"], 400);
     h.shutdown().await;
 }
+
+/// An emulated vLLM V1 instance with async scheduling on (the preset's default), on the
+/// simulator's engine and the real clock.
+async fn start_sim_async() -> EmulatorHandle {
+    let mut s = free_port_scenario();
+    for i in &mut s.instances {
+        i.engine.preset = sim::scenario::EnginePreset::VllmV1;
+        i.engine.async_scheduling = true;
+    }
+    EmulatorHandle::start(&s, Some(vec![InstanceId(0)]), EmulatorOptions::default()).await.unwrap()
+}
+
+// Regression: with async scheduling a request reaching an idle engine used to be stamped a few
+// nanoseconds after the step start the loop asked the engine for, so the engine held it back for
+// a "next" step that nothing would ever start, and the stream hung. The timeout only turns a hang
+// into a failure; it does not measure anything.
+#[tokio::test]
+async fn an_async_scheduling_instance_serves_a_lone_request_and_another_after_idle() {
+    let h = start_sim_async().await;
+    for round in 0..2 {
+        let body = tokio::time::timeout(Duration::from_secs(30), async {
+            post(&h, 0, "/v1/completions", stream_body(5)).await.text().await.unwrap()
+        })
+        .await
+        .unwrap_or_else(|_| panic!("request {round} never got a step"));
+        let ev = events(&body);
+        assert_eq!(ev.len(), 5 + 2, "request {round}: {ev:?}");
+        assert_eq!(ev[6], "[DONE]");
+        // Idle in between: the engine has finished and the next request starts a step of its own.
+        for _ in 0..200 {
+            if metric(&h, "vllm:num_requests_running").await == 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(metric(&h, "vllm:num_requests_running").await, 0.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.shutdown().await;
+}

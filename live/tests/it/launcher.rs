@@ -4,12 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::server_fixtures::{FakeEngine, scenario};
+use live::checkpoint::{CheckpointNote, check_quantization};
 use live::launcher::{
     LaunchError, LaunchOptions, LiveState, STATE_FILE, live_down, live_up_until, read_state, render_command,
 };
 use live::proxy::LbOptions;
 use sim::ids::InstanceId;
-use sim::scenario::{EnginePreset, KvCacheMode, RouterPolicy, Scenario, WeightFormat};
+use sim::scenario::{EnginePreset, KvCacheMode, Quantization, RouterPolicy, Scenario, WeightFormat};
 use std::path::Path;
 use std::time::Duration;
 
@@ -59,9 +60,9 @@ fn the_default_command_is_vllm_serve_with_the_instances_settings() {
     let cmd = render_command(&s, InstanceId(0), "127.0.0.1", Path::new("runs/x")).unwrap();
     assert_eq!(
         cmd.command_line,
-        "exec vllm serve org/a --host 127.0.0.1 --port 8001 --max-num-seqs 8 --max-num-batched-tokens 2048 \
-         --block-size 16 --gpu-memory-utilization 0.9 --max-model-len 4096 --enable-chunked-prefill \
-         --num-gpu-blocks-override 256"
+        "exec vllm serve org/a --served-model-name org/a --host 127.0.0.1 --port 8001 --max-num-seqs 8 \
+         --max-num-batched-tokens 2048 --block-size 16 --gpu-memory-utilization 0.9 --max-model-len 4096 \
+         --enable-chunked-prefill --num-gpu-blocks-override 256"
     );
     assert_eq!(cmd.env, [("CUDA_VISIBLE_DEVICES".to_string(), "0".to_string())]);
 }
@@ -74,15 +75,113 @@ fn elastic_kv_turns_on_kvcached_and_turns_prefix_caching_off() {
         inst.engine.enable_prefix_caching = true;
     }
     s.instances[1].engine.kv_cache = KvCacheMode::Elastic;
-    s.models[0].weight_format = WeightFormat::AwqInt4;
     let static_cmd = render_command(&s, InstanceId(0), "127.0.0.1", Path::new("r")).unwrap();
     assert!(static_cmd.command_line.contains(" --enable-prefix-caching"));
-    assert!(static_cmd.command_line.contains(" --quantization awq"));
     assert!(!static_cmd.env.iter().any(|(k, _)| k == "ENABLE_KVCACHED"));
     let elastic = render_command(&s, InstanceId(1), "127.0.0.1", Path::new("r")).unwrap();
     assert!(elastic.command_line.contains(" --no-enable-prefix-caching"), "{}", elastic.command_line);
     assert!(elastic.env.contains(&("ENABLE_KVCACHED".into(), "true".into())));
     assert!(elastic.env.contains(&("KVCACHED_AUTOPATCH".into(), "1".into())));
+}
+
+/// An AWQ model whose checkpoint is another repo than its served name, on instance 0.
+fn awq_scenario(q: Quantization) -> Scenario {
+    let mut s = scenario(RouterPolicy::RoundRobin, [8001, 8002, 8003]);
+    s.models[0].weight_format = WeightFormat::AwqInt4;
+    s.models[0].model_path = "org/a-awq".into();
+    s.instances[0].engine.quantization = Some(q);
+    s
+}
+
+#[test]
+fn the_quantization_flag_is_exactly_the_scenarios_and_the_awq_checkpoint_is_served_under_its_name() {
+    for (q, flag) in [
+        (Quantization::Awq, " --quantization awq "),
+        (Quantization::AwqMarlin, " --quantization awq_marlin "),
+    ] {
+        let cmd = render_command(&awq_scenario(q), InstanceId(0), "127.0.0.1", Path::new("r")).unwrap();
+        let line = format!("{} ", cmd.command_line);
+        assert!(line.contains(flag), "{line}");
+        assert_eq!(line.matches("--quantization").count(), 1, "{line}");
+        assert!(line.starts_with("exec vllm serve org/a-awq --served-model-name org/a "), "{line}");
+    }
+    let bf16 =
+        render_command(&awq_scenario(Quantization::Awq), InstanceId(2), "127.0.0.1", Path::new("r")).unwrap();
+    assert!(!bf16.command_line.contains("--quantization"), "{}", bf16.command_line);
+}
+
+#[test]
+fn first_chunk_admission_on_a_release_that_checks_the_full_sequence_is_passed_as_a_flag() {
+    let mut s = scenario(RouterPolicy::RoundRobin, [8001, 8002, 8003]);
+    let flag = " --no-scheduler-reserve-full-isl";
+    for (preset, reserve, expected) in [
+        (EnginePreset::VllmV1, false, true),
+        (EnginePreset::VllmV1, true, false),
+        (EnginePreset::Vllm0190, false, true),
+        (EnginePreset::Vllm092, false, false),
+        (EnginePreset::Vllm064, false, false),
+    ] {
+        s.instances[0].engine.preset = preset;
+        s.instances[0].engine.scheduler_reserve_full_isl = reserve;
+        let cmd = render_command(&s, InstanceId(0), "127.0.0.1", Path::new("r")).unwrap();
+        assert_eq!(cmd.command_line.contains(flag), expected, "{preset:?} {reserve}: {}", cmd.command_line);
+    }
+}
+
+#[test]
+fn live_up_refuses_an_awq_flag_on_a_checkpoint_without_an_awq_config_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("llama-70b");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    // The bf16 repo's config.json: no quantization_config.
+    std::fs::write(
+        ckpt.join("config.json"),
+        r#"{"architectures":["LlamaForCausalLM"],"torch_dtype":"bfloat16"}"#,
+    )
+    .unwrap();
+    let mut s = awq_scenario(Quantization::Awq);
+    s.models[0].model_path = ckpt.display().to_string();
+    let ids = [InstanceId(0)];
+    let err = check_quantization(&s, &ids).unwrap_err();
+    assert!(matches!(err, LaunchError::Quantization { ref instance, .. } if instance == "a#0"), "{err}");
+    assert!(err.to_string().contains("no quantization_config"), "{err}");
+    let run_dir = dir.path().join("run");
+    let s = with_commands(s, ["touch started; exec sleep 300"; 3]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let out = rt.block_on(live_up_until(&s, opts(&run_dir, false), async {}));
+    assert!(matches!(out, Err(LaunchError::Quantization { .. })), "{out:?}");
+    assert!(!run_dir.join("started").exists() && !Path::new("started").exists(), "nothing was started");
+    // An AWQ checkpoint agrees.
+    std::fs::write(ckpt.join("config.json"), r#"{"quantization_config":{"quant_method":"awq","bits":4}}"#)
+        .unwrap();
+    let s = awq_scenario(Quantization::AwqMarlin);
+    let mut s2 = s.clone();
+    s2.models[0].model_path = ckpt.display().to_string();
+    let notes = check_quantization(&s2, &ids).unwrap();
+    assert!(matches!(&notes[..], [CheckpointNote::Checked { .. }]), "{notes:?}");
+    // A bf16 model served from a quantized checkpoint is refused too.
+    let mut s3 = scenario(RouterPolicy::RoundRobin, [8001, 8002, 8003]);
+    s3.models[0].model_path = ckpt.display().to_string();
+    assert!(check_quantization(&s3, &ids).unwrap_err().to_string().contains("quantized"));
+}
+
+#[test]
+fn an_awq_model_whose_checkpoint_is_not_local_and_not_named_awq_gets_a_warning() {
+    let mut s = awq_scenario(Quantization::Awq);
+    s.models[0].model_path = "meta-llama/Llama-3.3-70B-Instruct-not-downloaded-here".into();
+    let notes = check_quantization(&s, &[InstanceId(0)]).unwrap();
+    assert!(matches!(&notes[..], [CheckpointNote::NotLocal { warning: Some(_), .. }]), "{notes:?}");
+    let s = awq_scenario(Quantization::Awq);
+    let notes = check_quantization(&s, &[InstanceId(0)]).unwrap();
+    assert!(matches!(&notes[..], [CheckpointNote::NotLocal { warning: None, .. }]), "{notes:?}");
+}
+
+#[test]
+fn a_quantization_flag_on_a_bf16_model_is_refused() {
+    let mut s = scenario(RouterPolicy::RoundRobin, [8001, 8002, 8003]);
+    s.instances[0].engine.quantization = Some(Quantization::AwqMarlin);
+    let err = check_quantization(&s, &[InstanceId(0)]).unwrap_err();
+    assert!(err.to_string().contains("bf16"), "{err}");
 }
 
 #[test]

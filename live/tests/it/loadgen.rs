@@ -17,6 +17,7 @@ fn model(name: &str) -> ModelSpec {
     ModelSpec {
         name: name.to_string(),
         served_name: name.to_string(),
+        model_path: name.to_string(),
         num_layers: 2,
         hidden_size: 64,
         num_attention_heads: 4,
@@ -51,6 +52,8 @@ fn instance(name: &str, model: u32, port: u16) -> InstanceSpec {
             num_gpu_blocks_override: None,
             elastic: Default::default(),
             async_scheduling: false,
+            scheduler_reserve_full_isl: false,
+            quantization: None,
         },
         perf: PerfSpec::Roofline {
             mfu: 0.5,

@@ -21,6 +21,7 @@ pub fn model(name: &str, served_name: &str) -> ModelSpec {
     ModelSpec {
         name: name.into(),
         served_name: served_name.into(),
+        model_path: served_name.into(),
         num_layers: 16,
         hidden_size: 2048,
         num_attention_heads: 32,
@@ -51,6 +52,8 @@ pub fn engine(preset: EnginePreset) -> EngineConfig {
         num_gpu_blocks_override: Some(256),
         elastic: Default::default(),
         async_scheduling: false,
+        scheduler_reserve_full_isl: false,
+        quantization: None,
     }
 }
 

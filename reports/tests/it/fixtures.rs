@@ -35,6 +35,7 @@ fn model(name: &str) -> ModelSpec {
     ModelSpec {
         name: name.into(),
         served_name: format!("org/{name}"),
+        model_path: format!("org/{name}"),
         num_layers: 32,
         hidden_size: 4096,
         num_attention_heads: 32,
@@ -69,6 +70,8 @@ fn instance(name: String, model: u32, gpu: u32, kv: KvCacheMode) -> InstanceSpec
             num_gpu_blocks_override: None,
             elastic: Default::default(),
             async_scheduling: false,
+            scheduler_reserve_full_isl: false,
+            quantization: None,
         },
         perf: PerfSpec::Roofline {
             mfu: 0.5,

@@ -6,10 +6,12 @@
 //! driver calls [`Scheduler::schedule`], asks `perf_model` how long the batch takes, then calls
 //! [`Scheduler::update_from_output`] with the step's end time and collects [`StepEvents`].
 
+pub mod content;
 pub mod kv_cache;
 pub mod request;
 pub mod sched;
 
+pub use content::{ContentSegment, PromptContent};
 pub use kv_cache::KvCacheManager;
 pub use request::{Request, RequestStatus};
 pub use sched::{Rejection, RejectionKind, Scheduler, SchedulerOutput, StepEvents};

@@ -5,9 +5,10 @@
 //! KV cache manager; here it travels with the request). It does not schedule itself or touch the
 //! block pool: `Scheduler` and `KvCacheManager` do.
 
+use crate::engine::content::PromptContent;
 use crate::ids::{BlockId, ModelId, RequestId};
 use crate::time::{SimDuration, SimTime};
-use crate::workload::{PrefixRef, RequestSpec};
+use crate::workload::RequestSpec;
 
 /// Where a request is in its life (vLLM's `RequestStatus`, without the `FINISHED_*` variants:
 /// here a request only ever finishes by reaching `max_tokens`).
@@ -64,8 +65,9 @@ pub struct Request {
     pub request_id: RequestId,
     /// When the request reached this engine.
     pub arrival_time: SimTime,
-    /// Shared prompt prefix, for prefix caching.
-    pub prefix: Option<PrefixRef>,
+    /// What its leading tokens hold, for prefix caching: nothing shared (no block hashed), a
+    /// shared prefix group, or described segments (see `engine::content`).
+    pub content: PromptContent,
     /// Times this request was preempted (and later recomputed).
     pub num_preemptions: u32,
     /// The model asked for (for the driver's rows; the engine ignores it).
@@ -88,7 +90,7 @@ impl Request {
             arrival_time,
             num_prompt_tokens: spec.num_prompt_tokens,
             max_tokens: spec.max_tokens,
-            prefix: spec.prefix,
+            content: PromptContent::from(spec.prefix),
             model: spec.model,
             phase: spec.phase,
             num_computed_tokens: 0,
@@ -144,7 +146,12 @@ impl Request {
 impl Request {
     /// A waiting request for unit tests: `prompt` tokens, at most `max_tokens` output tokens,
     /// model 0, arrived at time zero.
-    pub(crate) fn for_test(id: u64, prompt: u32, max_tokens: u32, prefix: Option<PrefixRef>) -> Request {
+    pub(crate) fn for_test(
+        id: u64,
+        prompt: u32,
+        max_tokens: u32,
+        prefix: Option<crate::workload::PrefixRef>,
+    ) -> Request {
         let spec = RequestSpec {
             id: RequestId(id),
             phase: 0,
@@ -155,6 +162,12 @@ impl Request {
             prefix,
         };
         Request::new(&spec, SimTime::ZERO)
+    }
+
+    /// `self` with its leading tokens described by `content`.
+    pub(crate) fn with_content(mut self, content: PromptContent) -> Request {
+        self.content = content;
+        self
     }
 }
 

@@ -8,7 +8,7 @@ pub mod table;
 
 pub use histogram::LogHistogram;
 
-pub use summary::{GpuSummary, InstanceSummary, ModelSummary, RunSummary, SummaryBuilder};
+pub use summary::{GpuSummary, InstanceSummary, ModelSummary, PrefixCacheStats, RunSummary, SummaryBuilder};
 
 use serde::{Deserialize, Serialize};
 

@@ -7,7 +7,7 @@ use crate::observe::Observer;
 use crate::scenario::{KvCacheMode, SloSpec};
 use crate::trace::{InstanceRow, RequestRow, RequestStatus, SCHEMA_VERSION, Source};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 /// Aggregates of one model (or of all models: `model = "all"`).
@@ -49,6 +49,41 @@ pub struct ModelSummary {
     pub goodput: Option<f64>,
     /// Fraction of issued requests meeting every per-request SLO (None without SLOs).
     pub slo_attainment: Option<f64>,
+    /// Prefix-cache figures of this model's requests (see [`PrefixCacheStats`]).
+    #[serde(default)]
+    pub prefix_cache: PrefixCacheStats,
+}
+
+/// Prefix-cache hits as vLLM counts them (`vllm:prefix_cache_queries` / `vllm:prefix_cache_hits`,
+/// vllm 0.33.0 v1/core/kv_cache_manager.py `record_prefix_cache_stats`): when a request is first
+/// admitted (not when resumed after a preemption), `queries` grows by its tokens and `hits` by the
+/// tokens found cached; instances with prefix caching off count nothing. From the request rows'
+/// `cached_tokens` (the simulator's; live rows have none, so live runs report no rate).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrefixCacheStats {
+    /// Prompt tokens looked up at first admission.
+    pub queries: u64,
+    /// Of those, tokens served from the cache.
+    pub hits: u64,
+    /// `hits / queries` (None when nothing was queried: no request admitted, caching off, live).
+    pub hit_rate: Option<f64>,
+}
+
+impl PrefixCacheStats {
+    fn add(&mut self, prompt_tokens: u32, cached_tokens: u32) {
+        self.queries += u64::from(prompt_tokens);
+        self.hits += u64::from(cached_tokens);
+    }
+
+    fn merge(&mut self, o: &PrefixCacheStats) {
+        self.queries += o.queries;
+        self.hits += o.hits;
+    }
+
+    fn finished(mut self) -> PrefixCacheStats {
+        self.hit_rate = (self.queries > 0).then(|| self.hits as f64 / self.queries as f64);
+        self
+    }
 }
 
 /// KV and load figures of one instance over the run.
@@ -77,6 +112,9 @@ pub struct InstanceSummary {
     /// Mean of the same over samples, bytes.
     #[serde(default)]
     pub mean_kv_memory_bytes: Option<f64>,
+    /// Prefix-cache figures of the requests it served (see [`PrefixCacheStats`]).
+    #[serde(default)]
+    pub prefix_cache: PrefixCacheStats,
 }
 
 /// KV memory of one GPU over the run: the sum over its instances of the samples taken at the
@@ -137,10 +175,14 @@ struct ModelAcc {
     good: u64,
     first_send: Option<f64>,
     last_end: Option<f64>,
+    prefix_cache: PrefixCacheStats,
 }
 
 impl ModelAcc {
-    fn add(&mut self, row: &RequestRow, slo: &SloSpec) {
+    fn add(&mut self, row: &RequestRow, slo: &SloSpec, caching: bool) {
+        if let (true, Some(cached)) = (caching, row.cached_tokens) {
+            self.prefix_cache.add(row.prompt_tokens, cached);
+        }
         let k = match row.status {
             RequestStatus::Ok => 0,
             RequestStatus::Error => 1,
@@ -183,6 +225,7 @@ impl ModelAcc {
         self.output_tokens += o.output_tokens;
         self.preemptions += o.preemptions;
         self.good += o.good;
+        self.prefix_cache.merge(&o.prefix_cache);
         self.first_send = match (self.first_send, o.first_send) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -233,6 +276,7 @@ impl ModelAcc {
             preemptions: self.preemptions,
             goodput: has_slo.then(|| per_s(self.good as f64)),
             slo_attainment: (has_slo && requests > 0).then(|| self.good as f64 / requests as f64),
+            prefix_cache: self.prefix_cache.finished(),
         }
     }
 }
@@ -249,6 +293,7 @@ struct InstanceAcc {
     preemptions: u64,
     mem_sum: f64,
     mem_peak: u64,
+    prefix_cache: PrefixCacheStats,
 }
 
 /// How to turn an instance's samples into KV bytes.
@@ -336,6 +381,9 @@ pub struct SummaryBuilder {
     kv_layouts: BTreeMap<String, KvLayout>,
     /// Per-GPU accumulators, by GPU index (scenario runs only).
     gpus: Vec<GpuAcc>,
+    /// Instances running with prefix caching off, whose lookups vLLM does not count (scenario
+    /// runs only; otherwise every row with `cached_tokens` counts).
+    caching_off: BTreeSet<String>,
 }
 
 impl SummaryBuilder {
@@ -361,6 +409,7 @@ impl SummaryBuilder {
             instances: BTreeMap::new(),
             kv_layouts: BTreeMap::new(),
             gpus: Vec::new(),
+            caching_off: BTreeSet::new(),
         }
     }
 
@@ -397,6 +446,9 @@ impl SummaryBuilder {
                 },
             };
             b.kv_layouts.insert(spec.name.clone(), layout);
+            if !e.enable_prefix_caching {
+                b.caching_off.insert(spec.name.clone());
+            }
         }
         b.gpus = gpu_kv_plans(s)
             .into_iter()
@@ -456,6 +508,7 @@ impl SummaryBuilder {
                     peak_kv_memory_bytes: known.then_some(a.mem_peak),
                     mean_kv_memory_bytes: known
                         .then(|| if a.samples > 0 { a.mem_sum / a.samples as f64 } else { 0.0 }),
+                    prefix_cache: a.prefix_cache.finished(),
                 }
             })
             .collect();
@@ -476,10 +529,14 @@ impl SummaryBuilder {
 impl Observer for SummaryBuilder {
     fn on_request(&mut self, row: &RequestRow) -> io::Result<()> {
         let slo = &self.slo;
-        with_entry(&mut self.models, &row.model, |acc| acc.add(row, slo));
+        let caching = !self.caching_off.contains(&row.instance);
+        with_entry(&mut self.models, &row.model, |acc| acc.add(row, slo, caching));
         if !row.instance.is_empty() {
             with_entry(&mut self.instances, &row.instance, |inst| {
                 inst.requests += 1;
+                if let (true, Some(cached)) = (caching, row.cached_tokens) {
+                    inst.prefix_cache.add(row.prompt_tokens, cached);
+                }
                 if inst.model.is_empty() {
                     inst.model = row.model.clone();
                 }

@@ -1,17 +1,22 @@
-//! Plain-text tables of run summaries for the terminal: one table per variant (a row per model),
-//! and a comparison of variants against the first one.
+//! Plain-text tables of run summaries for the terminal: one table per variant (a row per model,
+//! then a row per instance), and a comparison of variants against the first one.
 
-use super::{LatencyStats, ModelSummary, RunSummary};
+use super::{InstanceSummary, LatencyStats, ModelSummary, PrefixCacheStats, RunSummary};
 use std::fmt::Write;
 
 fn ms(s: Option<&LatencyStats>, pick: fn(&LatencyStats) -> f64) -> String {
     s.map_or_else(|| "-".to_string(), |s| format!("{:.1}", pick(s) * 1e3))
 }
 
+/// A prefix-cache hit rate in percent, `-` where nothing was queried.
+fn hit_rate(p: &PrefixCacheStats) -> String {
+    p.hit_rate.map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0))
+}
+
 fn model_line(out: &mut String, m: &ModelSummary) {
     let _ = writeln!(
         out,
-        "  {:<22} {:>6} {:>6.1}% {:>7.2} {:>8.0} | {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>6} {:>8}",
+        "  {:<22} {:>6} {:>6.1}% {:>7.2} {:>8.0} | {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>6} {:>8} {:>7}",
         m.model,
         m.requests,
         m.success_rate * 100.0,
@@ -31,6 +36,23 @@ fn model_line(out: &mut String, m: &ModelSummary) {
         ms(m.e2e.as_ref(), |s| s.p99),
         m.preemptions,
         m.goodput.map_or_else(|| "-".to_string(), |g| format!("{g:.2}")),
+        hit_rate(&m.prefix_cache),
+    );
+}
+
+fn instance_line(out: &mut String, i: &InstanceSummary) {
+    let _ = writeln!(
+        out,
+        "  {:<22} {:<22} {:>4} {:>6} {:>7} {:>8} {:>8.1}% {:>8.1}% {:>8}",
+        i.instance,
+        i.model,
+        i.gpu,
+        i.requests,
+        i.preemptions,
+        i.peak_waiting,
+        i.peak_kv_usage * 100.0,
+        i.mean_kv_usage * 100.0,
+        hit_rate(&i.prefix_cache),
     );
 }
 
@@ -41,7 +63,7 @@ pub fn variant_table(s: &RunSummary) -> String {
     let _ = writeln!(out, "== {} / {} ({cal})", s.scenario_name, s.variant);
     let _ = writeln!(
         out,
-        "  {:<22} {:>6} {:>7} {:>7} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>6} {:>8}",
+        "  {:<22} {:>6} {:>7} {:>7} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>6} {:>8} {:>7}",
         "model",
         "reqs",
         "ok",
@@ -60,12 +82,23 @@ pub fn variant_table(s: &RunSummary) -> String {
         "p90",
         "p99",
         "preempt",
-        "goodput"
+        "goodput",
+        "prefix%"
     );
     for m in &s.models {
         model_line(&mut out, m);
     }
     model_line(&mut out, &s.overall);
+    if !s.instances.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<22} {:<22} {:>4} {:>6} {:>7} {:>8} {:>9} {:>9} {:>8}",
+            "instance", "model", "gpu", "reqs", "preempt", "peak wait", "peak KV", "mean KV", "prefix%"
+        );
+        for i in &s.instances {
+            instance_line(&mut out, i);
+        }
+    }
     out
 }
 
@@ -116,4 +149,42 @@ pub fn comparison_table(runs: &[RunSummary]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::SummaryBuilder;
+    use crate::scenario::SloSpec;
+    use crate::trace::Source;
+
+    #[test]
+    fn the_variant_table_shows_the_prefix_cache_hit_rate_per_model_and_instance() {
+        let b =
+            SummaryBuilder::new(Source::Sim, "s", "v", false, SloSpec::default(), vec!["m".into()], vec![]);
+        let mut s = b.finish();
+        s.models[0].prefix_cache = PrefixCacheStats { queries: 1000, hits: 250, hit_rate: Some(0.25) };
+        s.instances.push(InstanceSummary {
+            instance: "m#0".into(),
+            model: "m".into(),
+            gpu: 0,
+            requests: 3,
+            peak_kv_usage: 0.5,
+            mean_kv_usage: 0.25,
+            peak_waiting: 2,
+            preemptions: 1,
+            peak_kv_memory_bytes: None,
+            mean_kv_memory_bytes: None,
+            prefix_cache: PrefixCacheStats { queries: 10, hits: 5, hit_rate: Some(0.5) },
+        });
+        let t = variant_table(&s);
+        assert!(t.lines().nth(1).is_some_and(|l| l.ends_with("prefix%")), "{t}");
+        assert!(t.lines().nth(2).is_some_and(|l| l.trim_end().ends_with("25.0%")), "{t}");
+        let inst = t.lines().find(|l| l.trim_start().starts_with("m#0")).unwrap_or_default();
+        assert!(inst.trim_end().ends_with("50.0%"), "{t}");
+        assert!(
+            t.lines().nth(3).is_some_and(|l| l.trim_end().ends_with('-')),
+            "overall: nothing queried: {t}"
+        );
+    }
 }

@@ -20,9 +20,12 @@ mod prior;
 mod roofline;
 
 pub use prior::{cuda_graph_rule, default_capture_sizes, prior_overheads};
+use roofline::DecodeTerms;
 pub use roofline::Roofline;
 
-use crate::scenario::{CpuCost, CudaGraphSpec, EngineConfig, GpuSpec, ModelSpec, PerfSpec, StepCoefficients};
+use crate::scenario::{
+    CpuCost, CudaGraphSpec, EngineConfig, GpuSpec, InstanceSpec, ModelSpec, PerfSpec, StepCoefficients,
+};
 use crate::time::SimDuration;
 
 /// The largest CUDA-graph capture size a step model takes, in tokens.
@@ -147,8 +150,14 @@ impl StepTimeModel {
     ) -> StepTimeModel {
         let gpu = match perf {
             PerfSpec::Profile { coefficients, .. } => GpuTime::Linear(coefficients.clone()),
+            // The roofline prior charges the AWQ kernels the engine's `--quantization` selects
+            // ([`Roofline::with_awq_kernel`]); calibrated profiles are used as they are.
             PerfSpec::Roofline { mfu, bandwidth_efficiency, step_overhead_s, .. } => {
-                GpuTime::Roofline(Roofline::new(model, gpu, *mfu, *bandwidth_efficiency, *step_overhead_s))
+                let r = Roofline::new(model, gpu, *mfu, *bandwidth_efficiency, *step_overhead_s);
+                GpuTime::Roofline(match engine.awq_kernel() {
+                    Some(kernel) => r.with_awq_kernel(model, gpu, *mfu, kernel),
+                    None => r,
+                })
             }
         };
         let o = perf.overheads();
@@ -159,6 +168,12 @@ impl StepTimeModel {
             async_scheduling: engine.async_scheduling,
             output_delay: SimDuration::from_secs_f64(o.output_delay_s.max(0.0)),
         }
+    }
+
+    /// The model of instance `spec` (of `model` on `gpu`): [`StepTimeModel::from_spec`] with the
+    /// instance's own perf spec and engine.
+    pub fn for_instance(spec: &InstanceSpec, model: &ModelSpec, gpu: &GpuSpec) -> StepTimeModel {
+        StepTimeModel::from_spec(&spec.perf, model, gpu, &spec.engine)
     }
 
     /// A model of linear GPU coefficients only (no CPU time, graphs or delay), scheduling
@@ -320,6 +335,14 @@ impl StepTimeModel {
         self.async_scheduling
     }
 
+    /// The roofline prior of the GPU part (None when it comes from a calibrated profile).
+    pub fn roofline(&self) -> Option<&Roofline> {
+        match &self.gpu {
+            GpuTime::Roofline(r) => Some(r),
+            GpuTime::Linear(_) => None,
+        }
+    }
+
     /// True when the GPU coefficients come from a calibrated profile.
     pub fn is_calibrated(&self) -> bool {
         matches!(self.gpu, GpuTime::Linear(_))
@@ -341,7 +364,7 @@ enum DecodeGpu<'a> {
         graph: f64,
     },
     /// `Roofline::decode_step_time_s` plus the eager term (or 0).
-    Roofline { r: &'a Roofline, terms: (f64, f64), eager: f64 },
+    Roofline { r: &'a Roofline, terms: DecodeTerms, eager: f64 },
 }
 
 impl<'a> DecodeGpu<'a> {

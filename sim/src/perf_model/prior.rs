@@ -52,10 +52,16 @@ const OUTPUT_DELAY_CB_S: f64 = 0.012;
 ///   default `CUDAGraphMode.FULL_AND_PIECEWISE`): any batch up to the largest capture size, mixed
 ///   prefill included (piecewise graphs).
 /// - transformers-cb: any batch up to 512 padded query tokens.
+///
+/// vLLM 0.9.2 and 0.19.0 are taken as current V1 here and below (not read for these rules: 0.9.2's
+/// capture sizes were multiples of 8 up to 512, as 0.11.0's).
 pub fn cuda_graph_rule(engine: &EngineConfig) -> (bool, Option<u32>) {
     match engine.preset {
         EnginePreset::Vllm064 => (true, Some(V064_MAX_SEQ_LEN_TO_CAPTURE.min(engine.max_model_len))),
-        EnginePreset::VllmV1 | EnginePreset::TransformersCb => (false, None),
+        EnginePreset::Vllm092
+        | EnginePreset::Vllm0190
+        | EnginePreset::VllmV1
+        | EnginePreset::TransformersCb => (false, None),
     }
 }
 
@@ -74,7 +80,7 @@ pub fn default_capture_sizes(engine: &EngineConfig) -> Vec<u32> {
     let seqs = engine.max_num_seqs.max(1);
     let tokens = engine.max_num_batched_tokens.max(1);
     let mut sizes: Vec<u32> = match engine.preset {
-        EnginePreset::VllmV1 => {
+        EnginePreset::Vllm092 | EnginePreset::Vllm0190 | EnginePreset::VllmV1 => {
             let max = seqs.saturating_mul(2).min(512).min(tokens);
             let mut s: Vec<u32> = [1, 2, 4].into_iter().filter(|&x| x <= max).collect();
             s.extend((8..(max + 1).min(256)).step_by(8));
@@ -103,7 +109,9 @@ pub fn default_capture_sizes(engine: &EngineConfig) -> Vec<u32> {
 pub fn prior_overheads(model: &ModelSpec, engine: &EngineConfig) -> StepOverheads {
     let layers = f64::from(model.num_layers);
     let (cpu, eager_per_layer, output_delay_s) = match engine.preset {
-        EnginePreset::VllmV1 => (CPU_V1, EAGER_S_PER_LAYER_V1, 0.0),
+        EnginePreset::Vllm092 | EnginePreset::Vllm0190 | EnginePreset::VllmV1 => {
+            (CPU_V1, EAGER_S_PER_LAYER_V1, 0.0)
+        }
         EnginePreset::Vllm064 => (CPU_V064, EAGER_S_PER_LAYER_PYTORCH, 0.0),
         EnginePreset::TransformersCb => (CPU_CB, EAGER_S_PER_LAYER_PYTORCH, OUTPUT_DELAY_CB_S),
     };

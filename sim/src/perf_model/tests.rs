@@ -195,6 +195,7 @@ proptest::proptest! {
         cpu_per_request in 0.0f64..1e-4,
         graph_kind in 0usize..3,
         eager in 0.0f64..0.005,
+        legacy_awq: bool,
     ) {
         let models = model_catalog();
         let gpus = gpu_catalog();
@@ -208,7 +209,10 @@ proptest::proptest! {
                 per_prefill_attn_pair_s: 0.0,
             })
         } else {
-            let e = engine_preset_defaults(EnginePreset::VllmV1, m);
+            // vLLM 0.19.0 runs `--quantization awq` on the legacy kernels (dequantising from 256
+            // tokens); current V1 on Marlin. A bf16 model is the same under either.
+            let preset = if legacy_awq { EnginePreset::Vllm0190 } else { EnginePreset::VllmV1 };
+            let e = engine_preset_defaults(preset, m);
             let perf = PerfSpec::Roofline { mfu, bandwidth_efficiency: 0.8, step_overhead_s: overhead, overheads: Default::default() };
             StepTimeModel::from_spec(&perf, m, g, &e)
         };

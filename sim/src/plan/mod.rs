@@ -22,7 +22,7 @@ pub use report::{
     Headroom, LayoutResult, Metric, ModelResult, PlanReport, PlannedModel, SearchStats, SharedGpus,
 };
 
-use crate::scenario::{EnginePreset, KvCacheMode, Override};
+use crate::scenario::{EngineGeneration, KvCacheMode, Override};
 use layout::Limits;
 use problem::Problem;
 use search::{Evaluated, SearchConfig, search};
@@ -184,8 +184,12 @@ pub fn plan_text(text: &str, path: &Path, opts: &PlanOptions) -> Result<PlanRepo
     };
     // kvcached needs vLLM >= 0.8.4: a 0.6.4 (or transformers-cb) variant can only share GPUs with
     // static KV.
-    let v064: Vec<&str> =
-        problem.models.iter().filter(|m| m.preset != EnginePreset::VllmV1).map(|m| m.name.as_str()).collect();
+    let v064: Vec<&str> = problem
+        .models
+        .iter()
+        .filter(|m| m.preset.generation() == EngineGeneration::V0 || !m.preset.is_vllm())
+        .map(|m| m.name.as_str())
+        .collect();
     let mut kv_modes = opts.kv_modes.clone();
     let mut notes = Vec::new();
     if !v064.is_empty() && kv_modes.contains(&KvCacheMode::Elastic) {

@@ -46,13 +46,19 @@ pub fn gpu_catalog() -> Vec<GpuSpec> {
 /// `tie_word_embeddings`, `max_position_embeddings`); head_dim = hidden / heads = 128 for all of
 /// them. `qwen2.5-32b` is Qwen/Qwen2.5-32B-Instruct (64 layers, hidden 5120, 40 heads, 8 KV heads,
 /// intermediate 27648, vocab 152064, 32768 positions, bf16, untied embeddings).
-/// `llama-3.3-70b-awq` is served under the base model's name, as the seed does (`--quantization
-/// awq` with an AWQ checkpoint, `--served-model-name meta-llama/Llama-3.3-70B-Instruct`).
+/// `llama-3.3-70b-awq` is served under the base model's name, as the seed's clients ask for it
+/// (`--served-model-name meta-llama/Llama-3.3-70B-Instruct`), but loaded from an AWQ checkpoint:
+/// the seed's table gives `meta-llama/Llama-3.3-70B-Instruct` as its path, a repo of bf16 weights
+/// (~140 GB, no AWQ quantization config) that vLLM refuses to run with `--quantization awq`.
+/// `casperhansen/llama-3.3-70b-instruct-awq` (AutoAWQ, 4-bit, group size 128, the shape the
+/// catalogue's `AwqInt4` memory model assumes) is the default; set `[models."llama-3.3-70b-awq"]
+/// model_path` to use another.
 pub fn model_catalog() -> Vec<ModelSpec> {
     #[allow(clippy::too_many_arguments)]
     fn model(
         name: &str,
         served_name: &str,
+        model_path: &str,
         num_layers: u32,
         hidden_size: u32,
         num_attention_heads: u32,
@@ -65,6 +71,7 @@ pub fn model_catalog() -> Vec<ModelSpec> {
         ModelSpec {
             name: name.to_string(),
             served_name: served_name.to_string(),
+            model_path: model_path.to_string(),
             num_layers,
             hidden_size,
             num_attention_heads,
@@ -82,6 +89,7 @@ pub fn model_catalog() -> Vec<ModelSpec> {
         model(
             "llama-3.1-8b",
             "meta-llama/Llama-3.1-8B-Instruct",
+            "meta-llama/Llama-3.1-8B-Instruct",
             32,
             4096,
             32,
@@ -93,6 +101,7 @@ pub fn model_catalog() -> Vec<ModelSpec> {
         ),
         model(
             "qwen2.5-7b",
+            "Qwen/Qwen2.5-7B-Instruct",
             "Qwen/Qwen2.5-7B-Instruct",
             28,
             3584,
@@ -106,6 +115,7 @@ pub fn model_catalog() -> Vec<ModelSpec> {
         model(
             "qwen2.5-32b",
             "Qwen/Qwen2.5-32B-Instruct",
+            "Qwen/Qwen2.5-32B-Instruct",
             64,
             5120,
             40,
@@ -118,6 +128,7 @@ pub fn model_catalog() -> Vec<ModelSpec> {
         model(
             "llama-3.3-70b-awq",
             "meta-llama/Llama-3.3-70B-Instruct",
+            "casperhansen/llama-3.3-70b-instruct-awq",
             80,
             8192,
             64,

@@ -7,9 +7,119 @@
 //! does not validate ranges or memory; `resolve` and `memory` do.
 
 use super::raw::RawEngine;
-use super::types::{ElasticKvConfig, EngineConfig, EnginePreset, GpuSpec, KvCacheMode, ModelSpec};
+use super::types::{
+    AwqKernel, ElasticKvConfig, EngineConfig, EngineGeneration, EnginePreset, GpuSpec, KvCacheMode,
+    ModelSpec, Quantization, WeightFormat,
+};
 
 const GIB: u64 = 1 << 30;
+
+/// What differs between the releases the presets stand for, as far as the simulator models it.
+/// Versions read: vLLM 0.6.4, 0.9.2, 0.11.0, 0.18.0, 0.19.0, 0.22.0, 0.23.0, 0.24.0, 0.33.0.
+impl EnginePreset {
+    /// Every preset, the vLLM releases oldest first, then the reference engine.
+    pub const ALL: [EnginePreset; 5] = [
+        EnginePreset::Vllm064,
+        EnginePreset::Vllm092,
+        EnginePreset::Vllm0190,
+        EnginePreset::VllmV1,
+        EnginePreset::TransformersCb,
+    ];
+
+    /// The preset's name in scenario and profile files.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnginePreset::Vllm064 => "vllm-0.6.4",
+            EnginePreset::Vllm092 => "vllm-0.9.2",
+            EnginePreset::Vllm0190 => "vllm-0.19.0",
+            EnginePreset::VllmV1 => "vllm-v1",
+            EnginePreset::TransformersCb => "transformers-cb",
+        }
+    }
+
+    /// Whether the engine is vLLM (any release).
+    pub fn is_vllm(self) -> bool {
+        !matches!(self, EnginePreset::TransformersCb)
+    }
+
+    /// V0 for 0.6.4, V1 for the other vLLM releases. transformers-cb is not vLLM; it counts as V1,
+    /// whose rules it follows where the simulator models them (V1's scheduler with its own free-block
+    /// margin, V1's metric names and error bodies, always-chunked prefill, CUDA-graph memory);
+    /// where it differs (batch defaults, prefix caching, launch command) the code matches on the
+    /// preset itself.
+    pub fn generation(self) -> EngineGeneration {
+        match self {
+            EnginePreset::Vllm064 => EngineGeneration::V0,
+            EnginePreset::Vllm092
+            | EnginePreset::Vllm0190
+            | EnginePreset::VllmV1
+            | EnginePreset::TransformersCb => EngineGeneration::V1,
+        }
+    }
+
+    /// Whether the engine schedules step n+1 while step n runs unless told otherwise. vLLM V1: on
+    /// in current releases (vllm 0.33.0 `VllmConfig.__post_init__`); an opt-in `False` up to vllm
+    /// 0.11.0 `vllm/config/scheduler.py`, so off for 0.9.2; 0.19.0 is taken as on (not read: the
+    /// default flipped between 0.11.0 and 0.33.0). 0.6.4: off (V0 has no async scheduling).
+    /// transformers-cb: on (the reference engine's `use_async_batching`).
+    pub fn async_scheduling_default(self) -> bool {
+        match self {
+            EnginePreset::Vllm064 | EnginePreset::Vllm092 => false,
+            EnginePreset::Vllm0190 | EnginePreset::VllmV1 | EnginePreset::TransformersCb => true,
+        }
+    }
+
+    /// Whether the release has `--scheduler-reserve-full-isl` (`SchedulerConfig.
+    /// scheduler_reserve_full_isl`, default True). Added in vLLM 0.19.0: absent from 0.18.0's
+    /// vllm/config/scheduler.py, present (default True) in 0.19.0's, 0.20.0's and 0.33.0's. Before,
+    /// V1's `Scheduler.schedule` (vllm 0.9.2 and 0.11.0 v1/core/sched/scheduler.py) admitted a
+    /// waiting request once `KVCacheManager.allocate_slots` found blocks for its first chunk.
+    /// transformers-cb has no such option (its admission is not modelled beyond V1's first-chunk
+    /// rule and its free-block margin).
+    pub fn has_reserve_full_isl(self) -> bool {
+        match self {
+            EnginePreset::Vllm064 | EnginePreset::Vllm092 | EnginePreset::TransformersCb => false,
+            EnginePreset::Vllm0190 | EnginePreset::VllmV1 => true,
+        }
+    }
+
+    /// Whether `--quantization awq` runs the legacy AWQ kernels on an AWQ checkpoint that Marlin
+    /// could run. Up to vLLM 0.23.0, `AWQMarlinConfig.override_quantization_method`
+    /// (model_executor/layers/quantization/awq_marlin.py, read in 0.6.4, 0.9.2, 0.11.0, 0.19.0,
+    /// 0.22.0 and 0.23.0) converts to `awq_marlin` only when the user asked for nothing, `marlin`
+    /// or `awq_marlin`, and logs "you specified quantization=awq explicitly, so forcing awq"
+    /// otherwise. From 0.24.0 on, `awq` and `awq_marlin` both map to `AutoAWQConfig`
+    /// (quantization/auto_awq.py `override_quantization_method` accepts "awq"), whose
+    /// `get_quant_method` picks `AutoAWQMarlinLinearMethod` on CUDA when Marlin supports the layer.
+    ///
+    /// transformers-cb: taken as legacy (transformers' AWQ integration runs AutoAWQ's GEMM kernels,
+    /// not Marlin, by default); a guess, unmeasured.
+    pub fn awq_flag_runs_legacy_kernels(self) -> bool {
+        match self {
+            EnginePreset::Vllm064
+            | EnginePreset::Vllm092
+            | EnginePreset::Vllm0190
+            | EnginePreset::TransformersCb => true,
+            EnginePreset::VllmV1 => false,
+        }
+    }
+
+    /// The kernels `--quantization q` selects on an AWQ checkpoint (on an H100-class GPU, where
+    /// Marlin supports the 4-bit, group-128 layers of the catalogue's AWQ model).
+    pub fn awq_kernel(self, q: Quantization) -> AwqKernel {
+        match q {
+            Quantization::Awq if self.awq_flag_runs_legacy_kernels() => AwqKernel::Legacy,
+            Quantization::Awq | Quantization::AwqMarlin => AwqKernel::Marlin,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The kernels this engine runs an AWQ model's linear layers on (None: not quantized).
+    pub fn awq_kernel(&self) -> Option<AwqKernel> {
+        self.quantization.map(|q| self.preset.awq_kernel(q))
+    }
+}
 
 /// vLLM's defaults for an instance of `model` under `preset`, with nothing set explicitly, on an
 /// H100/H200-class GPU (V1's batch defaults depend on the GPU; scenario resolution applies the rule
@@ -35,20 +145,27 @@ const GIB: u64 = 1 << 30;
 /// - `elastic`: kvcached's defaults (see `ElasticKvConfig`).
 /// - `activation_reserve_bytes`: see [`default_activation_reserve_bytes`].
 /// - `num_gpu_blocks_override`: none.
-/// - `async_scheduling`: V1: on (vllm 0.33.0 `vllm/config/vllm.py` `VllmConfig.__post_init__`
-///   turns `SchedulerConfig.async_scheduling = None` on unless an incompatible option is set; it
-///   was an opt-in `False` up to vllm 0.11.0 `vllm/config/scheduler.py`); 0.6.4: off (the V0
-///   engine has no async scheduling: `LLMEngine.step` schedules, runs and processes in turn; its
-///   async output processing overlaps only detokenization).
+/// - `async_scheduling`: see [`EnginePreset::async_scheduling_default`]. Current V1: on (vllm
+///   0.33.0 `vllm/config/vllm.py` `VllmConfig.__post_init__` turns `SchedulerConfig.
+///   async_scheduling = None` on unless an incompatible option is set; it was an opt-in `False` up
+///   to vllm 0.11.0 `vllm/config/scheduler.py`, so 0.9.2 is off); 0.6.4: off (the V0 engine has
+///   no async scheduling: `LLMEngine.step` schedules, runs and processes in turn; its async output
+///   processing overlaps only detokenization).
+/// - `scheduler_reserve_full_isl`: on where the release has it (0.19.0 and later, see
+///   [`EnginePreset::has_reserve_full_isl`]), off (absent) before.
+/// - `quantization`: `awq` for an AWQ model (the seed's `--quantization awq`), none for bf16.
+///
+/// "V1" above means every V1 preset: 0.9.2's `get_batch_defaults` (vllm/engine/arg_utils.py) has
+/// the same 8192 / 1024 H100 defaults as current V1 (async scheduling excepted, as above).
 ///
 /// `transformers-cb` (transformers 5.17 `generation/configuration_utils.py`
 /// `ContinuousBatchingConfig` as the reference engine sets it up): block_size 256, 8192 batch
 /// tokens (`max_batch_tokens`), 1024 requests per batch (`max_requests_per_batch` fallback),
 /// chunked prefill always (prompts longer than the token budget are split), no prefix caching
-/// (the reference engine turns `allow_block_sharing` off), async batching on. Its KV cache is
-/// `max_memory_percent` (0.9) of the memory left after the weights; here it is sized with vLLM's
-/// rule at `gpu_memory_utilization` 0.9 (a guess: set `num_gpu_blocks_override` to the engine's
-/// logged block count for an exact figure).
+/// (the reference engine turns `allow_block_sharing` off), async batching on, no full-sequence
+/// admission option. Its KV cache is `max_memory_percent` (0.9) of the memory left after the
+/// weights; here it is sized with vLLM's rule at `gpu_memory_utilization` 0.9 (a guess: set
+/// `num_gpu_blocks_override` to the engine's logged block count for an exact figure).
 pub fn engine_preset_defaults(preset: EnginePreset, model: &ModelSpec) -> EngineConfig {
     derive_engine(preset, model, true, &RawEngine::default())
 }
@@ -71,10 +188,11 @@ pub fn default_activation_reserve_bytes(
     max_num_seqs: u32,
 ) -> u64 {
     let context = GIB / 2;
-    let graphs = match preset {
-        EnginePreset::Vllm064 => 0,
-        // transformers-cb: a guess, as V1 (graphs of up to 512 tokens, captured while serving).
-        EnginePreset::VllmV1 | EnginePreset::TransformersCb => GIB / 2,
+    let graphs = match preset.generation() {
+        EngineGeneration::V0 => 0,
+        // transformers-cb counts as V1 here: a guess (graphs of up to 512 tokens, captured while
+        // serving).
+        EngineGeneration::V1 => GIB / 2,
     };
     let width = 4 * u64::from(model.hidden_size) + 2 * u64::from(model.intermediate_size);
     let activations = u64::from(max_num_batched_tokens).saturating_mul(width).saturating_mul(2);
@@ -99,22 +217,21 @@ pub(crate) fn derive_engine(
     set: &RawEngine,
 ) -> EngineConfig {
     let max_model_len = set.max_model_len.unwrap_or(model.max_position_embeddings);
-    let enable_chunked_prefill = set.enable_chunked_prefill.unwrap_or(match preset {
-        EnginePreset::Vllm064 => max_model_len > 32768,
-        EnginePreset::VllmV1 | EnginePreset::TransformersCb => true,
-    });
+    let v0 = preset.generation() == EngineGeneration::V0;
+    let enable_chunked_prefill =
+        set.enable_chunked_prefill.unwrap_or(if v0 { max_model_len > 32768 } else { true });
     let (v1_budget, v1_seqs) = if large_gpu { (8192, 1024) } else { (2048, 256) };
     let max_num_batched_tokens =
         set.max_num_batched_tokens.unwrap_or(match (preset, enable_chunked_prefill) {
             (EnginePreset::TransformersCb, _) => 8192,
-            (EnginePreset::Vllm064, true) => 512,
-            (EnginePreset::VllmV1, true) => v1_budget,
+            (_, true) if v0 => 512,
+            (_, true) => v1_budget,
             (_, false) => max_model_len.max(2048),
         });
     let max_num_seqs = set.max_num_seqs.unwrap_or(match preset {
-        EnginePreset::Vllm064 => 256,
-        EnginePreset::VllmV1 => v1_seqs,
         EnginePreset::TransformersCb => 1024,
+        _ if v0 => 256,
+        _ => v1_seqs,
     });
     let activation_reserve_bytes = match (set.activation_reserve_bytes, set.activation_reserve_gib) {
         (Some(bytes), _) => bytes,
@@ -128,23 +245,28 @@ pub(crate) fn derive_engine(
         max_num_batched_tokens,
         block_size: set.block_size.unwrap_or(match preset {
             EnginePreset::TransformersCb => 256,
-            EnginePreset::Vllm064 | EnginePreset::VllmV1 => 16,
+            EnginePreset::Vllm064 | EnginePreset::Vllm092 | EnginePreset::Vllm0190 | EnginePreset::VllmV1 => {
+                16
+            }
         }),
         gpu_memory_utilization: set.gpu_memory_utilization.unwrap_or(0.9),
-        enable_prefix_caching: set.enable_prefix_caching.unwrap_or(match (preset, kv_cache) {
-            (_, KvCacheMode::Elastic) | (EnginePreset::Vllm064 | EnginePreset::TransformersCb, _) => false,
-            (EnginePreset::VllmV1, KvCacheMode::Static) => true,
-        }),
+        enable_prefix_caching: set
+            .enable_prefix_caching
+            .unwrap_or(!v0 && preset.is_vllm() && kv_cache == KvCacheMode::Static),
         enable_chunked_prefill,
         max_model_len,
         kv_cache,
         activation_reserve_bytes,
         num_gpu_blocks_override: set.num_gpu_blocks_override,
         elastic: derive_elastic(set),
-        async_scheduling: set.async_scheduling.unwrap_or(match preset {
-            EnginePreset::Vllm064 => false,
-            EnginePreset::VllmV1 | EnginePreset::TransformersCb => true,
-        }),
+        async_scheduling: set.async_scheduling.unwrap_or(preset.async_scheduling_default()),
+        scheduler_reserve_full_isl: set.scheduler_reserve_full_isl.unwrap_or(preset.has_reserve_full_isl())
+            && preset.has_reserve_full_isl(),
+        quantization: match model.weight_format {
+            WeightFormat::Bf16 => None,
+            // The seed's launch passes `--quantization awq` for its AWQ model.
+            WeightFormat::AwqInt4 => Some(set.quantization.unwrap_or(Quantization::Awq)),
+        },
     }
 }
 

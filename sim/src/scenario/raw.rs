@@ -5,7 +5,7 @@
 //! TOML value tree after overrides are applied, so a misspelt or mistyped field is reported with
 //! its dotted path. Nothing here checks meaning (ranges, cross references): see `resolve`.
 
-use super::types::{EnginePreset, KvCacheMode, LoadScore, RouterPolicy, WeightFormat};
+use super::types::{EnginePreset, KvCacheMode, LoadScore, Quantization, RouterPolicy, WeightFormat};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -23,6 +23,8 @@ pub(crate) struct RawFile {
     pub gpu_catalog: BTreeMap<String, RawGpu>,
     #[serde(default)]
     pub model_catalog: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModelSettings>,
     #[serde(default)]
     pub defaults: RawDefaults,
     pub instances: Vec<RawInstance>,
@@ -72,11 +74,19 @@ pub(crate) struct RawGpu {
     pub hbm_bytes_per_s: f64,
 }
 
+/// `[models."name"]`: serving settings of a catalogue model, without redefining its architecture.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModelSettings {
+    pub model_path: Option<String>,
+}
+
 /// `[model_catalog."name"]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawModel {
     pub served_name: Option<String>,
+    pub model_path: Option<String>,
     pub num_layers: u32,
     pub hidden_size: u32,
     pub num_attention_heads: u32,
@@ -127,6 +137,8 @@ pub(crate) struct RawEngine {
     pub num_gpu_blocks_override: Option<u32>,
     pub elastic: Option<RawElastic>,
     pub async_scheduling: Option<bool>,
+    pub scheduler_reserve_full_isl: Option<bool>,
+    pub quantization: Option<Quantization>,
 }
 
 /// `elastic = { ... }` inside an engine table: kvcached's knobs, every one optional.
@@ -198,6 +210,8 @@ impl RawEngine {
                 (a, b) => b.clone().or_else(|| a.clone()),
             },
             async_scheduling: top.async_scheduling.or(self.async_scheduling),
+            scheduler_reserve_full_isl: top.scheduler_reserve_full_isl.or(self.scheduler_reserve_full_isl),
+            quantization: top.quantization.or(self.quantization),
         }
     }
 
@@ -222,6 +236,8 @@ impl RawEngine {
             "num_gpu_blocks_override" => self.num_gpu_blocks_override.is_some(),
             "elastic" => self.elastic.is_some(),
             "async_scheduling" => self.async_scheduling.is_some(),
+            "scheduler_reserve_full_isl" => self.scheduler_reserve_full_isl.is_some(),
+            "quantization" => self.quantization.is_some(),
             _ => false,
         }
     }

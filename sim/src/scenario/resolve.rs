@@ -19,10 +19,10 @@ use super::perf::{PerfKey, check_perf, perf_for_instance, scan_profiles};
 use super::phases::{Models, resolve_workload};
 use super::presets::{derive_engine, gets_large_batch_defaults};
 use super::raw::RawContention;
-use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel};
+use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel, RawModelSettings};
 use super::types::{
-    ContentionSpec, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec, OutputSpec, RouterSpec,
-    Scenario, SloSpec,
+    ContentionSpec, EngineGeneration, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec,
+    OutputSpec, RouterSpec, Scenario, SloSpec, WeightFormat,
 };
 use crate::ids::{GpuId, ModelId};
 use std::collections::BTreeMap;
@@ -54,7 +54,8 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         return Err(ctx.err("name", "the scenario name is empty"));
     }
     let gpu_cat = merged_gpu_catalog(ctx, &raw.gpu_catalog)?;
-    let model_cat = merged_model_catalog(ctx, &raw.model_catalog)?;
+    let mut model_cat = merged_model_catalog(ctx, &raw.model_catalog)?;
+    apply_model_settings(ctx, &raw.models, &mut model_cat)?;
     let gpus = resolve_cluster(ctx, &raw.cluster, &gpu_cat)?;
     check_perf(ctx, &raw.perf)?;
     let profiles = scan_profiles(ctx, &raw.perf)?;
@@ -148,6 +149,7 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
             ));
         }
         check_elastic(ctx, &engine, &|knob: &str| engine_field(i, knob))?;
+        check_version_knobs(ctx, &merged, model, &|knob: &str| engine_field(i, knob))?;
         let key = PerfKey { model, gpu: &gpu.name, engine: &engine };
         let resolved =
             perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &profiles, &raw.perf)?;
@@ -253,7 +255,9 @@ fn check_block_size(ctx: Ctx<'_>, e: &super::types::EngineConfig, field: &str) -
             field,
             format!("{b} is outside transformers' continuous-batching block sizes {CB_BLOCK_SIZES:?}"),
         )),
-        EnginePreset::Vllm064 | EnginePreset::VllmV1 if !BLOCK_SIZES.contains(&b) => {
+        EnginePreset::Vllm064 | EnginePreset::Vllm092 | EnginePreset::Vllm0190 | EnginePreset::VllmV1
+            if !BLOCK_SIZES.contains(&b) =>
+        {
             Err(ctx.err(field, format!("{b} is not one of vLLM's block sizes {BLOCK_SIZES:?}")))
         }
         _ => Ok(()),
@@ -269,7 +273,7 @@ fn check_elastic(
     if e.kv_cache != KvCacheMode::Elastic {
         return Ok(());
     }
-    if e.preset != EnginePreset::VllmV1 {
+    if e.preset.generation() == EngineGeneration::V0 || !e.preset.is_vllm() {
         return Err(ctx.err(
             field("kv_cache"),
             format!(
@@ -287,6 +291,44 @@ fn check_elastic(
                 "min_reserve_pages ({}) must be <= max_reserve_pages ({}): the background pre-allocation \
                  refills the reserve to the minimum, freed pages stay mapped up to the maximum",
                 x.min_reserve_pages, x.max_reserve_pages
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Knobs that only some releases or models have: `scheduler_reserve_full_isl` (vLLM >= 0.19.0;
+/// turning it on elsewhere could not be passed to the engine) and `quantization` (AWQ models only:
+/// vLLM refuses `--quantization awq` on a checkpoint without an AWQ config).
+fn check_version_knobs(
+    ctx: Ctx<'_>,
+    set: &RawEngine,
+    model: &ModelSpec,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(), ScenarioError> {
+    let preset = set.preset.unwrap_or(EnginePreset::VllmV1);
+    if set.scheduler_reserve_full_isl == Some(true) && !preset.has_reserve_full_isl() {
+        return Err(ctx.err(
+            field("scheduler_reserve_full_isl"),
+            format!(
+                "{} has no scheduler_reserve_full_isl (vLLM added it in 0.19.0); its admission rule \
+                 is fixed: drop the knob or use preset = \"vllm-0.19.0\" or \"vllm-v1\"",
+                preset.name()
+            ),
+        ));
+    }
+    if let Some(q) = set.quantization
+        && model.weight_format != WeightFormat::AwqInt4
+    {
+        return Err(ctx.err(
+            field("quantization"),
+            format!(
+                "quantization = \"{}\" needs an AWQ model (weight_format = \"awq-int4\"), but \"{}\" \
+                 has bf16 weights; vLLM refuses --quantization {} on a checkpoint without an AWQ \
+                 quantization config",
+                q.as_flag(),
+                model.name,
+                q.as_flag()
             ),
         ));
     }
@@ -418,9 +460,11 @@ fn merged_model_catalog(
         if ![1, 2, 4].contains(&m.kv_cache_dtype_bytes) {
             return Err(ctx.err(f("kv_cache_dtype_bytes"), "must be 1 (fp8), 2 (bf16/fp16) or 4 (fp32)"));
         }
+        let served_name = m.served_name.clone().unwrap_or_else(|| name.clone());
         let spec = ModelSpec {
             name: name.clone(),
-            served_name: m.served_name.clone().unwrap_or_else(|| name.clone()),
+            model_path: m.model_path.clone().unwrap_or_else(|| served_name.clone()),
+            served_name,
             num_layers: m.num_layers,
             hidden_size: m.hidden_size,
             num_attention_heads: m.num_attention_heads,
@@ -439,6 +483,33 @@ fn merged_model_catalog(
         }
     }
     Ok(cat)
+}
+
+/// `[models."name"]`: per-model serving settings of catalogue models (the checkpoint to load).
+fn apply_model_settings(
+    ctx: Ctx<'_>,
+    settings: &BTreeMap<String, RawModelSettings>,
+    cat: &mut [ModelSpec],
+) -> Result<(), ScenarioError> {
+    for (name, s) in settings {
+        let known = quoted_list(cat.iter().map(|m| m.name.as_str()));
+        let Some(model) = cat.iter_mut().find(|m| m.name == *name) else {
+            return Err(ctx.err(
+                format!("models.{name}"),
+                format!("unknown model \"{name}\"; known models: {known} (add others under [model_catalog])"),
+            ));
+        };
+        if let Some(path) = &s.model_path {
+            if path.trim().is_empty() {
+                return Err(ctx.err(
+                    format!("models.{name}.model_path"),
+                    "is empty: give a Hugging Face repo id or a local checkpoint directory",
+                ));
+            }
+            model.model_path.clone_from(path);
+        }
+    }
+    Ok(())
 }
 
 fn resolve_cluster(ctx: Ctx<'_>, c: &RawCluster, cat: &[GpuSpec]) -> Result<Vec<GpuSpec>, ScenarioError> {

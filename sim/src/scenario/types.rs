@@ -126,6 +126,12 @@ pub struct ModelSpec {
     pub name: String,
     /// The name clients send in the OpenAI `model` field (the HF path in the seed).
     pub served_name: String,
+    /// The checkpoint vLLM loads (`vllm serve <model_path> --served-model-name <served_name>`): a
+    /// Hugging Face repo id or a local directory. It must hold weights in `weight_format` (an AWQ
+    /// checkpoint for an AWQ model: vLLM refuses `--quantization awq` on bf16 weights). Empty in
+    /// runs recorded before it existed.
+    #[serde(default)]
+    pub model_path: String,
     /// Transformer layers.
     pub num_layers: u32,
     /// Hidden size.
@@ -150,14 +156,25 @@ pub struct ModelSpec {
     pub kv_cache_dtype_bytes: u32,
 }
 
-/// Which engine (and which vLLM generation) an instance's defaults and scheduling rules follow.
+/// Which vLLM release an instance's defaults and scheduling rules follow. A release gets a preset
+/// of its own only where a behaviour the simulator models differs from its neighbours' (see
+/// `presets.rs` for what differs, with the vLLM source each rule was read from). One preset is not
+/// vLLM: `transformers-cb`, the reference engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EnginePreset {
     /// vLLM 0.6.4 (V0 engine, the seed's baseline image).
     #[serde(rename = "vllm-0.6.4")]
     Vllm064,
-    /// Current vLLM V1 defaults.
+    /// vLLM 0.9.2 (V1 engine; the release kvcached's published benchmarks ran): admits a request
+    /// when its first chunk fits, and `--quantization awq` runs the legacy AWQ kernels.
+    #[serde(rename = "vllm-0.9.2")]
+    Vllm092,
+    /// vLLM 0.19.0 (V1; the release in kvcached's `kvcached-vllm:latest` image): admits a request
+    /// only when its whole sequence fits, and `--quantization awq` still runs the legacy kernels.
+    #[serde(rename = "vllm-0.19.0")]
+    Vllm0190,
+    /// Current vLLM V1 (read: 0.33.0): whole-sequence admission, `awq` runs Marlin kernels.
     #[serde(rename = "vllm-v1")]
     VllmV1,
     /// Hugging Face transformers 5.17 continuous batching as the reference engine
@@ -166,20 +183,45 @@ pub enum EnginePreset {
     TransformersCb,
 }
 
-impl EnginePreset {
-    /// The name scenario and profile files use.
-    pub fn name(self) -> &'static str {
+/// vLLM's engine generation: V0 (`vllm/core/scheduler.py`) or V1 (`vllm/v1/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineGeneration {
+    /// The V0 engine (vLLM <= 0.10; the seed's 0.6.4).
+    V0,
+    /// The V1 engine.
+    V1,
+}
+
+/// vLLM's `--quantization` value for an AWQ checkpoint (the flag is left out for bf16 models).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantization {
+    /// `--quantization awq` (the seed's flag): the legacy AWQ kernels up to vLLM 0.23, Marlin from
+    /// 0.24 on (see `EnginePreset::awq_flag_runs_legacy_kernels`).
+    Awq,
+    /// `--quantization awq_marlin`: the Marlin int4 kernels.
+    AwqMarlin,
+}
+
+impl Quantization {
+    /// The value vLLM's `--quantization` takes.
+    pub fn as_flag(self) -> &'static str {
         match self {
-            EnginePreset::Vllm064 => "vllm-0.6.4",
-            EnginePreset::VllmV1 => "vllm-v1",
-            EnginePreset::TransformersCb => "transformers-cb",
+            Quantization::Awq => "awq",
+            Quantization::AwqMarlin => "awq_marlin",
         }
     }
+}
 
-    /// Whether the engine is vLLM (either generation).
-    pub fn is_vllm(self) -> bool {
-        matches!(self, EnginePreset::Vllm064 | EnginePreset::VllmV1)
-    }
+/// Which kernels an AWQ model's linear layers run on (what the step-time prior charges).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AwqKernel {
+    /// vLLM's legacy `AWQLinearMethod`: `awq_gemm` below 256 tokens per step, dequantise the whole
+    /// weight to fp16 and multiply at or above.
+    Legacy,
+    /// The Marlin int4 GEMM (`AWQMarlinLinearMethod`).
+    Marlin,
 }
 
 /// How an instance's KV cache memory is provisioned.
@@ -226,6 +268,15 @@ pub struct EngineConfig {
     /// schedules, runs and processes each step in turn.
     #[serde(default)]
     pub async_scheduling: bool,
+    /// vLLM's `scheduler_reserve_full_isl` (0.19.0 and later, on by default): a waiting request is
+    /// admitted only when the KV blocks of its whole sequence are free, not just its first
+    /// chunk's. Always false on presets without the option (their rules are in `presets.rs`).
+    /// Runs recorded before this knob existed simulated first-chunk admission: false.
+    #[serde(default)]
+    pub scheduler_reserve_full_isl: bool,
+    /// `--quantization` for an AWQ model (None for bf16 models).
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
 }
 
 /// One engine instance: a model on a GPU at a port.

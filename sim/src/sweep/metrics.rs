@@ -90,6 +90,7 @@ mod tests {
             preemptions: 2,
             goodput: None,
             slo_attainment: None,
+            prefix_cache: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 // Tests may unwrap (the common brief); helpers outside `#[test]` functions need the allowance too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod awq;
 mod elastic;
 mod fast_forward;
 mod plan;

@@ -413,3 +413,35 @@ fn a_batch_budget_below_max_model_len_without_chunked_prefill_is_rejected() {
         "smaller than max_model_len (32768)",
     );
 }
+
+#[test]
+fn the_full_sequence_gate_cannot_be_turned_on_before_vllm_0_19() {
+    for preset in ["vllm-0.6.4", "vllm-0.9.2"] {
+        let e = fails(
+            BASE,
+            &[
+                &format!("defaults.engine.preset={preset}"),
+                "instances.0.engine.scheduler_reserve_full_isl=true",
+            ],
+            "instances[0].engine.scheduler_reserve_full_isl",
+            "added it in 0.19.0",
+        );
+        assert!(e.reason.contains(preset), "{e}");
+    }
+}
+
+#[test]
+fn a_quantization_flag_on_a_bf16_model_is_rejected() {
+    fails(
+        BASE,
+        &["instances.1.engine.quantization=awq_marlin"],
+        "instances[1].engine.quantization",
+        "needs an AWQ model",
+    );
+}
+
+#[test]
+fn a_models_table_naming_an_unknown_model_lists_the_known_ones() {
+    fails(BASE, &["models.nope.model_path=/x"], "models.nope", "known models");
+    fails(BASE, &["models.\"qwen2.5-7b\".model_path=\"\""], "models.qwen2.5-7b.model_path", "is empty");
+}

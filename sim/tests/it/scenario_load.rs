@@ -59,7 +59,8 @@ fn the_seed_variants_are_the_baseline_and_managed_stacks() {
     }
     assert_eq!(base.router.policy, RouterPolicy::RoundRobin);
     for i in &managed.instances {
-        assert_eq!(i.engine.preset, EnginePreset::VllmV1);
+        // kvcached-vllm:latest runs vLLM 0.19.0 (kvcached README, docker/Dockerfile.vllm).
+        assert_eq!(i.engine.preset, EnginePreset::Vllm0190);
         assert_eq!(i.engine.kv_cache, KvCacheMode::Elastic);
         assert!(!i.engine.enable_prefix_caching);
     }

@@ -204,3 +204,51 @@ fn qwen_32b_is_in_the_catalogue_with_its_config_json_shape() {
     let b = m.num_params() as f64 / 1e9;
     assert!((32.0..33.5).contains(&b), "{b}");
 }
+
+#[test]
+fn the_full_sequence_admission_gate_is_on_from_vllm_0_19_and_absent_before() {
+    for (preset, on) in [
+        (EnginePreset::Vllm064, false),
+        (EnginePreset::Vllm092, false),
+        (EnginePreset::Vllm0190, true),
+        (EnginePreset::VllmV1, true),
+        (EnginePreset::TransformersCb, false),
+    ] {
+        let e = engine_preset_defaults(preset, &model("llama-3.1-8b"));
+        assert_eq!(e.scheduler_reserve_full_isl, on, "{}", preset.name());
+    }
+    let f = parse(BASE, &["defaults.engine.scheduler_reserve_full_isl=false"]).unwrap();
+    assert!(!f.variants[0].instances[0].engine.scheduler_reserve_full_isl);
+}
+
+#[test]
+fn vllm_0_9_2_has_current_v1_batch_defaults() {
+    for name in ["llama-3.1-8b", "qwen2.5-7b", "llama-3.3-70b-awq"] {
+        let old = engine_preset_defaults(EnginePreset::Vllm092, &model(name));
+        let new = engine_preset_defaults(EnginePreset::VllmV1, &model(name));
+        assert_eq!(
+            (
+                old.max_num_seqs,
+                old.max_num_batched_tokens,
+                old.enable_chunked_prefill,
+                old.enable_prefix_caching
+            ),
+            (
+                new.max_num_seqs,
+                new.max_num_batched_tokens,
+                new.enable_chunked_prefill,
+                new.enable_prefix_caching
+            ),
+            "{name}"
+        );
+        assert_eq!(old.activation_reserve_bytes, new.activation_reserve_bytes);
+    }
+}
+
+#[test]
+fn preset_names_round_trip_through_scenario_files() {
+    for preset in EnginePreset::ALL {
+        let f = parse(BASE, &[&format!("defaults.engine.preset={}", preset.name())]).unwrap();
+        assert_eq!(f.variants[0].instances[0].engine.preset, preset);
+    }
+}

@@ -339,3 +339,30 @@ proptest! {
         prop_assert_eq!(stream(&a), stream(&b));
     }
 }
+
+#[test]
+fn the_summary_reports_the_prefix_cache_hit_rate_per_model_and_instance() {
+    let sets = [
+        "workload.phases.0.arrival.rate=4",
+        "workload.phases.0.input_tokens.value=2000",
+        "workload.prefix.tokens=1536",
+        "workload.prefix.groups=2",
+        "workload.prefix.fraction=0.5",
+        "instances.1.engine.enable_prefix_caching=false",
+    ];
+    let s = scenario(TWO_REPLICAS, &sets);
+    let rows = run(&s).requests;
+    let sum = summary(&s);
+    // vLLM counts lookups of instances with prefix caching on only: instance 0 here.
+    let on: Vec<&RequestRow> = rows.iter().filter(|r| r.instance == s.instances[0].name).collect();
+    let queries: u64 =
+        on.iter().filter(|r| r.cached_tokens.is_some()).map(|r| u64::from(r.prompt_tokens)).sum();
+    let hits: u64 = on.iter().filter_map(|r| r.cached_tokens).map(u64::from).sum();
+    assert!(hits > 0 && queries > hits);
+    let p = sum.instances[0].prefix_cache;
+    assert_eq!((p.queries, p.hits), (queries, hits));
+    assert_eq!(p.hit_rate, Some(hits as f64 / queries as f64));
+    assert_eq!(sum.instances[1].prefix_cache.hit_rate, None, "caching off: nothing queried");
+    assert_eq!(sum.models[0].prefix_cache, p, "the model's only caching instance");
+    assert_eq!(sum.overall.prefix_cache, p);
+}

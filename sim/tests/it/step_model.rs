@@ -159,6 +159,54 @@ fn an_idle_engine_with_async_scheduling_schedules_an_arrival_at_once() {
     assert_eq!(inst.begin_step(t), Some(SimDuration(15_000_000)));
 }
 
+// A lone request at an idle async engine: vLLM V1's batch queue (vllm 0.33.0 v1/engine/core.py
+// `EngineCore.step_with_batch_queue`) schedules at once when nothing is in flight, so there is no
+// step n for it to wait behind: TTFT is one prefill step plus the output delay, not two steps.
+#[test]
+fn a_lone_request_at_an_idle_async_engine_waits_one_prefill_step_not_two() {
+    for sets in [&[][..], &["instances.*.engine.async_scheduling=false"][..]] {
+        let s = with_profile(
+            scenario(&[&["workload.phases.0.num_requests=3"], sets].concat()),
+            StepOverheads { output_delay_s: 0.01, ..Default::default() },
+        );
+        let c = run(&s);
+        assert_eq!(c.requests.len(), 3);
+        for r in &c.requests {
+            // 1 s apart, each done in ~0.1 s: every one reaches an idle engine (the second and
+            // third after it has run and finished another request).
+            assert_eq!(r.status, RequestStatus::Ok);
+            close(r.ttft_s.unwrap(), 0.015 + 0.01);
+            // Then 9 decode steps of 6 ms.
+            close(r.e2e_s.unwrap(), 0.015 + 9.0 * 0.006 + 0.01);
+        }
+    }
+}
+
+#[test]
+fn an_arrival_at_an_idle_async_engine_starts_a_prefill_step_at_once_after_earlier_work() {
+    let s = with_profile(scenario(&[]), StepOverheads::default());
+    let ms = |x: u64| SimDuration(x * 1_000_000);
+    // Request 0 runs to the end; then request 1 arrives at the instant the engine idled (the last
+    // step's end), and request 2 later; each gets its 15 ms prefill step alone, at once.
+    let mut inst = Instance::new(&s, InstanceId(0));
+    let mut ev = StepEvents::default();
+    let mut now = SimTime::ZERO;
+    for (id, gap) in [(0, ms(0)), (1, ms(0)), (2, ms(500))] {
+        now += gap;
+        inst.add_request(request(id, now)).unwrap();
+        let mut steps = Vec::new();
+        while let Some(d) = inst.begin_step(now) {
+            steps.push(d);
+            now += d;
+            inst.end_step(now, &mut ev);
+        }
+        assert_eq!(steps.len(), 10, "request {id}: {steps:?}");
+        assert_eq!(steps[0], ms(15), "request {id}: its prefill step comes first");
+        assert!(steps[1..].iter().all(|&d| d == ms(6)), "request {id}: {steps:?}");
+        assert!(!inst.has_unfinished_requests());
+    }
+}
+
 #[test]
 fn a_closed_loop_client_sends_again_its_reissue_delay_after_it_saw_the_end() {
     let s = with_profile(

@@ -7,19 +7,20 @@
 //! does not know about requests or token counts: `KvCacheManager` does.
 //!
 //! Shared and private blocks: in vLLM every block is ref-counted and hashed when full. Here only
-//! blocks registered under a shared-prefix identity can be referenced by several requests, so only
-//! those are ref-counted and hashed while in use. A request's other blocks are *private* to it: no
-//! count or hash is kept for them while it holds them (allocation and release move block ids in
-//! bulk and touch no block); their identity (`BlockHash::Own`) is written when they are freed for
-//! a preemption, the only case where they can be hit again (or kept cached by an elastic pool).
-//! Which blocks are evicted when, and every count a scheduler reads, are as with per-block counts.
+//! blocks whose content another request can have (described content, see `engine::content`) are
+//! registered under their chained content hash (`BlockHash::Content`), ref-counted and looked up
+//! through the cached-hash map. A request's other blocks hold tokens unique to it and are
+//! *private*: no count or hash is kept for them while it holds them (allocation and release move
+//! block ids in bulk and touch no block); their identity (`BlockHash::Own`) is written when they
+//! are freed for a preemption, the only case where they can be hit again (or kept cached by an
+//! elastic pool). Which blocks are evicted when, and every count a scheduler reads, are as with
+//! per-block counts.
 //!
-//! Deviation from vLLM: content identity is a [`BlockHash`] (prefix group + index, or request +
-//! index) instead of a chained hash of token ids, and only shared-prefix blocks are looked up
-//! through the cached-hash map; a request's own blocks are found again through the block table it
-//! held when preempted (see `KvCacheManager::get_computed_blocks`). Where two blocks get the same
-//! prefix identity (two requests computed the same prefix concurrently), only the first is
-//! registered; vLLM keeps both findable until both are evicted.
+//! Deviations from vLLM: a request's own blocks are found again through the block table it held
+//! when preempted (see `KvCacheManager::get_computed_blocks`), not through the map (their hashes
+//! are unique to it, so the hits are the same). Where two blocks get the same content hash (two
+//! requests computed the same content concurrently), only the first is registered; vLLM keeps
+//! both findable until both are evicted.
 //!
 //! Elastic KV (kvcached, see `elastic`): the pool's blocks are grouped in pages that are mapped
 //! on demand. Free blocks then live on their pages ([`ElasticPages`]), and the free queue holds
@@ -30,18 +31,15 @@
 
 use super::elastic::{ElasticPages, ElasticParams};
 use crate::ids::{BlockId, RequestId};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Content identity of a full block: two blocks with equal hashes hold identical KV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BlockHash {
-    /// Block `index` of shared prefix `group` (lies entirely inside the prefix).
-    Prefix {
-        /// The prefix group (`PrefixRef::group`).
-        group: u64,
-        /// Block index from the start of the prompt.
-        index: u32,
-    },
+    /// A block of described content: its chained hash (vLLM's `BlockHash`, see
+    /// `engine::content`); shared by every request whose tokens up to the block's end are equal.
+    Content(u64),
     /// Block `index` of one request's tokens (private to that request).
     Own {
         /// The request.
@@ -299,16 +297,37 @@ impl FreeKVCacheBlockQueue {
     }
 }
 
+/// Hashes a key that is already a well-mixed 64-bit hash (a chained block hash) by itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// vLLM's `BlockPool`: every KV block of one instance, the reference counts and content hashes
-/// of the shared ones, the free queue and the map from shared-prefix identity to cached block.
+/// of the shared ones, the free queue and the map from content hash to cached block.
 #[derive(Clone, Debug)]
 pub struct BlockPool {
     blocks: Vec<KVCacheBlock>,
     free_block_queue: FreeKVCacheBlockQueue,
     /// Blocks in use (private or referenced), counted independently of the free queue.
     num_used_blocks: u32,
-    /// vLLM's `cached_block_hash_to_block`, for `BlockHash::Prefix` only: group -> block per index.
-    cached_prefix_blocks: BTreeMap<u64, Vec<Option<BlockId>>>,
+    /// vLLM's `cached_block_hash_to_block`, for `BlockHash::Content` only (never iterated, so
+    /// its order cannot leak into results).
+    cached_block_hash_to_block: HashMap<u64, BlockId, BuildHasherDefault<IdentityHasher>>,
     /// Elastic KV: the page table (free blocks live there; the free queue holds cached ones).
     elastic: Option<Box<ElasticPages>>,
 }
@@ -323,7 +342,7 @@ impl BlockPool {
             blocks,
             free_block_queue,
             num_used_blocks: 0,
-            cached_prefix_blocks: BTreeMap::new(),
+            cached_block_hash_to_block: HashMap::default(),
             elastic: None,
         }
     }
@@ -337,7 +356,7 @@ impl BlockPool {
         let pages = ElasticPages::new(num_pages, params);
         self.blocks.clear();
         self.blocks.resize((num_pages * pages.blocks_per_page()) as usize, KVCacheBlock::default());
-        self.cached_prefix_blocks.clear();
+        self.cached_block_hash_to_block.clear();
         self.free_block_queue = FreeKVCacheBlockQueue::default();
         self.num_used_blocks = 0;
         self.elastic = Some(Box::new(pages));
@@ -403,10 +422,10 @@ impl BlockPool {
         self.blocks[block.index()].block_hash
     }
 
-    /// Whether `block` is a registered shared-prefix block (ref-counted).
+    /// Whether `block` is a registered content block (ref-counted).
     #[inline]
     pub fn is_shared(&self, block: BlockId) -> bool {
-        matches!(self.blocks[block.index()].block_hash, Some(BlockHash::Prefix { .. }))
+        matches!(self.blocks[block.index()].block_hash, Some(BlockHash::Content(_)))
     }
 
     /// The free blocks in the order allocation would take them (O(free blocks)); when elastic,
@@ -415,16 +434,22 @@ impl BlockPool {
         self.free_block_queue.iter()
     }
 
-    /// The cached blocks of prefix `group` by block index (vLLM's `get_cached_block` for a
-    /// whole prefix at once); entries may be `None` where a block was evicted.
-    pub fn cached_prefix_blocks(&self, group: u64) -> &[Option<BlockId>] {
-        self.cached_prefix_blocks.get(&group).map_or(&[], Vec::as_slice)
+    /// The cached block holding the content whose chained hash is `hash`, if any (vLLM's
+    /// `get_cached_block`).
+    #[inline]
+    pub fn get_cached_block(&self, hash: u64) -> Option<BlockId> {
+        self.cached_block_hash_to_block.get(&hash).copied()
+    }
+
+    /// Content blocks registered in the cached-hash map (in use or free).
+    pub fn num_cached_content_blocks(&self) -> usize {
+        self.cached_block_hash_to_block.len()
     }
 
     /// Takes `num_blocks` free blocks from the head of the free queue onto the block table `out`,
     /// evicting the identities they held (vLLM's `get_new_blocks`). They are *private* to the
     /// request owning `out`: no count or identity is kept for them until it frees them or one
-    /// becomes a shared prefix block ([`BlockPool::register_prefix_block`]). Returns false,
+    /// becomes a shared content block ([`BlockPool::cache_full_block`]). Returns false,
     /// allocating nothing, when fewer blocks are free.
     pub fn get_new_blocks(&mut self, num_blocks: u32, out: &mut Vec<BlockId>) -> bool {
         if num_blocks > self.num_allocatable_blocks() {
@@ -457,16 +482,14 @@ impl BlockPool {
     /// Drops `block`'s entry in the cached-hash map (vLLM's `_maybe_evict_cached_block`; the
     /// block's own hash is already cleared).
     fn evict_cached_block(&mut self, block: BlockId, hash: BlockHash) {
-        if let BlockHash::Prefix { group, index } = hash
-            && let Some(slot) =
-                self.cached_prefix_blocks.get_mut(&group).and_then(|v| v.get_mut(index as usize))
-            && *slot == Some(block)
+        if let BlockHash::Content(h) = hash
+            && self.cached_block_hash_to_block.get(&h) == Some(&block)
         {
-            *slot = None;
+            self.cached_block_hash_to_block.remove(&h);
         }
     }
 
-    /// Takes a reference on a block found by a prefix-cache hit: a shared prefix block, or a
+    /// Takes a reference on a block found by a prefix-cache hit: a shared content block, or a
     /// preempted request's own cached block (which becomes private to it again). A free block
     /// leaves the free queue (vLLM's `touch`).
     #[inline]
@@ -483,7 +506,7 @@ impl BlockPool {
         self.num_used_blocks += 1;
     }
 
-    /// Drops one reference to the shared prefix `block`; when nobody references it any more it
+    /// Drops one reference to the shared content `block`; when nobody references it any more it
     /// goes to the free-queue tail keeping its identity (vLLM's `free_blocks`, one block).
     #[inline]
     pub fn free_shared_block(&mut self, block: BlockId) {
@@ -517,8 +540,8 @@ impl BlockPool {
         self.free_block_queue.append_anonymous_rev(blocks);
     }
 
-    /// Its request, done for good, frees the blocks of its shared-prefix region of a static
-    /// pool, last first: registered prefix blocks drop a reference (cached when it was the last),
+    /// Its request, done for good, frees the blocks of its shared-content region of a static
+    /// pool, last first: registered content blocks drop a reference (cached when it was the last),
     /// unregistered ones go back anonymously. [`BlockPool::free_shared_block`] and
     /// [`BlockPool::free_private_block`] one by one, in one pass.
     #[inline]
@@ -526,7 +549,7 @@ impl BlockPool {
         debug_assert!(self.elastic.is_none(), "elastic pools free block by block");
         for &block in blocks.iter().rev() {
             let b = &mut self.blocks[block.index()];
-            if let Some(BlockHash::Prefix { .. }) = b.block_hash {
+            if let Some(BlockHash::Content(_)) = b.block_hash {
                 debug_assert!(b.ref_cnt > 0, "freeing free block {block}");
                 b.ref_cnt -= 1;
                 if b.ref_cnt > 0 {
@@ -574,31 +597,20 @@ impl BlockPool {
         }
     }
 
-    /// Registers a just-filled block of the request owning it under the shared-prefix identity
-    /// `hash` (vLLM's `cache_full_blocks`, one block): it becomes shared, referenced once. A
-    /// prefix identity already held by another cached block is not registered twice (the block
-    /// stays private).
+    /// Registers a just-filled block of the request owning it under its content hash (vLLM's
+    /// `cache_full_blocks`, one block): it becomes shared, referenced once. A hash already held by
+    /// another cached block is not registered twice (the block stays private).
     #[inline]
-    pub fn register_prefix_block(&mut self, block: BlockId, hash: BlockHash) {
-        let BlockHash::Prefix { group, index } = hash else {
-            debug_assert!(false, "only prefix blocks are registered");
-            return;
-        };
+    pub fn cache_full_block(&mut self, block: BlockId, hash: u64) {
         debug_assert!(self.blocks[block.index()].block_hash.is_none(), "block {block} cached twice");
-        let slots = self.cached_prefix_blocks.entry(group).or_default();
-        let i = index as usize;
-        if slots.len() <= i {
-            slots.resize(i + 1, None);
+        match self.cached_block_hash_to_block.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => return,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(block);
+            }
         }
-        if let Some(other) = slots[i]
-            && other != block
-            && self.blocks[other.index()].block_hash == Some(hash)
-        {
-            return;
-        }
-        slots[i] = Some(block);
         let b = &mut self.blocks[block.index()];
-        b.block_hash = Some(hash);
+        b.block_hash = Some(BlockHash::Content(hash));
         b.ref_cnt = 1;
     }
 }
@@ -698,17 +710,16 @@ mod tests {
     #[test]
     fn named_and_anonymous_blocks_keep_their_places_in_the_queue() {
         let (mut pool, got) = pool_with_blocks(4, 4);
-        let h = BlockHash::Prefix { group: 1, index: 0 };
-        pool.register_prefix_block(got[2], h);
+        pool.cache_full_block(got[2], 10);
         pool.free_private_block(BlockId(0), None);
         pool.free_shared_block(BlockId(2));
         pool.free_private_block(BlockId(1), None);
         // Queue: anonymous 0, named 2, anonymous 1. The prefix block is evicted second.
         let mut again = Vec::new();
         assert!(pool.get_new_blocks(1, &mut again));
-        assert_eq!(pool.cached_prefix_blocks(1), [Some(BlockId(2))]);
+        assert_eq!(pool.get_cached_block(10), Some(BlockId(2)));
         assert!(pool.get_new_blocks(1, &mut again));
-        assert_eq!(pool.cached_prefix_blocks(1), [None]);
+        assert_eq!(pool.get_cached_block(10), None);
         assert_eq!(again[1], BlockId(2));
     }
 
@@ -717,7 +728,7 @@ mod tests {
         let n = 400;
         let (mut pool, got) = pool_with_blocks(n, n);
         for (i, &b) in got.iter().enumerate() {
-            pool.register_prefix_block(b, BlockHash::Prefix { group: 0, index: i as u32 });
+            pool.cache_full_block(b, 1000 + i as u64);
             pool.free_shared_block(b);
         }
         // Hit and release every block twice over: 800 removals force compactions.
@@ -735,21 +746,21 @@ mod tests {
     #[test]
     fn allocation_evicts_the_hash_of_a_reused_block() {
         let (mut pool, got) = pool_with_blocks(1, 1);
-        let h = BlockHash::Prefix { group: 9, index: 0 };
-        pool.register_prefix_block(got[0], h);
-        assert_eq!(pool.cached_prefix_blocks(9), [Some(BlockId(0))]);
+        let h = BlockHash::Content(9);
+        pool.cache_full_block(got[0], 9);
+        assert_eq!(pool.get_cached_block(9), Some(BlockId(0)));
         pool.free_shared_block(got[0]);
         assert_eq!(pool.block_hash(BlockId(0)), Some(h), "a free block stays cached");
         let mut again = Vec::new();
         assert!(pool.get_new_blocks(1, &mut again));
         assert_eq!(pool.block_hash(BlockId(0)), None);
-        assert_eq!(pool.cached_prefix_blocks(9), [None]);
+        assert_eq!(pool.get_cached_block(9), None);
     }
 
     #[test]
     fn a_shared_block_is_counted_per_reference() {
         let (mut pool, got) = pool_with_blocks(3, 1);
-        pool.register_prefix_block(got[0], BlockHash::Prefix { group: 2, index: 0 });
+        pool.cache_full_block(got[0], 2);
         pool.touch(got[0]);
         assert_eq!(pool.ref_cnt(got[0]), 2);
         pool.free_shared_block(got[0]);
@@ -761,12 +772,11 @@ mod tests {
     }
 
     #[test]
-    fn a_second_block_with_the_same_prefix_identity_is_not_registered() {
+    fn a_second_block_with_the_same_content_hash_is_not_registered() {
         let (mut pool, got) = pool_with_blocks(2, 2);
-        let h = BlockHash::Prefix { group: 1, index: 0 };
-        pool.register_prefix_block(got[0], h);
-        pool.register_prefix_block(got[1], h);
-        assert_eq!(pool.cached_prefix_blocks(1), [Some(got[0])]);
+        pool.cache_full_block(got[0], 1);
+        pool.cache_full_block(got[1], 1);
+        assert_eq!(pool.get_cached_block(1), Some(got[0]));
         assert!(pool.is_shared(got[0]) && !pool.is_shared(got[1]));
     }
 

@@ -2,6 +2,11 @@
 //! group: finds prefix-cache hits, allocates blocks for the tokens a step computes, registers
 //! blocks as they fill, and frees a request's blocks.
 //!
+//! Prefix caching is by content, as in vLLM: a request's leading blocks are looked up by the
+//! chained hashes of their tokens (`engine::content`, vLLM's `hash_block_tokens`), so two requests
+//! share KV exactly where their leading blocks hold the same tokens, whoever produced them.
+//! Requests without described content hash nothing and keep every block private (the fast path).
+//!
 //! The request owns its block table; the manager owns the [`BlockPool`]. The number of usable
 //! blocks lives behind one seam, the manager's `capacity` (all blocks for static KV), which every
 //! "is there room" decision reads through `num_free_blocks`. Elastic KV (kvcached, see
@@ -13,9 +18,10 @@
 mod block_pool;
 mod elastic;
 
-pub use block_pool::{BlockHash, BlockPool, FreeKVCacheBlockQueue, KVCacheBlock};
+pub use block_pool::{BlockHash, BlockPool, FreeKVCacheBlockQueue, IdentityHasher, KVCacheBlock};
 pub use elastic::{ElasticPages, ElasticParams};
 
+use crate::engine::content::{PrefixHashCache, PromptContent};
 use crate::engine::request::Request;
 use crate::ids::BlockId;
 
@@ -33,6 +39,8 @@ pub struct KvCacheManager {
     /// Blocks found by the last `get_computed_blocks`, consumed by the next `allocate_slots`
     /// (vLLM passes them as `new_computed_blocks`; a scratch buffer here avoids allocation).
     new_computed_blocks: Vec<BlockId>,
+    /// Chained hashes of the synthetic prefix groups, computed once per group.
+    prefix_hashes: PrefixHashCache,
 }
 
 impl KvCacheManager {
@@ -46,6 +54,7 @@ impl KvCacheManager {
             block_pool: BlockPool::new(num_gpu_blocks),
             capacity: num_gpu_blocks,
             new_computed_blocks: Vec::new(),
+            prefix_hashes: PrefixHashCache::default(),
         }
     }
 
@@ -151,52 +160,58 @@ impl KvCacheManager {
         &self.block_pool
     }
 
-    /// The content identity of block `index` of `req` (see [`BlockHash`]): inside the shared
-    /// prefix it is the prefix's, past it the request's own.
-    #[inline]
-    fn block_hash_of(&self, req: &Request, index: u32) -> BlockHash {
-        match req.prefix {
-            Some(p) if (index + 1) * self.block_size <= p.num_tokens => {
-                BlockHash::Prefix { group: p.group, index }
-            }
-            _ => BlockHash::Own { request: req.request_id, index },
-        }
-    }
-
     /// The longest run of cached full blocks at the start of `req`, capped so the last token is
     /// always recomputed (vLLM's `get_computed_blocks`, `max_cache_hit_length = num_tokens - 1`).
-    /// Returns the number of hit tokens (a multiple of the block size) and keeps the blocks for
-    /// the next [`KvCacheManager::allocate_slots`]. Zero when prefix caching is off.
+    /// Blocks of described content are looked up by their chained hashes, stopping at the first
+    /// miss (`find_longest_cache_hit`); past them, only the request itself can hold its blocks
+    /// (after a preemption). Returns the number of hit tokens (a multiple of the block size) and
+    /// keeps the blocks for the next [`KvCacheManager::allocate_slots`]. Zero when prefix caching
+    /// is off.
     pub fn get_computed_blocks(&mut self, req: &Request) -> u32 {
         self.new_computed_blocks.clear();
         if !self.enable_caching {
             return 0;
         }
         let max_blocks = self.num_full_blocks(req.num_tokens().saturating_sub(1));
-        let prefix_blocks = self.num_prefix_blocks(req).min(max_blocks) as usize;
-        if prefix_blocks > 0 {
-            let group = req.prefix.map_or(0, |p| p.group);
-            let cached = self.block_pool.cached_prefix_blocks(group);
-            for (index, slot) in cached.iter().take(prefix_blocks).enumerate() {
-                match slot {
-                    Some(b) => self.new_computed_blocks.push(*b),
-                    None => break,
+        let shared_blocks = self.num_shared_blocks(req).min(max_blocks) as usize;
+        if shared_blocks > 0 {
+            // find_longest_cache_hit: leading blocks whose hashes are cached, up to the first miss.
+            let pool = &self.block_pool;
+            let found = &mut self.new_computed_blocks;
+            let mut hit = |hash: u64| match pool.get_cached_block(hash) {
+                Some(b) => {
+                    found.push(b);
+                    true
                 }
-                debug_assert_eq!(
-                    self.block_pool.block_hash(self.new_computed_blocks[index]),
-                    Some(BlockHash::Prefix { group, index: index as u32 })
-                );
+                None => false,
+            };
+            match &req.content {
+                PromptContent::Prefix(p) => {
+                    let hashes = self.prefix_hashes.block_hashes(p.group, self.block_size, shared_blocks);
+                    for &hash in hashes {
+                        if !hit(hash) {
+                            break;
+                        }
+                    }
+                }
+                content => {
+                    for hash in content.block_hashes(self.block_size).take(shared_blocks) {
+                        if !hit(hash) {
+                            break;
+                        }
+                    }
+                }
             }
-            if self.new_computed_blocks.len() < prefix_blocks {
+            if self.new_computed_blocks.len() < shared_blocks {
                 return self.num_new_computed_tokens();
             }
         }
-        // Past the shared prefix only the request itself can hold its blocks: look them up in
+        // Past the shared content only the request itself can hold its blocks: look them up in
         // the table it had when preempted, valid while the block still carries its identity.
         let start = self.new_computed_blocks.len();
         for index in start..max_blocks as usize {
             let Some(&b) = req.preempted_blocks.get(index) else { break };
-            let expected = self.block_hash_of(req, index as u32);
+            let expected = BlockHash::Own { request: req.request_id, index: index as u32 };
             if self.block_pool.block_hash(b) != Some(expected) {
                 break;
             }
@@ -226,9 +241,48 @@ impl KvCacheManager {
         if num_new_computed_tokens == 0 && req.num_computed_tokens + num_new_tokens <= req.alloc_limit {
             return Some(0);
         }
-        let result = self.allocate_slots_slow(req, num_new_tokens, num_new_computed_tokens);
+        let result = self.allocate_slots_slow(req, num_new_tokens, num_new_computed_tokens, 0);
         self.update_alloc_limit(req);
         result
+    }
+
+    /// [`KvCacheManager::allocate_slots`] that also takes the blocks of `num_lookahead_tokens`
+    /// tokens past the step's, computed later (vLLM 0.6.4 allocates a whole sequence at admission:
+    /// `BlockSpaceManager.allocate`; V1's `allocate_slots` has the same `num_lookahead_tokens`
+    /// for speculative tokens). Only blocks the step's tokens fill are registered.
+    pub fn allocate_slots_reserving(
+        &mut self,
+        req: &mut Request,
+        num_new_tokens: u32,
+        num_new_computed_tokens: u32,
+        num_lookahead_tokens: u32,
+    ) -> Option<u32> {
+        let result =
+            self.allocate_slots_slow(req, num_new_tokens, num_new_computed_tokens, num_lookahead_tokens);
+        self.update_alloc_limit(req);
+        result
+    }
+
+    /// Blocks `req` must take (new ones, plus free cached ones among the hits of the last
+    /// [`KvCacheManager::get_computed_blocks`], which leave the free pool when touched) to hold
+    /// `num_tokens` tokens (vLLM's `SingleTypeKVCacheManager.get_num_blocks_to_allocate`).
+    fn num_blocks_to_allocate(&self, req: &Request, num_tokens: u32, num_hits: u32) -> u32 {
+        let num_required = self.num_blocks_for(num_tokens);
+        let num_new_blocks = num_required.saturating_sub(req.block_table.len() as u32 + num_hits);
+        let num_evictable = self.new_computed_blocks[..num_hits as usize]
+            .iter()
+            .filter(|&&b| self.block_pool.ref_cnt(b) == 0)
+            .count() as u32;
+        num_new_blocks + num_evictable
+    }
+
+    /// Whether the free blocks could hold all of `req`'s `num_tokens` after a hit of
+    /// `num_new_computed_tokens` found by the last [`KvCacheManager::get_computed_blocks`] (vLLM
+    /// 0.19.0 v1/core/kv_cache_manager.py `KVCacheManager.can_fit_full_sequence`, the admission
+    /// gate of `scheduler_reserve_full_isl`). Allocates nothing.
+    pub fn can_fit_full_sequence(&self, req: &Request, num_new_computed_tokens: u32) -> bool {
+        let num_hits = if num_new_computed_tokens > 0 { self.new_computed_blocks.len() as u32 } else { 0 };
+        self.num_blocks_to_allocate(req, req.num_tokens(), num_hits) <= self.num_free_blocks()
     }
 
     /// Recomputes `req.alloc_limit` after its block table or cached-block count changed.
@@ -247,6 +301,7 @@ impl KvCacheManager {
         req: &mut Request,
         num_new_tokens: u32,
         num_new_computed_tokens: u32,
+        num_lookahead_tokens: u32,
     ) -> Option<u32> {
         let num_hits = if num_new_computed_tokens > 0 {
             debug_assert!(req.block_table.is_empty() && req.num_computed_tokens == 0);
@@ -256,14 +311,15 @@ impl KvCacheManager {
             0
         };
         let total_computed = req.num_computed_tokens + num_new_computed_tokens;
-        let num_required = self.num_blocks_for(total_computed + num_new_tokens);
+        let num_required = self.num_blocks_for(total_computed + num_new_tokens + num_lookahead_tokens);
         let num_new_blocks = num_required.saturating_sub(req.block_table.len() as u32 + num_hits);
         if num_new_blocks > 0 || num_hits > 0 {
-            let num_evictable = self.new_computed_blocks[..num_hits as usize]
-                .iter()
-                .filter(|&&b| self.block_pool.ref_cnt(b) == 0)
-                .count() as u32;
-            if num_new_blocks + num_evictable > self.num_free_blocks() {
+            let needed = self.num_blocks_to_allocate(
+                req,
+                total_computed + num_new_tokens + num_lookahead_tokens,
+                num_hits,
+            );
+            if needed > self.num_free_blocks() {
                 return None;
             }
             for &b in &self.new_computed_blocks[..num_hits as usize] {
@@ -279,11 +335,28 @@ impl KvCacheManager {
         }
         if self.enable_caching {
             let num_full = self.num_full_blocks((total_computed + num_new_tokens).min(req.num_tokens()));
-            // Shared-prefix blocks are registered when they fill, as in vLLM. A request's own
-            // blocks stay private: their identity is only recorded when they are freed.
-            for index in req.num_cached_blocks..num_full.min(self.num_prefix_blocks(req)) {
-                let hash = self.block_hash_of(req, index);
-                self.block_pool.register_prefix_block(req.block_table[index as usize], hash);
+            // Blocks of shared content are registered when they fill, as in vLLM
+            // (`cache_full_blocks`). A request's own blocks stay private: their identity is only
+            // recorded when they are freed.
+            let end = num_full.min(self.num_shared_blocks(req));
+            if req.num_cached_blocks < end {
+                let (start, end) = (req.num_cached_blocks as usize, end as usize);
+                let table = &req.block_table;
+                let pool = &mut self.block_pool;
+                match &req.content {
+                    PromptContent::Prefix(p) => {
+                        let hashes = self.prefix_hashes.block_hashes(p.group, self.block_size, end);
+                        for (index, &hash) in hashes.iter().enumerate().skip(start) {
+                            pool.cache_full_block(table[index], hash);
+                        }
+                    }
+                    content => {
+                        let hashes = content.block_hashes(self.block_size).enumerate();
+                        for (index, hash) in hashes.take(end).skip(start) {
+                            pool.cache_full_block(table[index], hash);
+                        }
+                    }
+                }
             }
             req.num_cached_blocks = req.num_cached_blocks.max(num_full);
         }
@@ -299,7 +372,8 @@ impl KvCacheManager {
     }
 
     /// Appends `block` (from [`KvCacheManager::pop_decode_blocks`]) to `req`'s block table, as
-    /// `allocate_slots` would (a decode block lies past the shared prefix: it is private).
+    /// `allocate_slots` would (a decode block of a stretch lies past the shared content: it is
+    /// private).
     /// `num_cached_blocks` and the allocation limit catch up in
     /// [`KvCacheManager::sync_decode_state`].
     #[inline]
@@ -310,20 +384,22 @@ impl KvCacheManager {
     /// Brings `req`'s `num_cached_blocks` and allocation limit to where `allocate_slots` leaves
     /// them after `req` computed its tokens one decode token per step up to
     /// `num_computed_tokens`, its blocks appended by [`KvCacheManager::append_decode_block`]:
-    /// the blocks that filled are registered (its shared-prefix blocks were already, at prefill).
+    /// the blocks that filled are registered (its shared-content blocks were already, before the
+    /// stretch).
     pub fn sync_decode_state(&mut self, req: &mut Request) {
         if self.enable_caching {
-            debug_assert!(req.num_cached_blocks >= self.num_prefix_blocks(req), "{req:?}");
+            debug_assert!(req.num_cached_blocks >= self.num_shared_blocks(req), "{req:?}");
             let num_full = self.num_full_blocks(req.num_computed_tokens.min(req.num_tokens()));
             req.num_cached_blocks = req.num_cached_blocks.max(num_full);
         }
         self.update_alloc_limit(req);
     }
 
-    /// Blocks of `req` that lie entirely inside its shared prefix.
+    /// Blocks of `req` that lie entirely inside its described (shareable) content: 0 for a
+    /// request whose tokens are all its own.
     #[inline]
-    fn num_prefix_blocks(&self, req: &Request) -> u32 {
-        req.prefix.map_or(0, |p| self.num_full_blocks(p.num_tokens))
+    pub fn num_shared_blocks(&self, req: &Request) -> u32 {
+        self.num_full_blocks(req.content.num_shared_tokens())
     }
 
     /// Frees all of `req`'s blocks, last block first so its tail is evicted first (vLLM's
@@ -343,13 +419,13 @@ impl KvCacheManager {
 
     /// Frees all of `req`'s blocks, last block first, for a request that is done (finished or
     /// aborted). In a static pool its own blocks can never be hit again, so they go back at once,
-    /// anonymously (see `FreeKVCacheBlockQueue`); shared-prefix blocks stay cached. Elastic pools
+    /// anonymously (see `FreeKVCacheBlockQueue`); shared-content blocks stay cached. Elastic pools
     /// keep its blocks cached as after a preemption (kvcached caps that cache).
     pub fn free_finished(&mut self, req: &mut Request) {
         if self.block_pool.elastic().is_some() {
             self.free_blocks_one_by_one(req);
         } else {
-            let shareable = if self.enable_caching { self.num_prefix_blocks(req) } else { 0 };
+            let shareable = if self.enable_caching { self.num_shared_blocks(req) } else { 0 };
             let first_private = (shareable as usize).min(req.block_table.len());
             self.block_pool.free_private_blocks_finished(&req.block_table[first_private..]);
             self.block_pool.free_shareable_blocks_finished(&req.block_table[..first_private]);
@@ -360,16 +436,19 @@ impl KvCacheManager {
         req.alloc_limit = 0;
     }
 
-    /// Frees `req`'s blocks, last first: shared-prefix blocks drop a reference; private blocks
-    /// past the shared prefix keep their identity (`Own`) when prefix caching is on.
+    /// Frees `req`'s blocks, last first: shared-content blocks drop a reference; private blocks
+    /// past the shared content keep their identity (`Own`) when prefix caching is on.
     fn free_blocks_one_by_one(&mut self, req: &Request) {
-        let first_private = self.num_prefix_blocks(req);
+        let first_private = self.num_shared_blocks(req);
+        // Blocks taken ahead of the tokens (vLLM 0.6.4 allocates a whole sequence at admission)
+        // hold nothing yet.
+        let filled = self.num_blocks_for(req.num_computed_tokens + req.num_scheduled_tokens);
         for (index, &b) in req.block_table.iter().enumerate().rev() {
             let index = index as u32;
             if index < first_private && self.block_pool.is_shared(b) {
                 self.block_pool.free_shared_block(b);
             } else {
-                let own = self.enable_caching && index >= first_private;
+                let own = self.enable_caching && index >= first_private && index < filled;
                 let content = own.then_some(BlockHash::Own { request: req.request_id, index });
                 self.block_pool.free_private_block(b, content);
             }
@@ -464,6 +543,7 @@ mod tests {
         let mut kv = KvCacheManager::new(6, 16, true);
         let mut r = request(0, 64, None);
         admit(&mut kv, &mut r);
+        r.num_computed_tokens = 64;
         kv.free(&mut r);
         let order: Vec<u32> = kv.block_pool().free_blocks().map(|b| b.0).collect();
         assert_eq!(order, [4, 5, 3, 2, 1, 0]);
@@ -514,5 +594,7 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod content_tests;
 #[cfg(test)]
 mod elastic_tests;

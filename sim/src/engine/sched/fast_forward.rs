@@ -21,8 +21,8 @@
 //! steps from their own first allocation step, so the global order is a fixed cycle over the
 //! requests sorted by that first step: the blocks of many steps are popped at once
 //! (`KvCacheManager::pop_decode_blocks`) and handed out along the cycle. The other slow-path
-//! calls of `allocate_slots` during decode only move `num_cached_blocks` (the prefix blocks are
-//! all registered by then: a precondition), and are folded into one
+//! calls of `allocate_slots` during decode only move `num_cached_blocks` (the shared-content
+//! blocks are all registered by then: a precondition), and are folded into one
 //! `KvCacheManager::sync_decode_state` when the counters are applied.
 //!
 //! The scheduler knows nothing of time: the owner (`Instance`) computes step durations from the
@@ -121,8 +121,7 @@ impl Scheduler {
             req.num_output_tokens >= 1
                 && req.num_computed_tokens + 1 == req.num_tokens()
                 && req.num_scheduled_tokens == 0
-                && (!caching
-                    || req.num_cached_blocks >= req.prefix.map_or(0, |p| kv.num_full_blocks(p.num_tokens)))
+                && (!caching || req.num_cached_blocks >= kv.num_shared_blocks(req))
         };
         // The newest request is the likeliest to be still in prefill: look at it first.
         let newest = self.running.last().and_then(|s| self.slots[s.0 as usize].as_ref());

@@ -5,8 +5,9 @@
 //! - **V1** (every V1 config, vLLM 0.6.4 with chunked prefill, which orders work the same way,
 //!   and transformers-cb, which adds a free-block margin to admission): no prefill/decode phases; running requests first, in order, each catching its
 //!   `num_computed_tokens` up to `num_tokens` (one decode token or its next prompt chunk) within
-//!   the token budget, preempting the newest running request when one needs a block; then, if
-//!   nobody was preempted, waiting requests FCFS with head-of-line blocking (`v1.rs`).
+//!   the token budget, preempting the newest running request when one needs a block; then waiting
+//!   requests FCFS with head-of-line blocking, admitted by the release's [`Admission`] rule
+//!   (`v1.rs`).
 //! - **V0 phases** (vLLM 0.6.4 without chunked prefill, `vllm/core/scheduler.py`
 //!   `_schedule_default`): a step is either a prefill step admitting whole prompts, or, when no
 //!   waiting request can be admitted, a decode step over every running request (`v0.rs`).
@@ -33,7 +34,7 @@ pub use output::{SchedulerOutput, StepEvents};
 use crate::engine::kv_cache::KvCacheManager;
 use crate::engine::request::{Request, RequestStatus};
 use crate::ids::BlockId;
-use crate::scenario::{EngineConfig, EnginePreset};
+use crate::scenario::{EngineConfig, EngineGeneration, EnginePreset};
 use crate::time::{SimDuration, SimTime};
 use std::collections::VecDeque;
 
@@ -81,6 +82,20 @@ enum StepRule {
     V0Phases,
 }
 
+/// When a waiting request may join the running batch under the V1 step rule (see `v1.rs` for the
+/// vLLM source of each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admission {
+    /// V1 before 0.19.0: the blocks of this step's chunk are free.
+    FirstChunk,
+    /// V1 from 0.19.0 (`scheduler_reserve_full_isl`): the blocks of the whole sequence are free
+    /// (checked; only the chunk's are allocated).
+    FullSequence,
+    /// vLLM 0.6.4 with chunked prefill: the whole sequence's blocks plus the watermark are free,
+    /// and all of them are allocated at admission.
+    V0WholeSequence,
+}
+
 /// The per-instance scheduler; see the module doc.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -89,6 +104,8 @@ pub struct Scheduler {
     max_model_len: u32,
     enable_chunked_prefill: bool,
     rule: StepRule,
+    /// Admission under the V1 step rule (unused by `V0Phases`, which has its own).
+    admission: Admission,
     /// V0's `watermark_blocks` (1% of the blocks): admission keeps this many blocks free.
     watermark_blocks: u32,
     /// transformers-cb's safety margin (15% of the blocks, rounded up): with fewer free blocks,
@@ -123,23 +140,26 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler with `config`'s limits over `num_gpu_blocks` KV blocks.
     pub fn new(config: &EngineConfig, num_gpu_blocks: u32) -> Scheduler {
-        let rule = if config.preset == EnginePreset::Vllm064 && !config.enable_chunked_prefill {
-            StepRule::V0Phases
+        let v0 = config.preset.generation() == EngineGeneration::V0;
+        let rule = if v0 && !config.enable_chunked_prefill { StepRule::V0Phases } else { StepRule::V1 };
+        let admission = if v0 {
+            Admission::V0WholeSequence
+        } else if config.scheduler_reserve_full_isl {
+            Admission::FullSequence
         } else {
-            StepRule::V1
+            Admission::FirstChunk
         };
-        let watermark_blocks = match rule {
-            // vLLM 0.6.4 CacheConfig default `watermark = 0.01`; BlockSpaceManager floors it.
-            StepRule::V0Phases => (f64::from(num_gpu_blocks) * 0.01) as u32,
-            StepRule::V1 => 0,
-        };
+        // vLLM 0.6.4 CacheConfig default `watermark = 0.01`; BlockSpaceManager floors it.
+        let watermark_blocks = if v0 { (f64::from(num_gpu_blocks) * 0.01) as u32 } else { 0 };
         // transformers 5.17 generation/continuous_batching/scheduler.py: FIFOScheduler's default
         // `safety_margin = 0.15`, checked in `Scheduler._process_candidates` as
         // `num_free_blocks < safety_margin * cache.num_blocks` (a strict bound on a real, so the
         // integer bound is its ceiling).
         let free_block_margin = match config.preset {
             EnginePreset::TransformersCb => (f64::from(num_gpu_blocks) * CB_SAFETY_MARGIN).ceil() as u32,
-            EnginePreset::Vllm064 | EnginePreset::VllmV1 => 0,
+            EnginePreset::Vllm064 | EnginePreset::Vllm092 | EnginePreset::Vllm0190 | EnginePreset::VllmV1 => {
+                0
+            }
         };
         Scheduler {
             max_num_seqs: config.max_num_seqs.max(1),
@@ -147,6 +167,7 @@ impl Scheduler {
             max_model_len: config.max_model_len,
             enable_chunked_prefill: config.enable_chunked_prefill,
             rule,
+            admission,
             watermark_blocks,
             free_block_margin,
             async_scheduling: config.async_scheduling,
@@ -473,11 +494,14 @@ impl Scheduler {
             };
             let end = req.num_computed_tokens + req.num_scheduled_tokens;
             debug_assert!(end <= req.num_tokens(), "{req:?} computes past its tokens");
-            debug_assert_eq!(
-                req.block_table.len() as u32,
-                self.kv_cache_manager.num_blocks_for(end),
-                "{req:?}"
-            );
+            let held = req.block_table.len() as u32;
+            if self.admission == Admission::V0WholeSequence {
+                // Blocks of the whole sequence were taken at admission.
+                let most = self.kv_cache_manager.num_blocks_for(end.max(req.num_tokens()));
+                debug_assert!(held >= self.kv_cache_manager.num_blocks_for(end) && held <= most, "{req:?}");
+            } else {
+                debug_assert_eq!(held, self.kv_cache_manager.num_blocks_for(end), "{req:?}");
+            }
             debug_assert!(req.alloc_limit <= req.block_table.len() as u32 * block_size);
             scheduled += u32::from(req.num_scheduled_tokens > 0);
         }
@@ -495,8 +519,8 @@ impl Scheduler {
         let mut out = Vec::with_capacity(order.len());
         for slot in order {
             if let Some(mut req) = self.slots[slot.0 as usize].take() {
-                req.num_scheduled_tokens = 0;
                 self.kv_cache_manager.free_finished(&mut req);
+                req.num_scheduled_tokens = 0;
                 self.recycle_block_tables(&mut req);
                 out.push(req);
             }
@@ -561,6 +585,8 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+mod admission_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

@@ -5,7 +5,9 @@
 
 use super::tests::{config, request};
 use super::*;
+use crate::engine::content::{ContentSegment, PromptContent};
 use crate::ids::RequestId;
+use crate::scenario::EnginePreset;
 use crate::time::SimTime;
 use crate::workload::PrefixRef;
 use proptest::prelude::*;
@@ -17,6 +19,9 @@ struct Arrival {
     prompt: u32,
     max_tokens: u32,
     prefix: Option<(u64, u32)>,
+    /// Described content (stream id, tokens), used instead of `prefix` when set; it may run past
+    /// the prompt into the output tokens.
+    segments: Option<Vec<(u64, u32)>>,
 }
 
 #[derive(Clone, Debug)]
@@ -25,6 +30,8 @@ struct Setup {
     /// transformers-cb instead of vLLM V1 (when not `v0`).
     cb: bool,
     async_scheduling: bool,
+    /// vLLM V1 only: `scheduler_reserve_full_isl` (full-sequence admission) instead of first-chunk.
+    full_isl: bool,
     chunked: bool,
     caching: bool,
     block_size: u32,
@@ -36,12 +43,14 @@ struct Setup {
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    let arrival = (0u32..60, 1u32..300, 1u32..60, prop::option::of((0u64..3, 1u32..200))).prop_map(
-        |(step, prompt, max_tokens, prefix)| Arrival {
+    let segments = prop::option::of(prop::collection::vec((0u64..3, 1u32..80), 1..4));
+    let arrival = (0u32..60, 1u32..300, 1u32..60, prop::option::of((0u64..3, 1u32..200)), segments).prop_map(
+        |(step, prompt, max_tokens, prefix, segments)| Arrival {
             step,
             prompt,
             max_tokens,
             prefix: prefix.map(|(g, n)| (g, n.min(prompt))),
+            segments,
         },
     );
     (
@@ -54,7 +63,7 @@ fn setup() -> impl Strategy<Value = Setup> {
         16u32..600,
         200u32..400,
         prop::collection::vec(arrival, 1..40),
-        (any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
     )
         .prop_map(
             |(
@@ -67,13 +76,14 @@ fn setup() -> impl Strategy<Value = Setup> {
                 budget,
                 mml,
                 mut arrivals,
-                (cb, async_scheduling),
+                (cb, async_scheduling, full_isl),
             )| {
                 arrivals.sort_by_key(|a| a.step);
                 Setup {
                     v0,
                     cb,
                     async_scheduling,
+                    full_isl,
                     chunked,
                     caching,
                     block_size,
@@ -102,6 +112,8 @@ proptest! {
         };
         let mut cfg = config(preset, s.chunked, s.caching);
         cfg.async_scheduling = s.async_scheduling;
+        // Only vLLM V1 releases have the option (transformers-cb admits on the first chunk).
+        cfg.scheduler_reserve_full_isl = s.full_isl && !s.v0 && !s.cb;
         cfg.block_size = s.block_size;
         cfg.max_num_seqs = s.max_num_seqs;
         cfg.max_num_batched_tokens = s.max_num_batched_tokens;
@@ -118,7 +130,11 @@ proptest! {
             while next < s.arrivals.len() && s.arrivals[next].step <= step {
                 let a = &s.arrivals[next];
                 let prefix = a.prefix.map(|(group, num_tokens)| PrefixRef { group, num_tokens });
-                let r = request(next as u64, a.prompt, a.max_tokens, prefix);
+                let mut r = request(next as u64, a.prompt, a.max_tokens, prefix);
+                if let Some(segs) = &a.segments {
+                    let segs = segs.iter().map(|&(id, num_tokens)| ContentSegment { id, num_tokens });
+                    r = r.with_content(PromptContent::segments(segs));
+                }
                 if let Err(rej) = sched.add_request(r) {
                     prop_assert!(!rej.reason.is_empty());
                     rejected.insert(rej.request.request_id);

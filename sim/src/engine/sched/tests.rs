@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::ids::RequestId;
-use crate::scenario::KvCacheMode;
+use crate::scenario::{EnginePreset, KvCacheMode};
 use crate::time::{SimDuration, SimTime};
 use crate::workload::PrefixRef;
 
@@ -22,6 +22,8 @@ pub(super) fn config(preset: EnginePreset, chunked: bool, caching: bool) -> Engi
         num_gpu_blocks_override: None,
         elastic: Default::default(),
         async_scheduling: false,
+        scheduler_reserve_full_isl: false,
+        quantization: None,
     }
 }
 

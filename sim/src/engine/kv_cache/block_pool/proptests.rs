@@ -2,8 +2,9 @@
 //! preemptions with resumption, finishes) run against the pool and against a reference written
 //! the way vLLM does it (every block ref-counted and named, one LRU list). Block ids differ
 //! between the two (the pool hands out anonymous blocks most-recent first); everything a
-//! scheduler can observe must not: free-block counts, which prefix identities are cached, and how
-//! much of a preempted request's own blocks can still be hit.
+//! scheduler can observe must not: free-block counts, which content hashes are cached, and how
+//! much of a preempted request's own blocks can still be hit. Content hashes stand for chained
+//! hashes: block `index` of prefix `group` hashes to [`content_hash`]`(group, index)`.
 
 use super::*;
 use proptest::prelude::*;
@@ -14,7 +15,13 @@ struct Reference {
     ref_cnt: Vec<u32>,
     hash: Vec<Option<BlockHash>>,
     queue: VecDeque<u32>,
-    map: HashMap<(u64, u32), u32>,
+    map: HashMap<u64, u32>,
+}
+
+/// The chained hash of block `index` of prefix `group` (any injective function will do: the pool
+/// only stores and compares hashes).
+fn content_hash(group: u64, index: u32) -> u64 {
+    (group << 32) | u64::from(index)
 }
 
 impl Reference {
@@ -29,10 +36,10 @@ impl Reference {
 
     fn alloc(&mut self, out: &mut Vec<u32>) -> u32 {
         let b = self.queue.pop_front().expect("checked free count");
-        if let Some(BlockHash::Prefix { group, index }) = self.hash[b as usize].take()
-            && self.map.get(&(group, index)) == Some(&b)
+        if let Some(BlockHash::Content(h)) = self.hash[b as usize].take()
+            && self.map.get(&h) == Some(&b)
         {
-            self.map.remove(&(group, index));
+            self.map.remove(&h);
         }
         self.ref_cnt[b as usize] = 1;
         out.push(b);
@@ -40,15 +47,15 @@ impl Reference {
     }
 
     fn register(&mut self, b: u32, group: u64, index: u32) {
-        let h = BlockHash::Prefix { group, index };
-        if let Some(&other) = self.map.get(&(group, index))
+        let h = content_hash(group, index);
+        if let Some(&other) = self.map.get(&h)
             && other != b
-            && self.hash[other as usize] == Some(h)
+            && self.hash[other as usize] == Some(BlockHash::Content(h))
         {
             return;
         }
-        self.map.insert((group, index), b);
-        self.hash[b as usize] = Some(h);
+        self.map.insert(h, b);
+        self.hash[b as usize] = Some(BlockHash::Content(h));
     }
 
     fn touch(&mut self, b: u32) {
@@ -120,8 +127,8 @@ impl Both {
         // Prefix hits, stopping at the first miss; both must see the same ones.
         let mut hits = Vec::new();
         for index in 0..num_prefix {
-            let real = self.pool.cached_prefix_blocks(group).get(index as usize).copied().flatten();
-            let model = self.reference.map.get(&(group, index)).copied();
+            let real = self.pool.get_cached_block(content_hash(group, index));
+            let model = self.reference.map.get(&content_hash(group, index)).copied();
             prop_assert_eq!(real.is_some(), model.is_some(), "prefix ({}, {}) cached", group, index);
             match (real, model) {
                 (Some(r), Some(m)) => hits.push((r, m)),
@@ -142,7 +149,7 @@ impl Both {
             let (mut r, mut m) = (Vec::new(), Vec::new());
             prop_assert!(self.pool.get_new_blocks(1, &mut r));
             let m = self.reference.alloc(&mut m);
-            self.pool.register_prefix_block(r[0], BlockHash::Prefix { group, index });
+            self.pool.cache_full_block(r[0], content_hash(group, index));
             self.reference.register(m, group, index);
             prefix.push((r[0], m));
         }
@@ -230,8 +237,8 @@ impl Both {
         prop_assert_eq!(self.pool.num_used_blocks() + self.pool.num_free_blocks(), self.pool.num_blocks());
         for group in 0..3 {
             for index in 0..5 {
-                let real = self.pool.cached_prefix_blocks(group).get(index as usize).copied().flatten();
-                prop_assert_eq!(real.is_some(), self.reference.map.contains_key(&(group, index)));
+                let h = content_hash(group, index);
+                prop_assert_eq!(self.pool.get_cached_block(h).is_some(), self.reference.map.contains_key(&h));
             }
         }
         Ok(())
