@@ -134,7 +134,11 @@ impl Exec<'_> {
     }
 
     fn skip(&mut self, i: usize) {
-        let text = format!("{}: finished earlier, skipped", self.label(i));
+        let why = match self.plan.steps[i].kind {
+            StepKind::Up(_) | StepKind::Down(_) => "not needed, the variant's runs finished earlier",
+            _ => "finished earlier, skipped",
+        };
+        let text = format!("{}: {why}", self.label(i));
         self.progress.step(i, &text);
         self.skipped += 1;
     }

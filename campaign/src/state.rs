@@ -80,10 +80,12 @@ pub(crate) fn check_settings(layout: &Layout, settings: &Settings, fresh: bool) 
             diffs.push(format!("the variants were {:?}, now {:?}", old.variants, settings.variants));
         }
         if old.quick != settings.quick {
-            diffs.push(format!("--quick was {:?}, now {:?}", old.quick, settings.quick));
+            let q = |f: Option<f64>| f.map_or("no --quick".to_string(), |f| format!("--quick {f}"));
+            diffs.push(format!("{} then, {} now", q(old.quick), q(settings.quick)));
         }
         if old.emulate != settings.emulate {
-            diffs.push(format!("--emulate was {}, now {}", old.emulate, settings.emulate));
+            let e = |on: bool| if on { "--emulate" } else { "no --emulate" };
+            diffs.push(format!("{} then, {} now", e(old.emulate), e(settings.emulate)));
         }
         if !diffs.is_empty() {
             return Err(CampaignError::Settings {
