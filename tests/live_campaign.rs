@@ -193,3 +193,53 @@ fn an_engine_that_dies_stops_the_campaign_naming_the_step_and_its_log() {
         "nothing marked finished"
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_engines_before_the_campaign_exits() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("campaign");
+    let mut args: Vec<String> = vec!["live".into(), "campaign".into(), scenario(), "--out".into()];
+    args.push(out.display().to_string());
+    args.extend(["--emulate".to_string(), "--quick".into()]);
+    args.extend(free_ports());
+    let child = Command::new(env!("CARGO_BIN_EXE_modelsguard"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the engines are up and the first calibration run has started.
+    let state = out.join("variants/baseline/engines/live-state.json");
+    let log = out.join("campaign.log");
+    let mut engines: Vec<u32> = Vec::new();
+    for _ in 0..600 {
+        let started = std::fs::read_to_string(&log).is_ok_and(|l| l.contains("calibration ladder of llama"));
+        if started && let Ok(text) = std::fs::read_to_string(&state) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            engines =
+                v["engines"].as_array().unwrap().iter().map(|e| e["pid"].as_u64().unwrap() as u32).collect();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(engines.len(), 3, "the engines came up");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("interrupted during step 2/13 (baseline: calibration ladder of llama-3.1-8b)"), "{t}");
+    assert!(t.contains("baseline: stop the engines") && t.contains("engines stopped"), "{t}");
+    for pid in engines {
+        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| matches!(s[s.rfind(')').unwrap() + 2..].chars().next(), Some('Z' | 'X')))
+            .unwrap_or(true);
+        assert!(gone, "engine pid {pid} still runs after the campaign exited");
+    }
+    assert!(!state.exists(), "the state file is gone with the engines");
+    assert!(
+        !out.join("state/baseline_calibration_llama-3.1-8b.json").exists(),
+        "an interrupted step is not finished"
+    );
+}

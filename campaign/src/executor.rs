@@ -71,6 +71,7 @@ pub async fn run_campaign(
     let plan = plan::build(opts, &layout)?;
     std::fs::create_dir_all(&layout.root)
         .map_err(|source| CampaignError::Io { path: layout.root.clone(), source })?;
+    let _lock = state::lock(&layout)?;
     state::check_settings(&layout, &plan.settings, opts.fresh)?;
     let n = plan.steps.len();
     let mut progress = Progress::new(&layout.campaign_log(), n, opts.progress)?;
@@ -291,21 +292,25 @@ impl Exec<'_> {
 
     /// A calibration run or the scenario's run against the running engines.
     async fn live_run(&mut self, i: usize, engines: &mut Engines) -> Result<(), CampaignError> {
-        let (scenario, dir, tokens) = match self.plan.steps[i].kind {
+        let (scenario, dir, tokens, base_dir) = match self.plan.steps[i].kind {
             StepKind::Calibration(v, k) => {
                 let vp = &self.plan.variants[v];
                 let (model, s) = &vp.calibrations[k];
-                (s.clone(), self.layout.calibration_run(&vp.scenario.variant, model), true)
+                (
+                    s.clone(),
+                    self.layout.calibration_run(&vp.scenario.variant, model),
+                    true,
+                    vp.base_dir.clone(),
+                )
             }
             StepKind::Run(v) => {
-                let s = self.plan.variants[v].scenario.clone();
-                let tokens = self.opts.tokens || s.output.tokens_csv;
-                let dir = self.layout.live_run(&s.variant);
-                (s, dir, tokens)
+                let vp = &self.plan.variants[v];
+                let tokens = self.opts.tokens || vp.scenario.output.tokens_csv;
+                let dir = self.layout.live_run(&vp.scenario.variant);
+                (vp.scenario.clone(), dir, tokens, vp.base_dir.clone())
             }
             _ => return Ok(()),
         };
-        let base_dir = self.plan.variants.first().map(|v| v.base_dir.clone()).unwrap_or_default();
         let mut log = self.begin(i)?;
         state::remove_dir(&self.layout, &dir)?;
         let load_s: f64 = scenario.workload.phases.iter().filter_map(|p| p.duration_s).sum();

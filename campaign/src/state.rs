@@ -107,6 +107,36 @@ pub(crate) fn check_settings(layout: &Layout, settings: &Settings, fresh: bool) 
     write_atomic(&path, (json + "\n").as_bytes())
 }
 
+/// The campaign dir's lock: `campaign.lock` holding the pid of the campaign using it; removed on
+/// drop. A lock whose process is gone (killed) is taken over.
+pub(crate) struct Lock(PathBuf);
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Takes the campaign dir's lock, or says which process holds it.
+pub(crate) fn lock(layout: &Layout) -> Result<Lock, CampaignError> {
+    let path = layout.root.join("campaign.lock");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(pid) = text.trim().parse::<u32>()
+        && pid != std::process::id()
+        && Path::new(&format!("/proc/{pid}")).exists()
+    {
+        return Err(CampaignError::Settings {
+            path,
+            reason: format!(
+                "another `live campaign` (pid {pid}) is using this campaign dir; wait for it, stop it \
+                 (Ctrl-C), or give another --out"
+            ),
+        });
+    }
+    write_atomic(&path, format!("{}\n", std::process::id()).as_bytes())?;
+    Ok(Lock(path))
+}
+
 fn marker_path(layout: &Layout, step: &str) -> PathBuf {
     layout.state_dir().join(format!("{}.json", file_safe(step)))
 }
@@ -189,6 +219,21 @@ mod tests {
         assert!(!is_finished(&layout, "a/run"));
         let leftovers: Vec<_> = std::fs::read_dir(layout.state_dir()).unwrap().collect();
         assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn a_dir_locked_by_a_running_process_is_refused_and_a_dead_ones_lock_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let path = dir.path().join("campaign.lock");
+        std::fs::write(&path, "1\n").unwrap();
+        let err = lock(&layout).err().unwrap().to_string();
+        assert!(err.contains("pid 1") && err.contains("--out"), "{err}");
+        std::fs::write(&path, format!("{}\n", u32::MAX)).unwrap();
+        let held = lock(&layout).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), std::process::id().to_string());
+        drop(held);
+        assert!(!path.exists(), "released on drop");
     }
 
     #[test]
