@@ -28,10 +28,15 @@ pub fn campaign(a: LiveCampaignArgs) -> Result<()> {
         opts.emulate =
             Some(std::env::current_exe().context("--emulate: finding this modelsguard executable")?);
     }
-    let report = crate::live_commands::runtime()?.block_on(async {
+    let rt = crate::live_commands::runtime()?;
+    let result = rt.block_on(async {
         let interrupt = Interrupt::on_signals();
         run_campaign(&opts, interrupt).await
-    })?;
+    });
+    // After Ctrl-C a simulation may still be running on a blocking thread: the engines are
+    // already stopped, so do not wait for it.
+    rt.shutdown_background();
+    let report = result?;
     let summary = std::fs::read_to_string(&report.summary_md)
         .with_context(|| format!("reading {}", report.summary_md.display()))?;
     println!("{summary}");

@@ -72,8 +72,8 @@ pub struct CampaignOptions {
 }
 
 impl CampaignOptions {
-    /// Defaults: every variant, `results/<scenario file stem>/campaign` until the caller sets the
-    /// scenario's name, full length, the scenario's engines, 20 min health timeout, 30 s grace.
+    /// Campaign of `scenario` into the campaign dir `out`. Defaults: every variant, full length,
+    /// the scenario's launch commands, 20 min health timeout, 30 s grace, progress on stderr.
     pub fn new(scenario: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
         CampaignOptions {
             scenario: scenario.into(),
