@@ -274,8 +274,9 @@ impl Exec<'_> {
                 break;
             }
         }
-        let mut log = self.begin(idx.down)?;
+        let log = self.begin(idx.down);
         let down = engines.stop().await;
+        let mut log = log?;
         match (result, down) {
             (Err(e), down) => {
                 if let Err(exit) = down {
