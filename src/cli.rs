@@ -279,6 +279,9 @@ pub enum LiveCommand {
     Down(LiveDownArgs),
     /// Measure the harness on loopback: streams held at once with timestamp lag, and LB overhead.
     Bench(LiveBenchArgs),
+    /// Whole node validation: per variant up, calibration ladder per model, run, down; then
+    /// calibrate, validate and one report. Resumable (finished steps are skipped).
+    Campaign(LiveCampaignArgs),
 }
 
 /// `live run` arguments.
@@ -370,6 +373,38 @@ pub struct LiveDownArgs {
     /// Time between SIGTERM and SIGKILL, seconds.
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     pub grace: f64,
+}
+
+/// `live campaign` arguments.
+#[derive(Debug, Args)]
+pub struct LiveCampaignArgs {
+    /// Scenario, variants (default: all, in file order) and overrides.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Campaign dir (default: results/<scenario name>/campaign); rerun with the same one to resume.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Dry run: every phase and the calibration ladder last FACTOR times as long (bare flag: 0.1).
+    #[arg(long, value_name = "FACTOR", num_args = 0..=1, default_missing_value = "0.1")]
+    pub quick: Option<f64>,
+    /// Serve every instance with `modelsguard emulate` instead of its launch command (no GPU needed).
+    #[arg(long)]
+    pub emulate: bool,
+    /// Forget the finished steps of this campaign dir and start over.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Host the engines listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub engine_host: String,
+    /// Longest wait for every engine's /health, seconds.
+    #[arg(long, default_value_t = 1200.0, value_name = "S")]
+    pub health_timeout: f64,
+    /// Time between SIGTERM and SIGKILL when engines are stopped, seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    pub grace: f64,
+    /// Also write tokens.csv for the scenario runs (the calibration runs always do).
+    #[arg(long)]
+    pub tokens: bool,
 }
 
 /// `live bench` arguments.

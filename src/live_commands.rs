@@ -35,10 +35,11 @@ pub fn live(cmd: LiveCommand) -> Result<()> {
         LiveCommand::Up(a) => live_up_cmd(a),
         LiveCommand::Down(a) => live_down_cmd(a),
         LiveCommand::Bench(a) => live_bench_cmd(a),
+        LiveCommand::Campaign(a) => crate::campaign_commands::campaign(a),
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
@@ -60,7 +61,7 @@ fn load_one(args: &OneVariantArgs) -> Result<(ScenarioFile, Scenario)> {
     Ok((file, scenario))
 }
 
-fn secs(what: &str, s: f64) -> Result<Duration> {
+pub(crate) fn secs(what: &str, s: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("{what}: {s} is not a duration in seconds (>= 0)"))
 }
 

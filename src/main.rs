@@ -4,6 +4,7 @@
 //! `cli.rs` only parse arguments and dispatch.
 
 mod calibrate_commands;
+mod campaign_commands;
 mod cli;
 mod commands;
 mod live_commands;
