@@ -98,6 +98,24 @@ impl KvCacheManager {
         self.capacity.saturating_sub(self.block_pool.num_used_blocks())
     }
 
+    /// Blocks an allocation can take without mapping a page: [`KvCacheManager::num_free_blocks`]
+    /// when static; when elastic, only the free blocks on pages mapped now (the reserve
+    /// included), which never evict a cached block either. Decode stretches stay within it.
+    #[inline]
+    pub fn num_free_blocks_without_mapping(&self) -> u32 {
+        let free = self.num_free_blocks();
+        match self.block_pool.elastic() {
+            None => free,
+            Some(e) => free.min(e.num_free_mapped_blocks()),
+        }
+    }
+
+    /// Whether the KV cache is elastic (kvcached pages).
+    #[inline]
+    pub fn is_elastic(&self) -> bool {
+        self.block_pool.elastic().is_some()
+    }
+
     /// Blocks that may be in use at once.
     pub fn capacity(&self) -> u32 {
         self.capacity

@@ -13,7 +13,11 @@
 //! request, one block allocation. The stretch ends with the first step in which a request reaches
 //! `max_tokens` (applying it finishes those requests as `update_from_output` does) and before the
 //! first step whose allocations would not fit the free blocks (preemption is left to a normal
-//! step).
+//! step). With elastic KV (kvcached) only the free blocks on pages already mapped count: the
+//! stretch ends before a step that would have to map a page on demand (whose map latency
+//! lengthens that step), and the owner settles pages with the GPU's pool after every step that
+//! allocated, as the step-by-step driver does (the background reserve refill then maps pages
+//! exactly when it would have: see [`Scheduler::allocate_decode_steps`]).
 //!
 //! Block allocations take the blocks `allocate_slots` would, in exactly the order the
 //! step-by-step path makes them (by step, then running order), so block ids, the free queue's LRU
@@ -31,6 +35,7 @@
 //! then truncates the stretch so the newcomer joins the next normal step).
 
 use super::{Scheduler, StepEvents};
+use crate::engine::kv_cache::KvCacheManager;
 use crate::engine::request::{Request, RequestStatus};
 use crate::time::{SimDuration, SimTime};
 
@@ -149,8 +154,10 @@ impl Scheduler {
         }
         sort_alloc_entries(&mut self.stretch_order);
         // Allocations through step k = q * n + #(first_step <= r) for k = q * block_size + r.
+        // Elastic KV: only blocks on pages mapped now count, so no step of the stretch maps a
+        // page on demand (which would lengthen that step by the map latency).
         let n = self.running.len() as u32;
-        let free = self.kv_cache_manager.num_free_blocks();
+        let free = self.kv_cache_manager.num_free_blocks_without_mapping();
         let (q, spare) = (free / n, free % n);
         let block_limit = match self.stretch_order.get(spare as usize) {
             Some(e) => u64::from(q) * u64::from(block_size) + u64::from(e.first_step) - 1,
@@ -192,12 +199,44 @@ impl Scheduler {
     /// Makes the block allocations of the open stretch's steps up to `through_step` (those that
     /// have begun), in the step-by-step order, so `kv_cache_usage` and the block pool are as the
     /// step-by-step path would have them.
-    pub fn allocate_decode_steps(&mut self, through_step: u32) {
+    ///
+    /// With `settle` (elastic KV), the allocations are made step by step and `settle` runs after
+    /// each step that allocated, as the step-by-step driver settles pages with the GPU's pool right
+    /// after scheduling a step (its reserve refill decides which page later blocks come from).
+    /// Settling after a step that allocated nothing changes nothing, so those are skipped.
+    pub fn allocate_decode_steps(
+        &mut self,
+        through_step: u32,
+        settle: Option<&mut dyn FnMut(&mut KvCacheManager)>,
+    ) {
         let Some(mut st) = self.stretch else { return };
         let through = through_step.min(st.shape.num_steps);
         if through <= st.allocated {
             return;
         }
+        match settle {
+            None => self.allocate_decode_blocks_through(&mut st, through),
+            Some(settle) => {
+                let block_size = self.kv_cache_manager.block_size();
+                loop {
+                    // The step of the next allocation due in the cycle.
+                    let next = self.stretch_order[st.pos as usize].first_step + st.round * block_size;
+                    if next > through {
+                        break;
+                    }
+                    self.allocate_decode_blocks_through(&mut st, next);
+                    settle(&mut self.kv_cache_manager);
+                }
+            }
+        }
+        st.allocated = through;
+        self.stretch = Some(st);
+    }
+
+    /// Makes the stretch's allocations due through step `through` not yet made (advancing `st`'s
+    /// cycle position): counts them, takes their blocks in one go, then hands them out in the
+    /// step-by-step order.
+    fn allocate_decode_blocks_through(&mut self, st: &mut StretchState, through: u32) {
         let block_size = self.kv_cache_manager.block_size();
         let n = self.stretch_order.len() as u32;
         // The allocations are a cycle over `stretch_order`, one round per `block_size` steps:
@@ -211,6 +250,9 @@ impl Scheduler {
                 st.pos = 0;
                 st.round += 1;
             }
+        }
+        if count == 0 {
+            return;
         }
         let mut blocks = std::mem::take(&mut self.stretch_blocks);
         blocks.clear();
@@ -231,8 +273,6 @@ impl Scheduler {
             }
         }
         self.stretch_blocks = blocks;
-        st.allocated = through;
-        self.stretch = Some(st);
     }
 
     /// Closes the open stretch after applying its first `num_steps` steps (those that ended) as
@@ -255,7 +295,11 @@ impl Scheduler {
     ) {
         let Some(st) = self.stretch else { return };
         let num_steps = num_steps.min(st.shape.num_steps);
-        self.allocate_decode_steps(num_steps);
+        debug_assert!(
+            st.allocated >= num_steps || !self.kv_cache_manager.is_elastic(),
+            "elastic KV: allocate the applied steps with their settles first"
+        );
+        self.allocate_decode_steps(num_steps, None);
         self.stretch = None;
         if num_steps == 0 {
             return;
@@ -341,7 +385,7 @@ mod tests {
             step_by_step(&mut a, 40, &mut ta, 7, &mut ea);
             let shape = b.begin_decode_stretch(2, 40).expect("pure decode");
             assert_eq!((shape.num_seqs, shape.num_steps), (3, 40));
-            b.allocate_decode_steps(17);
+            b.allocate_decode_steps(17, None);
             b.finish_decode_stretch(40, SimTime(tb + 7), SimTime(tb + 280), SimDuration(7), &mut eb);
             assert_eq!(state(&a), state(&b), "{preset:?} chunked={chunked} caching={caching}");
         }
