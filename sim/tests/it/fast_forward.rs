@@ -125,6 +125,9 @@ fn elastic_stretches_run_identically_through_reserve_refills_and_demand_maps() {
             rate: 30.0,
             num_requests: 80,
             output: (20, 300),
+            // Samples and polls land inside stretches: pages and pool bytes must read as step by step.
+            sample_s: 0.05,
+            poll_s: 0.07,
             ..Knobs::default()
         };
         let text = small_scenario(&k);
