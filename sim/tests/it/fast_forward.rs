@@ -223,7 +223,7 @@ fn small_scenario(k: &Knobs) -> String {
         (None, p) => ["vllm-v1", "vllm-0.6.4", "transformers-cb"][p],
     };
     // transformers takes blocks of at least 4 tokens.
-    let block_size = if k.preset == 2 { k.block_size.max(4) } else { k.block_size };
+    let block_size = if preset == "transformers-cb" { k.block_size.max(4) } else { k.block_size };
     // Without chunked prefill vLLM needs the budget to hold a whole max_model_len prompt.
     // vLLM also needs it to hold one token per sequence.
     let budget = k.budget.max(k.max_num_seqs);
