@@ -458,6 +458,22 @@ impl KvCacheManager {
     /// past the shared content keep their identity (`Own`) when prefix caching is on.
     fn free_blocks_one_by_one(&mut self, req: &Request) {
         let first_private = self.num_shared_blocks(req);
+        if let Some(e) = self.block_pool.elastic()
+            && (!self.enable_caching || e.params().max_cached_free_blocks == 0)
+        {
+            // Nothing freed is kept for its content: the blocks past the shared content go
+            // straight back to their pages (in bulk, same order), then the shared ones as below.
+            let start = (first_private as usize).min(req.block_table.len());
+            self.block_pool.free_private_blocks_to_pages(&req.block_table[start..]);
+            for &b in req.block_table[..start].iter().rev() {
+                if self.block_pool.is_shared(b) {
+                    self.block_pool.free_shared_block(b);
+                } else {
+                    self.block_pool.free_private_block(b, None);
+                }
+            }
+            return;
+        }
         // Blocks taken ahead of the tokens (vLLM 0.6.4 allocates a whole sequence at admission)
         // hold nothing yet.
         let filled = self.num_blocks_for(req.num_computed_tokens + req.num_scheduled_tokens);
