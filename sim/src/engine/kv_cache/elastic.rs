@@ -40,6 +40,8 @@ pub struct ElasticParams {
 #[derive(Clone, Debug)]
 pub struct ElasticPages {
     params: ElasticParams,
+    /// `log2(blocks_per_page)` when it is a power of two (the common case): `page_of` shifts.
+    page_shift: Option<u32>,
     num_pages: u32,
     /// Whether each page is mapped.
     mapped: Vec<bool>,
@@ -75,6 +77,7 @@ impl ElasticPages {
         }
         ElasticPages {
             params,
+            page_shift: bpp.is_power_of_two().then(|| bpp.trailing_zeros()),
             num_pages,
             mapped: vec![false; num_pages as usize],
             num_free: vec![bpp; num_pages as usize],
@@ -148,7 +151,10 @@ impl ElasticPages {
     /// The page block `b` lives on.
     #[inline]
     pub fn page_of(&self, b: BlockId) -> u32 {
-        b.0 / self.params.blocks_per_page
+        match self.page_shift {
+            Some(shift) => b.0 >> shift,
+            None => b.0 / self.params.blocks_per_page,
+        }
     }
 
     /// Whether page `p` is mapped.
@@ -464,6 +470,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_page_of_a_block_by_shift_equals_division(bpp in 1u32..300, block in 0u32..1_000_000) {
+            let p = ElasticParams {
+                blocks_per_page: bpp,
+                min_reserve_pages: 0,
+                max_reserve_pages: 0,
+                max_cached_free_blocks: 0,
+            };
+            prop_assert_eq!(ElasticPages::new(1, p).page_of(BlockId(block)), block / bpp);
+        }
+
         #[test]
         fn bulk_pops_and_releases_match_one_block_at_a_time(
             num_pages in 1u32..10,

@@ -463,7 +463,9 @@ impl KvCacheManager {
         {
             // Nothing freed is kept for its content: the blocks past the shared content go
             // straight back to their pages (in bulk, same order), then the shared ones as below.
-            let start = (first_private as usize).min(req.block_table.len());
+            // Without prefix caching no block is ever registered as shared: all go in bulk.
+            let start =
+                if self.enable_caching { (first_private as usize).min(req.block_table.len()) } else { 0 };
             self.block_pool.free_private_blocks_to_pages(&req.block_table[start..]);
             for &b in req.block_table[..start].iter().rev() {
                 if self.block_pool.is_shared(b) {
