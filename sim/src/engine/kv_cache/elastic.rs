@@ -135,6 +135,13 @@ impl ElasticPages {
         self.num_free_mapped
     }
 
+    /// Free blocks on mapped pages that are not empty: allocations take all of these (fullest
+    /// page first) before any block of an empty page.
+    #[inline]
+    pub fn num_free_blocks_on_used_pages(&self) -> u32 {
+        self.num_free_mapped - self.num_empty_mapped * self.params.blocks_per_page
+    }
+
     /// Blocks an allocation can get without evicting cached blocks: free ones on mapped pages plus
     /// those of the pages the budget still allows to map.
     #[inline]

@@ -110,6 +110,13 @@ impl KvCacheManager {
         }
     }
 
+    /// Elastic: free blocks on mapped pages that hold some block, i.e. those allocations take
+    /// before touching an empty (reserve) page; `u32::MAX` when static (no pages).
+    #[inline]
+    pub fn num_free_blocks_on_used_pages(&self) -> u32 {
+        self.block_pool.elastic().map_or(u32::MAX, ElasticPages::num_free_blocks_on_used_pages)
+    }
+
     /// Whether the KV cache is elastic (kvcached pages).
     #[inline]
     pub fn is_elastic(&self) -> bool {

@@ -224,13 +224,51 @@ impl Scheduler {
                     if next > through {
                         break;
                     }
-                    self.allocate_decode_blocks_through(&mut st, next);
+                    // Steps whose blocks all come from partly used mapped pages map nothing and
+                    // leave the reserve alone: the settles between them change nothing, so they
+                    // are allocated in one go (one pop per page); the step that reaches into an
+                    // empty page is allocated on its own, then settled.
+                    let safe = self.kv_cache_manager.num_free_blocks_on_used_pages();
+                    let upto = self.last_decode_step_within(&st, through, safe).unwrap_or(next);
+                    self.allocate_decode_blocks_through(&mut st, upto);
                     settle(&mut self.kv_cache_manager);
                 }
             }
         }
         st.allocated = through;
         self.stretch = Some(st);
+    }
+
+    /// The last step (at most `through`) such that the allocations not yet made from `st`'s
+    /// cycle position through it number at most `max_blocks`; `None` when the next step's alone
+    /// exceed it.
+    fn last_decode_step_within(&self, st: &StretchState, through: u32, max_blocks: u32) -> Option<u32> {
+        let block_size = self.kv_cache_manager.block_size();
+        let n = self.stretch_order.len() as u32;
+        let (mut pos, mut round) = (st.pos, st.round);
+        let mut count = 0u32;
+        let mut current: Option<u32> = None;
+        let mut complete = None;
+        // Due steps never decrease along the cycle, and a step's allocations are consecutive.
+        loop {
+            let due = self.stretch_order[pos as usize].first_step + round * block_size;
+            if current != Some(due) {
+                complete = current.or(complete);
+                if due > through {
+                    return complete;
+                }
+                current = Some(due);
+            }
+            count += 1;
+            if count > max_blocks {
+                return complete;
+            }
+            pos += 1;
+            if pos == n {
+                pos = 0;
+                round += 1;
+            }
+        }
     }
 
     /// Makes the stretch's allocations due through step `through` not yet made (advancing `st`'s
@@ -344,6 +382,9 @@ impl Scheduler {
 mod tests {
     use super::super::tests::{config, request};
     use super::*;
+    use crate::cluster::{GpuPool, PoolSlot};
+    use crate::engine::kv_cache::ElasticParams;
+    use crate::ids::{GpuId, InstanceId};
     use crate::scenario::EnginePreset;
 
     /// Steps `s` one step at a time for `n` steps of duration `d` from `t`; returns the end.
@@ -388,6 +429,110 @@ mod tests {
             b.allocate_decode_steps(17, None);
             b.finish_decode_stretch(40, SimTime(tb + 7), SimTime(tb + 280), SimDuration(7), &mut eb);
             assert_eq!(state(&a), state(&b), "{preset:?} chunked={chunked} caching={caching}");
+        }
+    }
+
+    /// Elastic KV: the scheduler, its pool tenant and the pool's settles as `Instance` makes them.
+    struct Elastic {
+        s: Scheduler,
+        pool: GpuPool,
+        slot: PoolSlot,
+    }
+
+    impl Elastic {
+        fn new(min: u32, max: u32) -> Elastic {
+            let mut s = Scheduler::new(&config(EnginePreset::VllmV1, true, false), 64);
+            s.kv_cache_manager_mut().enable_elastic(ElasticParams {
+                blocks_per_page: 4,
+                min_reserve_pages: min,
+                max_reserve_pages: max,
+                max_cached_free_blocks: 0,
+            });
+            for (id, prompt) in [(0, 37), (1, 16), (2, 50), (3, 5)] {
+                s.add_request(request(id, prompt, 400, None)).unwrap();
+            }
+            let mut pool = GpuPool::new(GpuId(0), 16 * 100);
+            let slot = pool.add_tenant(InstanceId(0), 100, 16);
+            Elastic { s, pool, slot }
+        }
+
+        fn settle(&mut self) {
+            self.pool.settle(self.slot, self.s.kv_cache_manager_mut()).unwrap();
+        }
+
+        /// `n` steps of duration `d` from `t`, settling before and after scheduling and after
+        /// each step (`Instance::begin_step_on`, `end_step_on`).
+        fn steps(&mut self, n: u32, t: &mut u64, d: u64, ev: &mut StepEvents) {
+            for _ in 0..n {
+                self.settle();
+                self.s.schedule();
+                self.settle();
+                *t += d;
+                self.s.update_from_output(SimTime(*t), ev);
+                self.settle();
+            }
+        }
+
+        /// The state, less the demand-map count (`Instance::begin_step` takes it every step).
+        fn state(&mut self) -> String {
+            self.s.kv_cache_manager_mut().take_num_demand_maps();
+            let kv = self.s.kv_cache_manager();
+            format!(
+                "{} {:?} {} {:?}",
+                state(&self.s),
+                kv.elastic(),
+                self.pool.mapped_bytes(),
+                self.pool.tenants()
+            )
+        }
+    }
+
+    #[test]
+    fn an_elastic_stretch_takes_the_blocks_and_maps_the_pages_step_by_step_decoding_does() {
+        for (min, max) in [(0, 0), (1, 1), (1, 3), (3, 3)] {
+            let (mut a, mut b) = (Elastic::new(min, max), Elastic::new(min, max));
+            let (mut ta, mut tb) = (0, 0);
+            let (mut ea, mut eb) = (StepEvents::default(), StepEvents::default());
+            a.steps(4, &mut ta, 10, &mut ea);
+            b.steps(4, &mut tb, 10, &mut eb);
+            assert_eq!(a.state(), b.state());
+            let mut total = 0;
+            // Several stretches: each ends before a step that would map a page on demand.
+            while total < 150 {
+                b.settle();
+                let Some(shape) = b.s.begin_decode_stretch(1, 150) else {
+                    // A step that maps on demand (or nothing to stretch): one step each.
+                    a.steps(1, &mut ta, 7, &mut ea);
+                    b.steps(1, &mut tb, 7, &mut eb);
+                    total += 1;
+                    continue;
+                };
+                let k = shape.num_steps;
+                // `Instance::begin_step` takes the count every step.
+                a.s.kv_cache_manager_mut().take_num_demand_maps();
+                a.steps(k, &mut ta, 7, &mut ea);
+                assert_eq!(a.s.kv_cache_manager_mut().take_num_demand_maps(), 0, "a stretch step mapped");
+                assert_eq!(
+                    a.s.kv_cache_manager_mut().take_num_demand_maps(),
+                    0,
+                    "min {min}: a stretch step mapped"
+                );
+                let Elastic { s, pool, slot } = &mut b;
+                let mut settle = |kv: &mut KvCacheManager| pool.settle(*slot, kv).unwrap();
+                s.allocate_decode_steps(k / 2, Some(&mut settle));
+                s.allocate_decode_steps(k, Some(&mut settle));
+                s.finish_decode_stretch(
+                    k,
+                    SimTime(tb + 7),
+                    SimTime(tb + 7 * u64::from(k)),
+                    SimDuration(7),
+                    &mut eb,
+                );
+                tb += 7 * u64::from(k);
+                b.settle();
+                assert_eq!(a.state(), b.state(), "min {min} max {max} after {total} steps + {k}");
+                total += k;
+            }
         }
     }
 
