@@ -36,7 +36,9 @@
 //! path has at that instant. Elastic instances alone on their GPU fast-forward too: the stretch
 //! stays within the blocks of pages already mapped (no step maps a page on demand, so every step
 //! takes `step_overhead_factor` times the model's time), and the pages are settled with the pool
-//! after every step that allocated, as step by step. Colocated instances never fast-forward: each
+//! wherever a step-by-step settle would change anything (after a step whose blocks reach into an
+//! empty reserve page: the refill then maps as step by step). Colocated instances never
+//! fast-forward: each
 //! step sees its co-tenants' contention and their pool activity as it begins.
 
 use crate::cluster::{GpuPool, PageGeometry, PoolSlot, elastic_kv_plan, static_kv_budget};

@@ -15,8 +15,8 @@
 //! first step whose allocations would not fit the free blocks (preemption is left to a normal
 //! step). With elastic KV (kvcached) only the free blocks on pages already mapped count: the
 //! stretch ends before a step that would have to map a page on demand (whose map latency
-//! lengthens that step), and the owner settles pages with the GPU's pool after every step that
-//! allocated, as the step-by-step driver does (the background reserve refill then maps pages
+//! lengthens that step), and the owner's pool settles run between the steps where the
+//! step-by-step driver's would change something (the background reserve refill then maps pages
 //! exactly when it would have: see [`Scheduler::allocate_decode_steps`]).
 //!
 //! Block allocations take the blocks `allocate_slots` would, in exactly the order the
@@ -200,10 +200,12 @@ impl Scheduler {
     /// have begun), in the step-by-step order, so `kv_cache_usage` and the block pool are as the
     /// step-by-step path would have them.
     ///
-    /// With `settle` (elastic KV), the allocations are made step by step and `settle` runs after
-    /// each step that allocated, as the step-by-step driver settles pages with the GPU's pool right
-    /// after scheduling a step (its reserve refill decides which page later blocks come from).
-    /// Settling after a step that allocated nothing changes nothing, so those are skipped.
+    /// With `settle` (elastic KV), `settle` runs where the step-by-step driver's settle right
+    /// after scheduling a step could change anything (its reserve refill decides which page later
+    /// blocks come from): after each step whose blocks reach into an empty (reserve) page. Steps
+    /// whose blocks all come from partly used pages map nothing and leave the reserve as it is, so the
+    /// settles between them are no-ops and they are allocated in one go, settled once at the end;
+    /// steps that allocate nothing change nothing either.
     pub fn allocate_decode_steps(
         &mut self,
         through_step: u32,
