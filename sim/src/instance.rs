@@ -38,8 +38,7 @@
 //! takes `step_overhead_factor` times the model's time), and the pages are settled with the pool
 //! wherever a step-by-step settle would change anything (after a step whose blocks reach into an
 //! empty reserve page: the refill then maps as step by step). Colocated instances never
-//! fast-forward: each
-//! step sees its co-tenants' contention and their pool activity as it begins.
+//! fast-forward: each step sees its co-tenants' contention and their pool activity as it begins.
 
 use crate::cluster::{GpuPool, PageGeometry, PoolSlot, elastic_kv_plan, static_kv_budget};
 use crate::engine::kv_cache::{ElasticParams, KvCacheManager};
