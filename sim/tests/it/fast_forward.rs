@@ -398,7 +398,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn random_small_scenarios_run_identically_with_and_without_fast_forward(k in knobs()) {
