@@ -33,11 +33,15 @@
 //! driver that needs the state at an instant inside the stretch says so: [`Instance::sync`] before
 //! reading gauges, [`Instance::interrupt`] before a new request joins,
 //! [`Instance::close_stretch`] before a drain. Each leaves exactly the state the step-by-step
-//! path has at that instant. Elastic and colocated instances never fast-forward (their steps
-//! settle pages with the GPU's pool and see co-tenants' contention one step at a time).
+//! path has at that instant. Elastic instances alone on their GPU fast-forward too: the stretch
+//! stays within the blocks of pages already mapped (no step maps a page on demand, so every step
+//! takes `step_overhead_factor` times the model's time), and the pages are settled with the pool
+//! wherever a step-by-step settle would change anything (after a step whose blocks reach into an
+//! empty reserve page: the refill then maps as step by step). Colocated instances never
+//! fast-forward: each step sees its co-tenants' contention and their pool activity as it begins.
 
 use crate::cluster::{GpuPool, PageGeometry, PoolSlot, elastic_kv_plan, static_kv_budget};
-use crate::engine::kv_cache::ElasticParams;
+use crate::engine::kv_cache::{ElasticParams, KvCacheManager};
 use crate::engine::sched::DecodeStretch;
 use crate::engine::{Rejection, Request, Scheduler, StepEvents};
 use crate::ids::{GpuId, InstanceId};
@@ -62,6 +66,17 @@ struct ElasticLink {
     geometry: PageGeometry,
     map_latency_s: f64,
     step_overhead_factor: f64,
+}
+
+impl ElasticLink {
+    /// The period of an elastic step whose model time is `d` and which mapped `maps` pages on
+    /// demand (the reserve was empty). The one formula of both the step-by-step path and decode
+    /// stretches, so they agree bit for bit.
+    #[inline]
+    fn step_period(&self, d: SimDuration, maps: u32) -> SimDuration {
+        let secs = d.as_secs_f64() * self.step_overhead_factor + f64::from(maps) * self.map_latency_s;
+        SimDuration::from_secs_f64(secs)
+    }
 }
 
 /// An engine instance with its scheduler and step-time model.
@@ -254,8 +269,7 @@ impl Instance {
             None => d,
             Some(link) => {
                 let maps = self.scheduler.kv_cache_manager_mut().take_num_demand_maps();
-                let secs = d.as_secs_f64() * link.step_overhead_factor + f64::from(maps) * link.map_latency_s;
-                SimDuration::from_secs_f64(secs)
+                link.step_period(d, maps)
             }
         })
     }
@@ -330,10 +344,11 @@ impl Instance {
 
     /// Whether the next step may open a decode stretch. This is the seam where conditions
     /// outside the scheduler veto fast-forward: an instance sharing its GPU's compute or KV pages
-    /// with another, or elastic KV that would have to map pages mid-stretch. The scheduler itself
-    /// already refuses while tokens are recorded or anything but pure decode is due.
+    /// with another (each of its steps sees the co-tenants' contention and pool activity as it
+    /// begins). Elastic KV that would have to map a page mid-stretch is bounded by the scheduler,
+    /// which also refuses while tokens are recorded or anything but pure decode is due.
     pub fn can_fast_forward(&self) -> bool {
-        self.fast_forward && !self.shares_gpu() && !self.is_elastic()
+        self.fast_forward && !self.shares_gpu()
     }
 
     /// Whether a decode stretch is open.
@@ -343,11 +358,13 @@ impl Instance {
 
     /// Opens a decode stretch at `now` when idle, allowed ([`Instance::can_fast_forward`]) and the
     /// scheduler can; returns when the last step computed so far ends (see
-    /// [`Instance::end_stretch_step`]). `None`: step one step at a time ([`Instance::begin_step`]).
-    pub fn begin_stretch(&mut self, now: SimTime) -> Option<SimTime> {
+    /// [`Instance::end_stretch_step`]). `None`: step one step at a time
+    /// ([`Instance::begin_step_on`]). `pool` is its GPU's (settled first, as a step would).
+    pub fn begin_stretch(&mut self, now: SimTime, pool: &mut GpuPool) -> Option<SimTime> {
         if self.in_step || self.in_stretch() || !self.can_fast_forward() {
             return None;
         }
+        self.sync_pool(pool);
         self.release_staged(now);
         if !self.scheduler.has_unfinished_requests() || !self.staged.is_empty() {
             return None;
@@ -378,6 +395,12 @@ impl Instance {
             shape.max_seq_len(next),
             gaps,
         );
+        if let Some(link) = self.elastic {
+            // No step of a stretch maps a page on demand (the scheduler's bound).
+            for d in gaps.iter_mut() {
+                *d = link.step_period(*d, 0).max(SimDuration(1));
+            }
+        }
         let mut t = self.stretch_ends.last().copied().unwrap_or(self.stretch_start);
         self.stretch_ends.extend(gaps.iter().map(|&d| {
             t += d;
@@ -389,15 +412,20 @@ impl Instance {
     /// The open stretch's last computed step ended at `now`: either computes the next steps and
     /// returns when they end (nothing applied, the instance stays busy), or applies the whole
     /// stretch, appending finished requests and tokens to `events`, and returns `None` (idle).
-    /// Inter-token gaps go to [`Instance::itl_histogram`].
-    pub fn end_stretch_step(&mut self, now: SimTime, events: &mut StepEvents) -> Option<SimTime> {
+    /// Inter-token gaps go to [`Instance::itl_histogram`]. `pool` is its GPU's.
+    pub fn end_stretch_step(
+        &mut self,
+        now: SimTime,
+        events: &mut StepEvents,
+        pool: &mut GpuPool,
+    ) -> Option<SimTime> {
         let open = self.scheduler.decode_stretch()?;
         debug_assert_eq!(self.stretch_ends.last(), Some(&now));
         if (self.stretch_ends.len() as u32) < open.num_steps {
             self.extend_stretch();
             return self.stretch_ends.last().copied();
         }
-        self.finish_stretch(self.stretch_ends.len() as u32, events);
+        self.finish_stretch(self.stretch_ends.len() as u32, events, pool);
         None
     }
 
@@ -410,12 +438,28 @@ impl Instance {
     }
 
     /// Brings the block pool to its state at `now` inside a stretch (the steps begun before `now`
-    /// have their blocks), so the scheduler's gauges read as step by step. Call before reading
+    /// have their blocks; elastic: and their pages, settled with `pool`, its GPU's), so the
+    /// scheduler's gauges and the pool read as step by step. Call before reading
     /// `kv_cache_usage` and friends during event handling at `now`. No-op outside a stretch.
-    pub fn sync(&mut self, now: SimTime) {
+    pub fn sync(&mut self, now: SimTime, pool: &mut GpuPool) {
         if self.in_stretch() {
             let begun = self.steps_begun_before(now);
-            self.scheduler.allocate_decode_steps(begun);
+            self.allocate_stretch_steps(begun, pool);
+        }
+    }
+
+    /// Makes the block allocations of the open stretch's first `through` steps; elastic: settling
+    /// pages with `pool` after each step that allocated, as [`Instance::begin_step_on`] does.
+    fn allocate_stretch_steps(&mut self, through: u32, pool: &mut GpuPool) {
+        match self.elastic {
+            None => self.scheduler.allocate_decode_steps(through, None),
+            Some(link) => {
+                let mut settle = |kv: &mut KvCacheManager| {
+                    let settled = pool.settle(link.slot, kv);
+                    debug_assert!(settled.is_ok(), "{settled:?}");
+                };
+                self.scheduler.allocate_decode_steps(through, Some(&mut settle));
+            }
         }
     }
 
@@ -424,8 +468,8 @@ impl Instance {
     /// joins the next step as it would step by step. With async scheduling the step after that
     /// was already scheduled without the newcomer: the cut comes one step later. Returns when the
     /// stretch's work in flight ends (`None`: idle). Outside a stretch, returns `None` and does
-    /// nothing.
-    pub fn interrupt(&mut self, now: SimTime) -> Option<SimTime> {
+    /// nothing. `pool` is its GPU's.
+    pub fn interrupt(&mut self, now: SimTime, pool: &mut GpuPool) -> Option<SimTime> {
         if !self.in_stretch() {
             return None;
         }
@@ -441,7 +485,7 @@ impl Instance {
         }
         if boundary {
             let mut events = std::mem::take(&mut self.scratch);
-            self.finish_stretch(ended as u32, &mut events);
+            self.finish_stretch(ended as u32, &mut events, pool);
             // A request finishes only in a stretch's last step, applied when it ends.
             debug_assert!(events.finished.is_empty(), "a finish applied outside end_stretch_step");
             events.clear();
@@ -457,13 +501,13 @@ impl Instance {
 
     /// The driver's drain deadline is `now`: applies the open stretch up to `now` and closes it
     /// (the step in flight keeps its blocks), as the step-by-step path stands then. No-op outside
-    /// a stretch.
-    pub fn close_stretch(&mut self, now: SimTime) {
+    /// a stretch. `pool` is its GPU's.
+    pub fn close_stretch(&mut self, now: SimTime, pool: &mut GpuPool) {
         if self.in_stretch() {
-            self.sync(now);
+            self.sync(now, pool);
             let ended = self.stretch_ends.partition_point(|&e| e <= now);
             let mut events = std::mem::take(&mut self.scratch);
-            self.finish_stretch(ended as u32, &mut events);
+            self.finish_stretch(ended as u32, &mut events, pool);
             // A request finishes only in a stretch's last step, applied when it ends.
             debug_assert!(events.finished.is_empty(), "a finish applied outside end_stretch_step");
             events.clear();
@@ -478,8 +522,11 @@ impl Instance {
         (ended_before + 1).min(self.stretch_ends.len()) as u32
     }
 
-    /// Applies the first `n` steps of the open stretch and closes it, recording their gaps.
-    fn finish_stretch(&mut self, n: u32, events: &mut StepEvents) {
+    /// Applies the first `n` steps of the open stretch and closes it, recording their gaps;
+    /// elastic: settles with `pool` as the step-by-step path does after each step and its end
+    /// (pages freed by requests finishing in the last step go back).
+    fn finish_stretch(&mut self, n: u32, events: &mut StepEvents, pool: &mut GpuPool) {
+        self.allocate_stretch_steps(n, pool);
         let begun = self.scheduler.decode_stretch_allocated().max(n);
         let num_seqs = self.scheduler.decode_stretch().map_or(0, |s| s.num_seqs);
         self.num_stretch_steps += u64::from(begun);
@@ -511,6 +558,7 @@ impl Instance {
         self.stretch_ends.clear();
         self.stretch_gaps.clear();
         self.stretch_shape = None;
+        self.sync_pool(pool);
     }
 
     /// Steps run inside decode stretches so far (a stretch's steps count once applied or cut).
@@ -534,9 +582,9 @@ impl Instance {
         self.elastic.is_some()
     }
 
-    /// Whether another instance shares its GPU. Such an instance (and an elastic one, whose steps
-    /// may have to map pages from the shared pool) must step one step at a time: the driver
-    /// re-evaluates compute contention and settles pages at every step.
+    /// Whether another instance shares its GPU. Such an instance must step one step at a time:
+    /// the driver re-evaluates compute contention and settles pages with the shared pool at every
+    /// step.
     pub fn shares_gpu(&self) -> bool {
         self.colocated
     }

@@ -15,7 +15,8 @@
 //! pure decode runs them as one stretch whose end sits in the step-end array; the driver brings it
 //! to the exact step-by-step state wherever an event needs it (an arrival routed to it cuts the
 //! stretch after the step in flight; polls and samples sync its blocks; the drain applies it).
-//! Results are byte-identical with it off. Elastic and colocated instances never fast-forward.
+//! Results are byte-identical with it off. Colocated instances never fast-forward (elastic ones
+//! alone on their GPU do, settling pages with its pool as they would step by step).
 //! Inter-token gaps are collected per instance and handed to the observer as one histogram per
 //! instance at the end of the run.
 //!
@@ -263,11 +264,11 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             }
             for i in 0..self.instances.len() {
                 if std::mem::take(&mut self.needs_step[i]) && self.step_end[i].is_none() {
-                    if let Some(end) = self.instances[i].begin_stretch(now) {
+                    let pool = self.cluster.pool_mut(self.instances[i].gpu());
+                    if let Some(end) = self.instances[i].begin_stretch(now, pool) {
                         self.step_end[i] = Some(end);
                         continue;
                     }
-                    let pool = self.cluster.pool_mut(self.instances[i].gpu());
                     if let Some(d) = self.instances[i].begin_step_on(now, pool) {
                         self.step_end[i] = Some(now + d.max(SimDuration(1)));
                         self.stats.steps += 1;
@@ -369,8 +370,10 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         match self.instances[inst.index()].add_request(Request::new(&spec, now)) {
             Ok(()) => {
                 self.replicas[spec.model.index()][pick].in_flight += 1;
-                if self.instances[inst.index()].in_stretch() {
-                    self.step_end[inst.index()] = self.instances[inst.index()].interrupt(now);
+                let instance = &mut self.instances[inst.index()];
+                if instance.in_stretch() {
+                    let pool = self.cluster.pool_mut(instance.gpu());
+                    self.step_end[inst.index()] = instance.interrupt(now, pool);
                 }
                 self.wake(inst.index());
                 Ok(())
@@ -384,7 +387,8 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         events.clear();
         if self.instances[i].in_stretch() {
             // A stretch whose next steps were only now computed goes on, nothing applied.
-            if let Some(end) = self.instances[i].end_stretch_step(now, &mut events) {
+            let pool = self.cluster.pool_mut(self.instances[i].gpu());
+            if let Some(end) = self.instances[i].end_stretch_step(now, &mut events, pool) {
                 self.step_end[i] = Some(end);
                 self.events = events;
                 return Ok(());
@@ -466,7 +470,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
 
     fn poll(&mut self, now: SimTime) {
         for (i, inst) in self.instances.iter_mut().enumerate() {
-            inst.sync(now);
+            inst.sync(now, self.cluster.pool_mut(inst.gpu()));
             let s = inst.scheduler();
             let slot = self.slots[i];
             self.replicas[slot.model.index()][slot.index].polled = Some(PolledLoad {
@@ -479,7 +483,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
 
     fn sample(&mut self, now: SimTime) -> Result<(), SimError> {
         for inst in &mut self.instances {
-            inst.sync(now);
+            inst.sync(now, self.cluster.pool_mut(inst.gpu()));
         }
         for (inst, row) in self.instances.iter().zip(&mut self.sample_rows) {
             let s = inst.scheduler();
@@ -498,8 +502,8 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     /// Ends every unfinished request as a timeout: the run is over.
     fn drain(&mut self, now: SimTime) -> Result<(), SimError> {
         for i in 0..self.instances.len() {
-            self.instances[i].close_stretch(now);
             let pool = self.cluster.pool_mut(self.instances[i].gpu());
+            self.instances[i].close_stretch(now, pool);
             let left = self.instances[i].abort_all_requests_on(pool);
             self.step_end[i] = None;
             for req in left {

@@ -71,12 +71,25 @@ pub struct GpuPool {
     capacity_bytes: u64,
     mapped_bytes: u64,
     tenants: Vec<PoolTenant>,
+    /// Bumped whenever `mapped_bytes` changes: a settle seeing the same version, mapped pages
+    /// and budget as its tenant's last one, with a full reserve, would change nothing.
+    version: u64,
+    /// Per slot: the state its last settle left (see [`GpuPool::settle`]).
+    settled: Vec<Option<SettleMark>>,
+}
+
+/// What a tenant's last settle left: the pool's version, its mapped pages and its page budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SettleMark {
+    version: u64,
+    mapped_pages: u32,
+    budget: u32,
 }
 
 impl GpuPool {
     /// An empty pool of `capacity_bytes` on `gpu`.
     pub fn new(gpu: GpuId, capacity_bytes: u64) -> GpuPool {
-        GpuPool { gpu, capacity_bytes, mapped_bytes: 0, tenants: Vec::new() }
+        GpuPool { gpu, capacity_bytes, mapped_bytes: 0, tenants: Vec::new(), version: 0, settled: Vec::new() }
     }
 
     /// Adds a tenant with pages of `page_bytes` and a limit of `limit_pages`; returns its slot.
@@ -87,6 +100,7 @@ impl GpuPool {
             limit_pages,
             mapped_pages: 0,
         });
+        self.settled.push(None);
         PoolSlot(self.tenants.len() as u32 - 1)
     }
 
@@ -118,6 +132,13 @@ impl GpuPool {
     /// The tenant in `slot`.
     pub fn tenant(&self, slot: PoolSlot) -> &PoolTenant {
         &self.tenants[slot.0 as usize]
+    }
+
+    /// Forgets every tenant's last settle, so the next ones take the full path (tests compare it
+    /// with the shortcut).
+    #[cfg(test)]
+    pub(crate) fn forget_settles(&mut self) {
+        self.settled.iter_mut().for_each(|m| *m = None);
     }
 
     /// More pages the tenant in `slot` may map now: what the free bytes hold, within its limit.
@@ -155,7 +176,10 @@ impl GpuPool {
             });
         }
         t.mapped_pages = pages;
-        self.mapped_bytes = self.mapped_bytes - old + new;
+        if new != old {
+            self.mapped_bytes = self.mapped_bytes - old + new;
+            self.version += 1;
+        }
         Ok(())
     }
 }
@@ -167,13 +191,32 @@ impl GpuPool {
     /// budget to the pages it holds plus what the pool grants now. The budget is only valid until a
     /// co-tenant maps: settle right before scheduling, and after anything that maps or frees. An
     /// error means the manager mapped more than it was granted (a bug); nothing is recorded then.
+    ///
+    /// A settle that would change nothing returns at once: when neither the pool (its version)
+    /// nor the tenant's mapped pages and budget moved since its last settle and its reserve is
+    /// full, the steps below are all no-ops (same mapped count, nothing to refill, the same grant
+    /// hence the same budget).
     pub fn settle(&mut self, slot: PoolSlot, kv: &mut KvCacheManager) -> Result<(), PoolError> {
-        let mapped = |kv: &KvCacheManager| kv.elastic().map_or(0, |e| e.num_mapped_pages());
-        self.set_mapped(slot, mapped(kv))?;
-        if kv.refill_reserve(self.grantable_pages(slot)) > 0 {
-            self.set_mapped(slot, mapped(kv))?;
+        let state = |kv: &KvCacheManager| {
+            kv.elastic().map_or((0, 0, true), |e| {
+                let full = e.num_empty_mapped_pages() >= e.params().min_reserve_pages;
+                (e.num_mapped_pages(), e.budget(), full)
+            })
+        };
+        let (mapped, budget, reserve_full) = state(kv);
+        let unchanged = SettleMark { version: self.version, mapped_pages: mapped, budget };
+        if reserve_full && self.settled[slot.0 as usize] == Some(unchanged) {
+            return Ok(());
         }
-        kv.set_page_budget(mapped(kv).saturating_add(self.grantable_pages(slot)));
+        self.set_mapped(slot, mapped)?;
+        if kv.refill_reserve(self.grantable_pages(slot)) > 0 {
+            self.set_mapped(slot, state(kv).0)?;
+        }
+        let mapped = state(kv).0;
+        kv.set_page_budget(mapped.saturating_add(self.grantable_pages(slot)));
+        let (mapped, budget, _) = state(kv);
+        self.settled[slot.0 as usize] =
+            Some(SettleMark { version: self.version, mapped_pages: mapped, budget });
         Ok(())
     }
 }

@@ -146,3 +146,94 @@ proptest! {
         prop_assert_eq!(pool.mapped_bytes(), 0, "every page is back in the pool");
     }
 }
+
+/// Runs `ops` on three tenants of one pool, settling as the driver does; with `full`, every
+/// settle takes the full path. Returns the state after each op.
+fn settle_trace(
+    capacity: u64,
+    limits: &[u32],
+    reserves: &[(u32, u32)],
+    ops: &[Op],
+    full: bool,
+) -> Vec<String> {
+    let shapes = [(100u64, 4u32), (150, 2), (100, 8)];
+    let mut pool = GpuPool::new(GpuId(0), capacity);
+    let mut tenants: Vec<Tenant> = (0..3)
+        .map(|i| {
+            let (page_bytes, bpp) = shapes[i];
+            let (min, extra) = reserves[i];
+            let mut kv = KvCacheManager::new(limits[i] * bpp, 16, false);
+            kv.enable_elastic(ElasticParams {
+                blocks_per_page: bpp,
+                min_reserve_pages: min,
+                max_reserve_pages: min + extra,
+                max_cached_free_blocks: 0,
+            });
+            let slot = pool.add_tenant(InstanceId(i as u32), page_bytes, limits[i]);
+            Tenant { kv, slot, live: Vec::new(), max_reserve: min + extra }
+        })
+        .collect();
+    let settle = |pool: &mut GpuPool, tn: &mut Tenant| {
+        if full {
+            pool.forget_settles();
+        }
+        pool.settle(tn.slot, &mut tn.kv).unwrap();
+    };
+    let mut trace = Vec::new();
+    let mut next_id = 0;
+    for op in ops {
+        match *op {
+            Op::Add { t, prompt } => {
+                let tn = &mut tenants[t];
+                settle(&mut pool, tn);
+                let mut r = request(next_id, prompt);
+                next_id += 1;
+                if tn.kv.allocate_slots(&mut r, prompt, 0).is_some() {
+                    r.num_computed_tokens = prompt;
+                    tn.live.push(r);
+                }
+                settle(&mut pool, tn);
+            }
+            Op::Grow { t, i, tokens } => {
+                let tn = &mut tenants[t];
+                // A settle with nothing changed since the last (the shortcut's case).
+                settle(&mut pool, tn);
+                let n = tn.live.len().max(1);
+                if let Some(r) = tn.live.get_mut(i % n) {
+                    if tn.kv.allocate_slots(r, tokens, 0).is_some() {
+                        r.num_computed_tokens += tokens;
+                    }
+                }
+                settle(&mut pool, tn);
+            }
+            Op::Free { t, i } => {
+                let tn = &mut tenants[t];
+                if !tn.live.is_empty() {
+                    let mut r = tn.live.swap_remove(i % tn.live.len());
+                    tn.kv.free(&mut r);
+                }
+                settle(&mut pool, tn);
+            }
+        }
+        let kvs: Vec<String> =
+            tenants.iter().map(|t| format!("{:?} {}", t.kv.elastic(), t.kv.num_free_blocks())).collect();
+        trace.push(format!("{} {:?} {kvs:?}", pool.mapped_bytes(), pool.tenants()));
+    }
+    trace
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_settle_skipped_as_unchanged_leaves_what_a_full_settle_does(
+        capacity in 300u64..3000,
+        limits in proptest::collection::vec(1u32..12, 3),
+        reserves in proptest::collection::vec((0u32..3, 0u32..4), 3),
+        ops in proptest::collection::vec(op(), 1..150),
+    ) {
+        let quick = settle_trace(capacity, &limits, &reserves, &ops, false);
+        let full = settle_trace(capacity, &limits, &reserves, &ops, true);
+        prop_assert_eq!(quick, full);
+    }
+}

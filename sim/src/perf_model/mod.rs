@@ -20,7 +20,6 @@ mod prior;
 mod roofline;
 
 pub use prior::{cuda_graph_rule, default_capture_sizes, prior_overheads};
-use roofline::DecodeTerms;
 pub use roofline::Roofline;
 
 use crate::scenario::{
@@ -364,7 +363,7 @@ enum DecodeGpu<'a> {
         graph: f64,
     },
     /// `Roofline::decode_step_time_s` plus the eager term (or 0).
-    Roofline { r: &'a Roofline, terms: DecodeTerms, eager: f64 },
+    Roofline { r: &'a Roofline, terms: roofline::DecodeTerms, eager: f64 },
 }
 
 impl<'a> DecodeGpu<'a> {
@@ -402,7 +401,7 @@ impl<'a> DecodeGpu<'a> {
             DecodeGpu::Linear { base, per_kv_token_s, no_pairs, graph } => {
                 base + per_kv_token_s * kv + no_pairs + graph
             }
-            DecodeGpu::Roofline { r, terms, eager } => r.decode_step_time_s(terms, kv) + eager,
+            DecodeGpu::Roofline { r, ref terms, eager } => r.decode_step_time_s(terms, kv) + eager,
         }
     }
 }

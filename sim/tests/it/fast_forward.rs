@@ -1,9 +1,10 @@
 //! Fast-forward of pure-decode stretches changes nothing: over random small scenarios (presets,
 //! async scheduling on and off, block sizes, budgets, tight KV caches with preemption, prefix
-//! caching on and off, every router policy, open and closed loop with and without re-issue
-//! delays, output delays, drains with work in flight) and the shipped scenarios, a run with
-//! it on writes the same `requests.csv`, `instances.csv` and `summary.json` bytes as a run stepping
-//! every step one by one.
+//! caching on and off, static and elastic KV with small page limits, reserves and map latencies,
+//! instances alone on their GPU or colocated, every router policy, open and closed loop with and
+//! without re-issue delays, output delays, drains with work in flight) and the shipped scenarios,
+//! a run with it on writes the same `requests.csv`, `instances.csv` and `summary.json` bytes as a
+//! run stepping every step one by one.
 
 use proptest::prelude::*;
 use sim::ids::InstanceId;
@@ -76,9 +77,9 @@ fn the_closed_loop_benchmark_scenario_runs_identically_with_and_without_fast_for
 }
 
 #[test]
-fn colocated_and_elastic_instances_never_fast_forward_and_run_identically() {
+fn colocated_instances_never_fast_forward_and_run_identically() {
     // Three instances share one GPU (static split and elastic pool variants): each step must see
-    // its co-tenants' contention and settle pages, so the veto keeps them stepping one by one.
+    // its co-tenants' contention and pool activity, so the veto keeps them stepping one by one.
     let file = load_scenario(&scenarios_dir().join("whatif-three-8b-one-gpu.toml"), &[]).unwrap();
     for scenario in &file.variants {
         for i in 0..scenario.instances.len() {
@@ -94,6 +95,56 @@ fn colocated_and_elastic_instances_never_fast_forward_and_run_identically() {
 fn token_recording_runs_identically_with_and_without_fast_forward() {
     let file = parse_scenario(&small_scenario(&Knobs::default()), Path::new("t.toml"), &[]).unwrap();
     assert_same_output(&file.variants[0], &file.base_dir, true);
+}
+
+#[test]
+fn elastic_instances_alone_on_their_gpu_may_fast_forward() {
+    let file = load_scenario(&scenarios_dir().join("seed-6xh100.toml"), &[]).unwrap();
+    let managed = file.variants.iter().find(|v| v.variant == "managed").unwrap();
+    for i in 0..managed.instances.len() {
+        let mut inst = Instance::new(managed, InstanceId(i as u32));
+        assert!(inst.is_elastic());
+        inst.set_fast_forward(true);
+        assert!(inst.can_fast_forward(), "managed instance {i}");
+    }
+}
+
+#[test]
+fn elastic_stretches_run_identically_through_reserve_refills_and_demand_maps() {
+    // Tiny pages budget, no reserve beyond one page, a visible map latency: stretches must end
+    // before each demand map and refill the reserve exactly when step by step does.
+    for (min_reserve, extra, gib) in [(0, 0, 0.6), (1, 0, 0.6), (2, 3, 1.5), (5, 0, 3.0)] {
+        let k = Knobs {
+            elastic: Some(ElasticKnobs {
+                min_reserve,
+                extra_reserve: extra,
+                max_memory_gib: Some(gib),
+                map_latency_s: 0.003,
+                overhead_factor: 1.07,
+            }),
+            rate: 30.0,
+            num_requests: 80,
+            output: (20, 300),
+            // Samples and polls land inside stretches: pages and pool bytes must read as step by step.
+            sample_s: 0.05,
+            poll_s: 0.07,
+            ..Knobs::default()
+        };
+        let text = small_scenario(&k);
+        let file = parse_scenario(&text, Path::new("ff.toml"), &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_same_output(&file.variants[0], &file.base_dir, false);
+    }
+}
+
+/// Elastic KV knobs of a small scenario.
+#[derive(Clone, Debug)]
+struct ElasticKnobs {
+    min_reserve: u32,
+    extra_reserve: u32,
+    /// Each instance's page limit (small: preemptions and demand maps).
+    max_memory_gib: Option<f64>,
+    map_latency_s: f64,
+    overhead_factor: f64,
 }
 
 /// The random part of a small scenario.
@@ -125,6 +176,10 @@ struct Knobs {
     prefix: (u32, u32, f64),
     drain_s: f64,
     overhead_s: f64,
+    /// Elastic KV (kvcached) instead of static.
+    elastic: Option<ElasticKnobs>,
+    /// The last instance shares GPU 0 with the first (compute contention, one elastic pool).
+    colocate: bool,
 }
 
 impl Default for Knobs {
@@ -152,6 +207,8 @@ impl Default for Knobs {
             prefix: (64, 2, 0.5),
             drain_s: 600.0,
             overhead_s: 0.002,
+            elastic: None,
+            colocate: false,
         }
     }
 }
@@ -159,9 +216,14 @@ impl Default for Knobs {
 const MAX_MODEL_LEN: u32 = 1024;
 
 fn small_scenario(k: &Knobs) -> String {
-    let preset = ["vllm-v1", "vllm-0.6.4", "transformers-cb"][k.preset];
+    // kvcached runs on V1 engines only.
+    let preset = match (&k.elastic, k.preset) {
+        (Some(_), 0) => "vllm-v1",
+        (Some(_), _) => "vllm-0.19.0",
+        (None, p) => ["vllm-v1", "vllm-0.6.4", "transformers-cb"][p],
+    };
     // transformers takes blocks of at least 4 tokens.
-    let block_size = if k.preset == 2 { k.block_size.max(4) } else { k.block_size };
+    let block_size = if preset == "transformers-cb" { k.block_size.max(4) } else { k.block_size };
     // Without chunked prefill vLLM needs the budget to hold a whole max_model_len prompt.
     // vLLM also needs it to hold one token per sequence.
     let budget = k.budget.max(k.max_num_seqs);
@@ -175,6 +237,23 @@ fn small_scenario(k: &Knobs) -> String {
         (None, _) => format!("{{ process = \"poisson\", rate = {} }}", k.rate),
     };
     let async_line = k.async_scheduling.map(|a| format!("async_scheduling = {a}\n")).unwrap_or_default();
+    let kv_lines = match &k.elastic {
+        Some(e) => {
+            let limit = e.max_memory_gib.map_or(String::new(), |g| format!(", max_memory_gib = {g}"));
+            format!(
+                "kv_cache = \"elastic\"\ngpu_memory_utilization = 0.9\nelastic = {{ min_reserve_pages = {}, \
+                 max_reserve_pages = {}, map_latency_s = {}, step_overhead_factor = {}, \
+                 prefix_cache_max_tokens = 512{limit} }}\n",
+                e.min_reserve,
+                e.min_reserve + e.extra_reserve,
+                e.map_latency_s,
+                e.overhead_factor
+            )
+        }
+        // Two static instances on one GPU take a share each.
+        None if k.colocate => "gpu_memory_utilization = 0.45\n".to_string(),
+        None => String::new(),
+    };
     let mut text = format!(
         r#"
 name = "ff"
@@ -191,7 +270,7 @@ enable_chunked_prefill = {chunked}
 enable_prefix_caching = {caching}
 max_model_len = {mml}
 num_gpu_blocks_override = {blocks}
-{async_line}[router]
+{async_line}{kv_lines}[router]
 policy = "{policy}"
 poll_interval_s = {poll}
 [workload.prefix]
@@ -230,11 +309,13 @@ step_overhead_s = {overhead}
         drain = k.drain_s,
         overhead = k.overhead_s,
     );
-    // `replicas` instances of one model and one of another, each on its own GPU.
+    // `replicas` instances of one model and one of another, each on its own GPU, or the last
+    // one on the first's.
     for i in 0..k.replicas {
         text += &format!("[[instances]]\nmodel = \"llama-3.1-8b\"\ngpu = {i}\n");
     }
-    text += &format!("[[instances]]\nmodel = \"qwen2.5-7b\"\ngpu = {}\n", k.replicas);
+    let last_gpu = if k.colocate { 0 } else { k.replicas };
+    text += &format!("[[instances]]\nmodel = \"qwen2.5-7b\"\ngpu = {last_gpu}\n");
     text
 }
 
@@ -272,19 +353,27 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         0.0001f64..0.01,
     );
     let pipeline = (0usize..3, prop::option::of(any::<bool>()), prop::option::of(0.0f64..0.05));
-    (engine, routing, load, pipeline).prop_map(
+    let elastic = prop::option::of(
+        (0u32..4, 0u32..3, prop::option::of(0.3f64..3.0), prop_oneof![Just(0.0), 0.0f64..0.01], 1.0f64..1.3)
+            .prop_map(|(min_reserve, extra_reserve, max_memory_gib, map_latency_s, overhead_factor)| {
+                ElasticKnobs { min_reserve, extra_reserve, max_memory_gib, map_latency_s, overhead_factor }
+            }),
+    );
+    let layout = (elastic, any::<bool>());
+    (engine, routing, load, pipeline, layout).prop_map(
         |(
             (seed, _, chunked, caching, block_size, max_num_seqs, budget, extra_blocks),
             (replicas, policy, poll_s, sample_s),
             (closed_loop, rate, num_requests, prompt, output, prefix, drain_s, overhead_s),
             (preset, async_scheduling, reissue_delay_s),
+            (elastic, colocate),
         )| Knobs {
             seed,
             preset,
             async_scheduling,
             reissue_delay_s,
-            // vLLM V1 and transformers always chunk.
-            chunked: chunked || preset != 1,
+            // vLLM V1 and transformers always chunk (elastic KV runs on V1).
+            chunked: chunked || preset != 1 || elastic.is_some(),
             caching,
             block_size,
             max_num_seqs,
@@ -302,12 +391,14 @@ fn knobs() -> impl Strategy<Value = Knobs> {
             prefix,
             drain_s,
             overhead_s,
+            elastic,
+            colocate,
         },
     )
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn random_small_scenarios_run_identically_with_and_without_fast_forward(k in knobs()) {

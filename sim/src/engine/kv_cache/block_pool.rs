@@ -456,6 +456,14 @@ impl BlockPool {
             return false;
         }
         let mut left = num_blocks;
+        if let Some(pages) = self.elastic.as_deref_mut() {
+            // Free blocks on pages first (they hold no identity: it was evicted when they went
+            // back to their page); once the pages have none, none come back during this call
+            // (popping a cached block touches no page), so the rest are cached blocks.
+            let start = out.len();
+            left -= pages.pop_blocks(left, out);
+            debug_assert!(out[start..].iter().all(|b| self.blocks[b.index()].block_hash.is_none()));
+        }
         while left > 0 {
             if self.elastic.is_none() {
                 let n = self.free_block_queue.pop_anonymous_run(left, out);
@@ -464,11 +472,7 @@ impl BlockPool {
                     continue;
                 }
             }
-            let popped = match self.elastic.as_deref_mut().and_then(ElasticPages::pop_block) {
-                Some(b) => Some(b),
-                None => self.free_block_queue.popleft(),
-            };
-            let Some(block) = popped else { return false };
+            let Some(block) = self.free_block_queue.popleft() else { return false };
             if let Some(old) = self.blocks[block.index()].block_hash.take() {
                 self.evict_cached_block(block, old);
             }
@@ -528,6 +532,24 @@ impl BlockPool {
         self.num_used_blocks -= 1;
         self.blocks[block.index()].block_hash = content;
         self.queue_free_block(block);
+    }
+
+    /// Its request frees the private `blocks` of an elastic pool that keeps no freed block for
+    /// its content (prefix caching off, or a cache cap of 0): each goes straight back to its
+    /// page, the last first, as [`BlockPool::free_private_block`] one by one would (page runs
+    /// in bulk: `ElasticPages::release_blocks`).
+    pub fn free_private_blocks_to_pages(&mut self, blocks: &[BlockId]) {
+        let Some(pages) = self.elastic.as_deref_mut() else {
+            debug_assert!(false, "free_private_blocks_to_pages on a static pool");
+            return;
+        };
+        self.num_used_blocks -= blocks.len() as u32;
+        for &b in blocks {
+            let block = &mut self.blocks[b.index()];
+            debug_assert!(block.block_hash.is_none(), "private block {b} holds an identity");
+            block.ref_cnt = 0;
+        }
+        pages.release_blocks(blocks.iter().rev().copied());
     }
 
     /// Its request, done for good, frees the private `blocks` of a static pool, none holding

@@ -40,6 +40,8 @@ pub struct ElasticParams {
 #[derive(Clone, Debug)]
 pub struct ElasticPages {
     params: ElasticParams,
+    /// `log2(blocks_per_page)` when it is a power of two (the common case): `page_of` shifts.
+    page_shift: Option<u32>,
     num_pages: u32,
     /// Whether each page is mapped.
     mapped: Vec<bool>,
@@ -75,6 +77,7 @@ impl ElasticPages {
         }
         ElasticPages {
             params,
+            page_shift: bpp.is_power_of_two().then(|| bpp.trailing_zeros()),
             num_pages,
             mapped: vec![false; num_pages as usize],
             num_free: vec![bpp; num_pages as usize],
@@ -132,6 +135,13 @@ impl ElasticPages {
         self.num_free_mapped
     }
 
+    /// Free blocks on mapped pages that are not empty: allocations take all of these (fullest
+    /// page first) before any block of an empty page.
+    #[inline]
+    pub fn num_free_blocks_on_used_pages(&self) -> u32 {
+        self.num_free_mapped - self.num_empty_mapped * self.params.blocks_per_page
+    }
+
     /// Blocks an allocation can get without evicting cached blocks: free ones on mapped pages plus
     /// those of the pages the budget still allows to map.
     #[inline]
@@ -148,7 +158,10 @@ impl ElasticPages {
     /// The page block `b` lives on.
     #[inline]
     pub fn page_of(&self, b: BlockId) -> u32 {
-        b.0 / self.params.blocks_per_page
+        match self.page_shift {
+            Some(shift) => b.0 >> shift,
+            None => b.0 / self.params.blocks_per_page,
+        }
     }
 
     /// Whether page `p` is mapped.
@@ -184,6 +197,93 @@ impl ElasticPages {
         self.num_free[page as usize] = n - 1;
         self.num_free_mapped -= 1;
         Some(self.stack[(page * bpp + n - 1) as usize])
+    }
+
+    /// Takes up to `n` free blocks onto `out`, exactly as `n` calls of
+    /// [`ElasticPages::pop_block`] would (same blocks, same order, same pages mapped on demand),
+    /// stopping at the first call that would return `None`; returns how many it took. Pages are
+    /// drained whole: the page a block comes from is the fullest and stays the fullest until
+    /// empty, so its blocks are taken in one go and its bucket moves once.
+    pub fn pop_blocks(&mut self, n: u32, out: &mut Vec<BlockId>) -> u32 {
+        let bpp = self.params.blocks_per_page;
+        let mut left = n;
+        while left > 0 {
+            let page = match self.avail.first() {
+                Some((_, p)) => p,
+                None => {
+                    if self.num_mapped >= self.budget {
+                        break;
+                    }
+                    let Some(p) = self.map_page() else { break };
+                    self.num_demand_maps += 1;
+                    p
+                }
+            };
+            let free = self.num_free[page as usize];
+            debug_assert!(free > 0 && self.mapped[page as usize]);
+            let take = free.min(left);
+            if free == bpp {
+                self.num_empty_mapped -= 1;
+            }
+            self.avail.remove(free, page);
+            if free > take {
+                self.avail.insert(free - take, page);
+            }
+            self.num_free[page as usize] = free - take;
+            self.num_free_mapped -= take;
+            // `pop_block` takes the top of the page's stack first.
+            let base = (page * bpp) as usize;
+            out.extend(self.stack[base + (free - take) as usize..base + free as usize].iter().rev());
+            left -= take;
+        }
+        n - left
+    }
+
+    /// Gives `blocks` back, in order, exactly as [`ElasticPages::release`] one by one would: a
+    /// run of consecutive blocks on one page fills its stack in one go and moves its bucket once
+    /// (a page can only become empty with the last block of its run).
+    pub fn release_blocks(&mut self, blocks: impl IntoIterator<Item = BlockId>) {
+        let bpp = self.params.blocks_per_page;
+        // The open run: its page and the page's free count before it.
+        let mut run: Option<(u32, u32)> = None;
+        for b in blocks {
+            let page = self.page_of(b);
+            match run {
+                Some((p, _)) if p == page => {}
+                Some((p, before)) => {
+                    self.close_release_run(p, before);
+                    run = Some((page, self.num_free[page as usize]));
+                }
+                None => run = Some((page, self.num_free[page as usize])),
+            }
+            let n = self.num_free[page as usize];
+            debug_assert!(self.mapped[page as usize], "block {b} freed on unmapped page {page}");
+            debug_assert!(n < bpp, "block {b} freed twice");
+            self.stack[(page * bpp + n) as usize] = b;
+            self.num_free[page as usize] = n + 1;
+        }
+        if let Some((p, before)) = run {
+            self.close_release_run(p, before);
+        }
+    }
+
+    /// Ends a run of releases on page `p`, which had `before` free blocks: counts and buckets as
+    /// after the last [`ElasticPages::release`] of the run.
+    fn close_release_run(&mut self, p: u32, before: u32) {
+        let bpp = self.params.blocks_per_page;
+        let now = self.num_free[p as usize];
+        self.num_free_mapped += now - before;
+        if before > 0 {
+            self.avail.remove(before, p);
+        }
+        if now < bpp {
+            self.avail.insert(now, p);
+        } else if self.num_empty_mapped < self.params.max_reserve_pages {
+            self.avail.insert(now, p);
+            self.num_empty_mapped += 1;
+        } else {
+            self.unmap_page(p);
+        }
     }
 
     /// Gives block `b` back to its page (it is no longer held, not even by the prefix cache). A
@@ -352,6 +452,92 @@ impl Buckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// One operation on a page table, applied in bulk to one copy and block by block to another.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Take this many blocks.
+        Pop(u32),
+        /// Give back this many held blocks, starting at this offset into the held list (mod).
+        Release(usize, usize),
+        Budget(u32),
+        Refill(u32),
+        Trim,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u32..40).prop_map(Op::Pop),
+            4 => (0usize..1000, 0usize..40).prop_map(|(at, n)| Op::Release(at, n)),
+            1 => (0u32..12).prop_map(Op::Budget),
+            1 => (0u32..4).prop_map(Op::Refill),
+            1 => Just(Op::Trim),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_page_of_a_block_by_shift_equals_division(bpp in 1u32..300, block in 0u32..1_000_000) {
+            let p = ElasticParams {
+                blocks_per_page: bpp,
+                min_reserve_pages: 0,
+                max_reserve_pages: 0,
+                max_cached_free_blocks: 0,
+            };
+            prop_assert_eq!(ElasticPages::new(1, p).page_of(BlockId(block)), block / bpp);
+        }
+
+        #[test]
+        fn bulk_pops_and_releases_match_one_block_at_a_time(
+            num_pages in 1u32..10,
+            bpp in 1u32..9,
+            min in 0u32..3,
+            extra in 0u32..3,
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            let p = ElasticParams {
+                blocks_per_page: bpp,
+                min_reserve_pages: min,
+                max_reserve_pages: min + extra,
+                max_cached_free_blocks: 0,
+            };
+            let (mut bulk, mut one) = (ElasticPages::new(num_pages, p), ElasticPages::new(num_pages, p));
+            let mut held: Vec<BlockId> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Pop(n) => {
+                        let mut got = Vec::new();
+                        let k = bulk.pop_blocks(n, &mut got);
+                        let want: Vec<BlockId> = (0..n).map_while(|_| one.pop_block()).collect();
+                        prop_assert_eq!(k as usize, got.len());
+                        prop_assert_eq!(&got, &want);
+                        held.extend(got);
+                    }
+                    Op::Release(at, n) if !held.is_empty() => {
+                        // A contiguous slice of the held blocks (often runs on one page), in order.
+                        let at = at % held.len();
+                        let n = n.min(held.len() - at);
+                        let gone: Vec<BlockId> = held.drain(at..at + n).collect();
+                        bulk.release_blocks(gone.iter().copied());
+                        for &b in &gone {
+                            one.release(b);
+                        }
+                    }
+                    Op::Release(..) => {}
+                    Op::Budget(b) => {
+                        bulk.set_budget(b);
+                        one.set_budget(b);
+                    }
+                    Op::Refill(g) => prop_assert_eq!(bulk.refill_reserve(g), one.refill_reserve(g)),
+                    Op::Trim => prop_assert_eq!(bulk.trim(), one.trim()),
+                }
+                bulk.check_invariants();
+                prop_assert_eq!(format!("{bulk:?}"), format!("{one:?}"));
+                prop_assert_eq!(bulk.take_num_demand_maps(), one.take_num_demand_maps());
+            }
+        }
+    }
 
     fn params(bpp: u32, min: u32, max: u32) -> ElasticParams {
         ElasticParams {

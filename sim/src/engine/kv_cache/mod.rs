@@ -98,6 +98,31 @@ impl KvCacheManager {
         self.capacity.saturating_sub(self.block_pool.num_used_blocks())
     }
 
+    /// Blocks an allocation can take without mapping a page: [`KvCacheManager::num_free_blocks`]
+    /// when static; when elastic, only the free blocks on pages mapped now (the reserve
+    /// included), which never evict a cached block either. Decode stretches stay within it.
+    #[inline]
+    pub fn num_free_blocks_without_mapping(&self) -> u32 {
+        let free = self.num_free_blocks();
+        match self.block_pool.elastic() {
+            None => free,
+            Some(e) => free.min(e.num_free_mapped_blocks()),
+        }
+    }
+
+    /// Elastic: free blocks on mapped pages that hold some block, i.e. those allocations take
+    /// before touching an empty (reserve) page; `u32::MAX` when static (no pages).
+    #[inline]
+    pub fn num_free_blocks_on_used_pages(&self) -> u32 {
+        self.block_pool.elastic().map_or(u32::MAX, ElasticPages::num_free_blocks_on_used_pages)
+    }
+
+    /// Whether the KV cache is elastic (kvcached pages).
+    #[inline]
+    pub fn is_elastic(&self) -> bool {
+        self.block_pool.elastic().is_some()
+    }
+
     /// Blocks that may be in use at once.
     pub fn capacity(&self) -> u32 {
         self.capacity
@@ -440,6 +465,24 @@ impl KvCacheManager {
     /// past the shared content keep their identity (`Own`) when prefix caching is on.
     fn free_blocks_one_by_one(&mut self, req: &Request) {
         let first_private = self.num_shared_blocks(req);
+        if let Some(e) = self.block_pool.elastic()
+            && (!self.enable_caching || e.params().max_cached_free_blocks == 0)
+        {
+            // Nothing freed is kept for its content: the blocks past the shared content go
+            // straight back to their pages (in bulk, same order), then the shared ones as below.
+            // Without prefix caching no block is ever registered as shared: all go in bulk.
+            let start =
+                if self.enable_caching { (first_private as usize).min(req.block_table.len()) } else { 0 };
+            self.block_pool.free_private_blocks_to_pages(&req.block_table[start..]);
+            for &b in req.block_table[..start].iter().rev() {
+                if self.block_pool.is_shared(b) {
+                    self.block_pool.free_shared_block(b);
+                } else {
+                    self.block_pool.free_private_block(b, None);
+                }
+            }
+            return;
+        }
         // Blocks taken ahead of the tokens (vLLM 0.6.4 allocates a whole sequence at admission)
         // hold nothing yet.
         let filled = self.num_blocks_for(req.num_computed_tokens + req.num_scheduled_tokens);

@@ -13,7 +13,11 @@
 //! request, one block allocation. The stretch ends with the first step in which a request reaches
 //! `max_tokens` (applying it finishes those requests as `update_from_output` does) and before the
 //! first step whose allocations would not fit the free blocks (preemption is left to a normal
-//! step).
+//! step). With elastic KV (kvcached) only the free blocks on pages already mapped count: the
+//! stretch ends before a step that would have to map a page on demand (whose map latency
+//! lengthens that step), and the owner's pool settles run between the steps where the
+//! step-by-step driver's would change something (the background reserve refill then maps pages
+//! exactly when it would have: see [`Scheduler::allocate_decode_steps`]).
 //!
 //! Block allocations take the blocks `allocate_slots` would, in exactly the order the
 //! step-by-step path makes them (by step, then running order), so block ids, the free queue's LRU
@@ -31,6 +35,7 @@
 //! then truncates the stretch so the newcomer joins the next normal step).
 
 use super::{Scheduler, StepEvents};
+use crate::engine::kv_cache::KvCacheManager;
 use crate::engine::request::{Request, RequestStatus};
 use crate::time::{SimDuration, SimTime};
 
@@ -149,8 +154,10 @@ impl Scheduler {
         }
         sort_alloc_entries(&mut self.stretch_order);
         // Allocations through step k = q * n + #(first_step <= r) for k = q * block_size + r.
+        // Elastic KV: only blocks on pages mapped now count, so no step of the stretch maps a
+        // page on demand (which would lengthen that step by the map latency).
         let n = self.running.len() as u32;
-        let free = self.kv_cache_manager.num_free_blocks();
+        let free = self.kv_cache_manager.num_free_blocks_without_mapping();
         let (q, spare) = (free / n, free % n);
         let block_limit = match self.stretch_order.get(spare as usize) {
             Some(e) => u64::from(q) * u64::from(block_size) + u64::from(e.first_step) - 1,
@@ -192,12 +199,84 @@ impl Scheduler {
     /// Makes the block allocations of the open stretch's steps up to `through_step` (those that
     /// have begun), in the step-by-step order, so `kv_cache_usage` and the block pool are as the
     /// step-by-step path would have them.
-    pub fn allocate_decode_steps(&mut self, through_step: u32) {
+    ///
+    /// With `settle` (elastic KV), `settle` runs where the step-by-step driver's settle right
+    /// after scheduling a step could change anything (its reserve refill decides which page later
+    /// blocks come from): after each step whose blocks reach into an empty (reserve) page. Steps
+    /// whose blocks all come from partly used pages map nothing and leave the reserve as it is, so the
+    /// settles between them are no-ops and they are allocated in one go, settled once at the end;
+    /// steps that allocate nothing change nothing either.
+    pub fn allocate_decode_steps(
+        &mut self,
+        through_step: u32,
+        settle: Option<&mut dyn FnMut(&mut KvCacheManager)>,
+    ) {
         let Some(mut st) = self.stretch else { return };
         let through = through_step.min(st.shape.num_steps);
         if through <= st.allocated {
             return;
         }
+        match settle {
+            None => self.allocate_decode_blocks_through(&mut st, through),
+            Some(settle) => {
+                let block_size = self.kv_cache_manager.block_size();
+                loop {
+                    // The step of the next allocation due in the cycle.
+                    let next = self.stretch_order[st.pos as usize].first_step + st.round * block_size;
+                    if next > through {
+                        break;
+                    }
+                    // Steps whose blocks all come from partly used mapped pages map nothing and
+                    // leave the reserve alone: the settles between them change nothing, so they
+                    // are allocated in one go (one pop per page); the step that reaches into an
+                    // empty page is allocated on its own, then settled.
+                    let safe = self.kv_cache_manager.num_free_blocks_on_used_pages();
+                    let upto = self.last_decode_step_within(&st, through, safe).unwrap_or(next);
+                    self.allocate_decode_blocks_through(&mut st, upto);
+                    settle(&mut self.kv_cache_manager);
+                }
+            }
+        }
+        st.allocated = through;
+        self.stretch = Some(st);
+    }
+
+    /// The last step (at most `through`) such that the allocations not yet made from `st`'s
+    /// cycle position through it number at most `max_blocks`; `None` when the next step's alone
+    /// exceed it.
+    fn last_decode_step_within(&self, st: &StretchState, through: u32, max_blocks: u32) -> Option<u32> {
+        let block_size = self.kv_cache_manager.block_size();
+        let n = self.stretch_order.len() as u32;
+        let (mut pos, mut round) = (st.pos, st.round);
+        let mut count = 0u32;
+        let mut current: Option<u32> = None;
+        let mut complete = None;
+        // Due steps never decrease along the cycle, and a step's allocations are consecutive.
+        loop {
+            let due = self.stretch_order[pos as usize].first_step + round * block_size;
+            if current != Some(due) {
+                complete = current.or(complete);
+                if due > through {
+                    return complete;
+                }
+                current = Some(due);
+            }
+            count += 1;
+            if count > max_blocks {
+                return complete;
+            }
+            pos += 1;
+            if pos == n {
+                pos = 0;
+                round += 1;
+            }
+        }
+    }
+
+    /// Makes the stretch's allocations due through step `through` not yet made (advancing `st`'s
+    /// cycle position): counts them, takes their blocks in one go, then hands them out in the
+    /// step-by-step order.
+    fn allocate_decode_blocks_through(&mut self, st: &mut StretchState, through: u32) {
         let block_size = self.kv_cache_manager.block_size();
         let n = self.stretch_order.len() as u32;
         // The allocations are a cycle over `stretch_order`, one round per `block_size` steps:
@@ -211,6 +290,9 @@ impl Scheduler {
                 st.pos = 0;
                 st.round += 1;
             }
+        }
+        if count == 0 {
+            return;
         }
         let mut blocks = std::mem::take(&mut self.stretch_blocks);
         blocks.clear();
@@ -231,8 +313,6 @@ impl Scheduler {
             }
         }
         self.stretch_blocks = blocks;
-        st.allocated = through;
-        self.stretch = Some(st);
     }
 
     /// Closes the open stretch after applying its first `num_steps` steps (those that ended) as
@@ -255,7 +335,11 @@ impl Scheduler {
     ) {
         let Some(st) = self.stretch else { return };
         let num_steps = num_steps.min(st.shape.num_steps);
-        self.allocate_decode_steps(num_steps);
+        debug_assert!(
+            st.allocated >= num_steps || !self.kv_cache_manager.is_elastic(),
+            "elastic KV: allocate the applied steps with their settles first"
+        );
+        self.allocate_decode_steps(num_steps, None);
         self.stretch = None;
         if num_steps == 0 {
             return;
@@ -300,6 +384,9 @@ impl Scheduler {
 mod tests {
     use super::super::tests::{config, request};
     use super::*;
+    use crate::cluster::{GpuPool, PoolSlot};
+    use crate::engine::kv_cache::ElasticParams;
+    use crate::ids::{GpuId, InstanceId};
     use crate::scenario::EnginePreset;
 
     /// Steps `s` one step at a time for `n` steps of duration `d` from `t`; returns the end.
@@ -341,9 +428,113 @@ mod tests {
             step_by_step(&mut a, 40, &mut ta, 7, &mut ea);
             let shape = b.begin_decode_stretch(2, 40).expect("pure decode");
             assert_eq!((shape.num_seqs, shape.num_steps), (3, 40));
-            b.allocate_decode_steps(17);
+            b.allocate_decode_steps(17, None);
             b.finish_decode_stretch(40, SimTime(tb + 7), SimTime(tb + 280), SimDuration(7), &mut eb);
             assert_eq!(state(&a), state(&b), "{preset:?} chunked={chunked} caching={caching}");
+        }
+    }
+
+    /// Elastic KV: the scheduler, its pool tenant and the pool's settles as `Instance` makes them.
+    struct Elastic {
+        s: Scheduler,
+        pool: GpuPool,
+        slot: PoolSlot,
+    }
+
+    impl Elastic {
+        fn new(min: u32, max: u32) -> Elastic {
+            let mut s = Scheduler::new(&config(EnginePreset::VllmV1, true, false), 64);
+            s.kv_cache_manager_mut().enable_elastic(ElasticParams {
+                blocks_per_page: 4,
+                min_reserve_pages: min,
+                max_reserve_pages: max,
+                max_cached_free_blocks: 0,
+            });
+            for (id, prompt) in [(0, 37), (1, 16), (2, 50), (3, 5)] {
+                s.add_request(request(id, prompt, 400, None)).unwrap();
+            }
+            let mut pool = GpuPool::new(GpuId(0), 16 * 100);
+            let slot = pool.add_tenant(InstanceId(0), 100, 16);
+            Elastic { s, pool, slot }
+        }
+
+        fn settle(&mut self) {
+            self.pool.settle(self.slot, self.s.kv_cache_manager_mut()).unwrap();
+        }
+
+        /// `n` steps of duration `d` from `t`, settling before and after scheduling and after
+        /// each step (`Instance::begin_step_on`, `end_step_on`).
+        fn steps(&mut self, n: u32, t: &mut u64, d: u64, ev: &mut StepEvents) {
+            for _ in 0..n {
+                self.settle();
+                self.s.schedule();
+                self.settle();
+                *t += d;
+                self.s.update_from_output(SimTime(*t), ev);
+                self.settle();
+            }
+        }
+
+        /// The state, less the demand-map count (`Instance::begin_step` takes it every step).
+        fn state(&mut self) -> String {
+            self.s.kv_cache_manager_mut().take_num_demand_maps();
+            let kv = self.s.kv_cache_manager();
+            format!(
+                "{} {:?} {} {:?}",
+                state(&self.s),
+                kv.elastic(),
+                self.pool.mapped_bytes(),
+                self.pool.tenants()
+            )
+        }
+    }
+
+    #[test]
+    fn an_elastic_stretch_takes_the_blocks_and_maps_the_pages_step_by_step_decoding_does() {
+        for (min, max) in [(0, 0), (1, 1), (1, 3), (3, 3)] {
+            let (mut a, mut b) = (Elastic::new(min, max), Elastic::new(min, max));
+            let (mut ta, mut tb) = (0, 0);
+            let (mut ea, mut eb) = (StepEvents::default(), StepEvents::default());
+            a.steps(4, &mut ta, 10, &mut ea);
+            b.steps(4, &mut tb, 10, &mut eb);
+            assert_eq!(a.state(), b.state());
+            let mut total = 0;
+            // Several stretches: each ends before a step that would map a page on demand.
+            while total < 150 {
+                b.settle();
+                let Some(shape) = b.s.begin_decode_stretch(1, 150) else {
+                    // A step that maps on demand (or nothing to stretch): one step each.
+                    a.steps(1, &mut ta, 7, &mut ea);
+                    b.steps(1, &mut tb, 7, &mut eb);
+                    total += 1;
+                    continue;
+                };
+                let k = shape.num_steps;
+                // `Instance::begin_step` takes the count every step.
+                a.s.kv_cache_manager_mut().take_num_demand_maps();
+                a.steps(k, &mut ta, 7, &mut ea);
+                assert_eq!(a.s.kv_cache_manager_mut().take_num_demand_maps(), 0, "a stretch step mapped");
+                assert_eq!(
+                    a.s.kv_cache_manager_mut().take_num_demand_maps(),
+                    0,
+                    "min {min}: a stretch step mapped"
+                );
+                let Elastic { s, pool, slot } = &mut b;
+                let mut settle = |kv: &mut KvCacheManager| pool.settle(*slot, kv).unwrap();
+                s.allocate_decode_steps(k / 2, Some(&mut settle));
+                s.allocate_decode_steps(k, Some(&mut settle));
+                s.finish_decode_stretch(
+                    k,
+                    SimTime(tb + 7),
+                    SimTime(tb + 7 * u64::from(k)),
+                    SimDuration(7),
+                    &mut eb,
+                );
+                tb += 7 * u64::from(k);
+                b.settle();
+                assert_eq!(a.state(), b.state(), "min {min} max {max} after {total} steps + {k}");
+                total += k;
+            }
         }
     }
 
