@@ -109,11 +109,17 @@ struct ClientRows {
     bursts: Vec<BurstInfo>,
 }
 
-/// The output-delay estimate from lone requests.
+/// The output delay: fitted by simulating the calibration runs (`delay`), with the lone-request
+/// estimate beside it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutputDelay {
-    /// Median of TTFT minus the modelled prefill, seconds (0 when nothing was measured).
+    /// The delay written to the profile, seconds: the simulated fit's where there is one, else
+    /// the lone-request median (0 when nothing was measured).
     pub value_s: f64,
+    /// The fit by simulation of the calibration runs' streams.
+    pub simulated: Option<crate::delay::DelayFit>,
+    /// Median of lone requests' TTFT minus their modelled prefill, seconds.
+    pub lone_s: f64,
     /// Requests it came from.
     pub requests: usize,
     /// 10th and 90th percentiles of the same, seconds.
@@ -247,7 +253,15 @@ fn estimate_output_delay(
     }
     d.sort_by(f64::total_cmp);
     let pct = |q| percentile(&d, q).unwrap_or(0.0);
-    OutputDelay { value_s: pct(50.0).max(0.0), requests: d.len(), p10_s: pct(10.0), p90_s: pct(90.0) }
+    let lone_s = pct(50.0).max(0.0);
+    OutputDelay {
+        value_s: lone_s,
+        simulated: None,
+        lone_s,
+        requests: d.len(),
+        p10_s: pct(10.0),
+        p90_s: pct(90.0),
+    }
 }
 
 /// Rows from the step logs of every run dir.
@@ -309,12 +323,9 @@ fn client_rows(
                     format!("instance {name}: {reason}"),
                 )
             })?;
-            let opts = ReconOptions {
-                budget: s.instances[i].engine.max_num_batched_tokens,
-                arrival_margin_s: margin,
-                lag,
-            };
-            let (steps, c) = replay(&reqs, &b, &opts);
+            let opts = ReconOptions { arrival_margin_s: margin, lag };
+            let engine = sim::instance::Instance::new(s, sim::InstanceId(i as u32));
+            let (steps, c) = replay(&engine, s.instances[i].model, &reqs, &b, &opts);
             counts.add(&c);
             info.push(BurstInfo {
                 instance: format!("{} {name}", run.path().display()),
@@ -398,7 +409,14 @@ pub fn calibrate(opts: &CalibrateOptions) -> Result<Calibration, CalibrationErro
             match fit_nnls(&got.rows, &terms) {
                 Ok(fit) => {
                     r2_by_lag.push((lag, fit.r2));
-                    if best.as_ref().is_none_or(|b| fit.r2 > b.1.r2) {
+                    // The lag under which the replay agrees with more of the client's steps; at a
+                    // tie, the better fit. (A wrong lag pairs bursts with the wrong steps, so most
+                    // of its batches contradict the tokens seen.)
+                    let better = |b: &(ClientRows, Fit, usize)| {
+                        (got.counts.used, fit.r2).partial_cmp(&(b.0.counts.used, b.1.r2))
+                            == Some(std::cmp::Ordering::Greater)
+                    };
+                    if best.as_ref().is_none_or(better) {
                         best = Some((got, fit, lag));
                     }
                 }
@@ -410,12 +428,13 @@ pub fn calibrate(opts: &CalibrateOptions) -> Result<Calibration, CalibrationErro
         };
         notes.push(format!(
             "steps reconstructed from client chunk timestamps: {} of {} steps usable; pipeline lag {lag} \
-             step(s) fitted best",
+             step(s) agreed with the most steps",
             counts.used, counts.steps
         ));
         notes.push(
-            "assumed: vLLM V1 first-come-first-served chunked prefill within max_num_batched_tokens, \
-             no prefix-cache hits, no CUDA-graph padding (its cost folds into the decode and fixed terms)"
+            "assumed: the run's engine preset schedules as the simulator's instance does (admission, \
+             chunked prefill, async scheduling's join rule), no prefix-cache hits, no CUDA-graph \
+             padding (its cost folds into the decode and fixed terms)"
                 .into(),
         );
         (rows, Method::Client { lag, r2_by_lag, counts, bursts }, fit, None)
@@ -428,15 +447,30 @@ pub fn calibrate(opts: &CalibrateOptions) -> Result<Calibration, CalibrationErro
          CPU work of each step"
             .into(),
     );
-    let output_delay = estimate_output_delay(&runs, &target, &fit.model, graphs.as_ref());
-    notes.push(if output_delay.requests > 0 {
-        format!(
+    let mut output_delay = estimate_output_delay(&runs, &target, &fit.model, graphs.as_ref());
+    // Search up to twice the lone requests' spread or 100 ms, whichever is more.
+    let upper = (2.0 * output_delay.p90_s).max(0.1);
+    output_delay.simulated =
+        crate::delay::fit_output_delay(&runs, &target, &fit.model.coefficients, graphs.as_ref(), upper);
+    notes.push(match &output_delay.simulated {
+        Some(f) => {
+            output_delay.value_s = f.value_s;
+            format!(
+                "output_delay_s fitted by simulating the calibration runs' request streams with these \
+                 step costs under the preset's join rule: the delay whose TTFT p50/p90 match the measured \
+                 ones best (mean |ln(sim/live)| {:.3}); lone requests alone would say {:.1} ms ({} requests, \
+                 TTFT minus modelled prefill)",
+                f.objective,
+                output_delay.lone_s * 1e3,
+                output_delay.requests
+            )
+        }
+        None if output_delay.requests > 0 => format!(
             "output_delay_s = median TTFT minus modelled prefill of {} requests that had their instance \
-             to themselves (includes client-engine latency)",
+             to themselves (includes client-engine latency); the runs could not be simulated",
             output_delay.requests
-        )
-    } else {
-        "output_delay_s not identified (no request had its instance to itself): 0".into()
+        ),
+        None => "output_delay_s not identified (no request had its instance to itself): 0".into(),
     });
 
     let data: Vec<String> = runs.iter().map(|r| r.path().display().to_string()).collect();

@@ -12,10 +12,12 @@
 
 mod calibrate;
 pub mod dataset;
+pub mod delay;
 mod error;
 pub mod fit;
 pub mod profile;
 pub mod reconstruct;
+mod replay;
 mod report;
 pub mod step;
 pub mod steps_log;

@@ -12,33 +12,37 @@
 //!    threshold sits well below the shortest step and well above the spread of one burst (the
 //!    report prints the 99th percentile of that spread next to it). A burst's time is its earliest
 //!    arrival (delivery delays are never negative).
-//! 2. **Batches.** In the step ending at burst `k`: the decodes are the requests whose token `i >=
-//!    1` came in it (context after the step: prompt + `i`); the requests whose first token came in
-//!    it finished their prompt there. A chunk of `t` tokens (stream intervals > 1) is spread over
-//!    the `t` bursts ending at it. A request skipping bursts between two tokens (preempted, or
-//!    starved of budget) makes the burst where it reappears unusable.
-//! 3. **Prompt chunks**, replayed as vLLM V1 schedules (`Scheduler.schedule`, vllm 0.11): decodes
-//!    first, then prompts first come first served within `max_num_batched_tokens` (from the run's
-//!    scenario), a prompt too long for what is left chunked. A prompt finished in step `k` computed
-//!    all its remaining tokens there. A request that had surely arrived by the step's start (sent
-//!    more than the arrival margin before it) and is still waiting takes what budget is left as a
-//!    chunk; if its whole remainder would have fit, the replay contradicts the observation and the
-//!    step is unusable; a request sent within the margin of the start makes it unusable too (it may
-//!    or may not have made the step).
+//! 2. **Steps.** The tokens of burst `k` are the tokens of step `k`: a request's first token there
+//!    means its prompt finished in step `k`; token `i >= 1` means it decoded there. A chunk of `t`
+//!    tokens (stream intervals > 1) is spread over the `t` bursts ending at it.
+//! 3. **Replay** (`replay.rs`): the run's own engine instance from the simulator
+//!    (`sim::instance::Instance`, built from the run's resolved scenario: the preset's scheduler and
+//!    admission rule, its KV blocks, async scheduling's join rule) is stepped through the bursts:
+//!    each request joins when the client sent it, each step begins when the previous one ended
+//!    (or, after an idle engine, at the arrival that woke it) and ends at its burst. The instance
+//!    decides the batch (prompt chunks the client cannot see included); the step is kept only when
+//!    the tokens the instance samples in it are exactly those the client saw. A request sent within
+//!    the arrival margin of a boundary where it matters (the step's start, or with async
+//!    scheduling the previous step's start) is tried both ways; the observation picks one, and
+//!    where both fit with different batches the step is left out. No scheduling rule is written
+//!    in this crate.
 //! 4. **Durations.** A step started when the previous one ended only if some request was still
 //!    unfinished then; steps after an idle engine started at an arrival the client cannot time
 //!    exactly, so they are left out. With a pipeline lag of `L` steps (tokens of step `k` reach the
 //!    client when step `k + L` ends) the duration of step `k` is the time between bursts
-//!    `k - L - 1` and `k - L`; `calibrate` tries `L` = 0 and 1 and keeps the better fit.
+//!    `k - L - 1` and `k - L`, kept when steps `k - L ..= k` all ran back to back; `calibrate`
+//!    tries `L` = 0 and 1 and keeps the better fit.
 //!
 //! Assumed, not identifiable from client data: no prefix-cache hits (prompts are random token ids;
 //! calibration scenarios turn prefix caching off), no CUDA-graph padding (its cost folds into the
-//! decode and fixed terms), vLLM V1's first-come-first-served chunking, every step visible (true
-//! when `max_num_batched_tokens` is at least the longest prompt: some request always finishes its
+//! decode and fixed terms), the run's engine preset, every step visible (true when
+//! `max_num_batched_tokens` is at least the longest prompt: some request always finishes its
 //! prompt or decodes).
 
 use crate::step::StepFeatures;
 use sim::metrics::percentile;
+
+pub use crate::replay::replay;
 
 /// One request as the client saw it.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,11 +55,16 @@ pub struct ClientRequest {
     pub chunks: Vec<(f64, u32)>,
 }
 
+impl ClientRequest {
+    /// Output tokens the client received (a chunk carries at least one).
+    pub fn output_tokens(&self) -> u32 {
+        self.chunks.iter().map(|c| c.1.max(1)).sum()
+    }
+}
+
 /// Settings of one reconstruction.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReconOptions {
-    /// The engine's `max_num_batched_tokens`.
-    pub budget: u32,
     /// A request sent within this long before a step started may or may not be in it, seconds.
     pub arrival_margin_s: f64,
     /// Pipeline lag, steps.
@@ -195,169 +204,31 @@ pub fn bursts(reqs: &[ClientRequest]) -> Result<Bursts, String> {
     })
 }
 
-/// How a step began.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Start {
-    /// Right as the previous step ended (some request was unfinished).
-    Busy,
-    /// A request arrived about when the previous step ended.
-    Ambiguous,
-    /// After an idle engine (or the first step).
-    Idle,
-}
-
-/// Replays the steps of one instance (see the module doc).
-pub fn replay(reqs: &[ClientRequest], b: &Bursts, opts: &ReconOptions) -> (Vec<ReconStep>, ReconCounts) {
-    let n = b.times.len();
-    let mut decodes: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
-    let mut completions: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut broken = vec![false; n];
-    // The burst of the first and last token of each placed request.
-    let mut first = vec![usize::MAX; reqs.len()];
-    let mut last = vec![0usize; reqs.len()];
-    for (r, tb) in b.token_burst.iter().enumerate() {
-        if tb.is_empty() {
-            continue;
-        }
-        first[r] = tb[0];
-        last[r] = tb[tb.len() - 1];
-        completions[tb[0]].push(r);
-        for (i, w) in tb.windows(2).enumerate() {
-            decodes[w[1]].push((r, i + 1));
-            if w[1] > w[0] + 1 {
-                broken[w[1]] = true;
-            }
-        }
-    }
-    // Chunks of requests that could not be placed: the steps they arrived in are unknown batches.
-    for (r, q) in reqs.iter().enumerate() {
-        if b.token_burst[r].is_empty() {
-            for &(t, _) in &q.chunks {
-                let k = b.times.partition_point(|&x| x <= t).saturating_sub(1);
-                if let Some(x) = broken.get_mut(k) {
-                    *x = true;
-                }
-            }
-        }
-    }
-    let mut order: Vec<usize> = (0..reqs.len()).filter(|&r| first[r] != usize::MAX).collect();
-    order.sort_by(|&x, &y| reqs[x].send_s.total_cmp(&reqs[y].send_s).then(x.cmp(&y)));
-    let sends: Vec<f64> = order.iter().map(|&r| reqs[r].send_s).collect();
-    let mut prefix_last = Vec::with_capacity(order.len());
-    let mut m = 0usize;
-    for &r in &order {
-        m = m.max(last[r]);
-        prefix_last.push(m);
-    }
-    // Any request sent before `t` still unfinished at step `k`?
-    let unfinished_sent_before = |t: f64, k: usize| -> bool {
-        let cnt = sends.partition_point(|&s| s < t);
-        cnt > 0 && prefix_last[cnt - 1] >= k
-    };
-    let mut rem: Vec<u64> = reqs.iter().map(|q| u64::from(q.prompt_tokens)).collect();
-    // Requests whose prompt progress the replay lost track of (it could not tell whether they
-    // took a chunk): the step that finishes their prompt is unusable too.
-    let mut lost = vec![false; reqs.len()];
-    let mut pending: Vec<usize> = order.clone();
-    let margin = opts.arrival_margin_s.max(0.0);
-    let mut steps = Vec::with_capacity(n);
-    let mut counts = ReconCounts { steps: n, ..ReconCounts::default() };
-    for k in 0..n {
-        // The previous step's end, as the client timed it.
-        let prev_end = k.checked_sub(opts.lag + 1).map(|j| b.times[j]);
-        let start_kind = match prev_end {
-            None => Start::Idle,
-            Some(e) if unfinished_sent_before(e - margin, k) => Start::Busy,
-            Some(e) if unfinished_sent_before(e, k) => Start::Ambiguous,
-            Some(_) => Start::Idle,
-        };
-        let mut f = StepFeatures { num_steps: 1, ..StepFeatures::default() };
-        let mut bad = broken[k];
-        let mut ambiguous = start_kind == Start::Ambiguous;
-        let mut inferred = false;
-        for &(r, i) in &decodes[k] {
-            f.add_decode(u64::from(reqs[r].prompt_tokens) + i as u64);
-        }
-        let mut budget = u64::from(opts.budget).checked_sub(decodes[k].len() as u64).unwrap_or_else(|| {
-            bad = true;
-            0
-        });
-        let mut done: Vec<usize> = completions[k].clone();
-        done.sort_by(|&x, &y| reqs[x].send_s.total_cmp(&reqs[y].send_s));
-        // After an idle engine the step began when its first request arrived.
-        let woke = done
-            .iter()
-            .chain(pending.iter().filter(|&&r| rem[r] > 0))
-            .map(|&r| reqs[r].send_s)
-            .fold(f64::INFINITY, f64::min);
-        for &r in &done {
-            let p = u64::from(reqs[r].prompt_tokens);
-            let n_new = rem[r];
-            bad |= lost[r];
-            f.add_prefill_chunk(p - n_new, n_new);
-            if n_new > budget {
-                bad = true;
-            }
-            budget = budget.saturating_sub(n_new);
-            rem[r] = 0;
-        }
-        pending.retain(|&r| rem[r] > 0);
-        // Who had surely arrived by the step's start, and who might have.
-        let (sure, maybe) = match (start_kind, prev_end) {
-            (Start::Idle, _) => (woke, woke + margin),
-            (_, Some(e)) => (e - margin, e),
-            (_, None) => (f64::NEG_INFINITY, f64::NEG_INFINITY),
-        };
-        for &r in &pending {
-            let s = reqs[r].send_s;
-            if budget == 0 || s > maybe {
-                break;
-            }
-            let arrived = if start_kind == Start::Idle { s <= sure } else { s < sure };
-            if !arrived {
-                ambiguous = true;
-                lost[r] = true;
-                break;
-            }
-            if rem[r] <= budget {
-                bad = true;
-                lost[r] = true;
-                break;
-            }
-            let p = u64::from(reqs[r].prompt_tokens);
-            f.add_prefill_chunk(p - rem[r], budget);
-            rem[r] -= budget;
-            budget = 0;
-            inferred = true;
-        }
-        if bad || ambiguous {
-            // What this step computed is uncertain, so is the progress of every prompt that may
-            // have shared it.
-            for &r in pending.iter().take_while(|&&r| reqs[r].send_s <= maybe) {
-                lost[r] = true;
-            }
-        }
-        let duration = k
-            .checked_sub(opts.lag + 1)
-            .map(|j| b.times[j + 1] - b.times[j])
-            .filter(|d| *d > 0.0 && start_kind == Start::Busy && !bad && !ambiguous);
-        match (duration, start_kind) {
-            (Some(_), _) => {
-                counts.used += 1;
-                counts.inferred_chunks += usize::from(inferred);
-            }
-            (None, Start::Idle) => counts.idle_start += 1,
-            (None, _) if bad => counts.inconsistent += 1,
-            (None, _) => counts.ambiguous += 1,
-        }
-        steps.push(ReconStep { burst_s: b.times[k], duration_s: duration, features: f });
-    }
-    (steps, counts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Replays `client` with a synchronous vllm-v1 instance of `budget` batched tokens (prefix
+    /// caching off, KV plentiful): the toy engine's rules.
+    fn replay_v1(
+        client: &[ClientRequest],
+        b: &Bursts,
+        budget: u32,
+        margin: f64,
+        lag: usize,
+    ) -> (Vec<ReconStep>, ReconCounts) {
+        let text = format!(
+            "name = \"t\"\n[cluster]\ngpu = \"H200\"\n[defaults.engine]\npreset = \"vllm-v1\"\n\
+             async_scheduling = false\nenable_prefix_caching = false\nmax_num_batched_tokens = {budget}\n\
+             max_num_seqs = 64\n[[instances]]\nmodel = \"llama-3.1-8b\"\ngpu = 0\n[workload]\n\
+             [[workload.phases]]\nnum_requests = 1\narrival = {{ process = \"closed_loop\", concurrency = 1 }}\n\
+             input_tokens = {{ dist = \"fixed\", value = 10 }}\noutput_tokens = {{ dist = \"fixed\", value = 10 }}\n"
+        );
+        let file = sim::scenario::parse_scenario(&text, std::path::Path::new("t.toml"), &[]).unwrap();
+        let s = &file.variants[0];
+        let engine = sim::instance::Instance::new(s, sim::InstanceId(0));
+        replay(&engine, s.instances[0].model, client, b, &ReconOptions { arrival_margin_s: margin, lag })
+    }
 
     /// A toy engine: steps of `fixed + per_decode x D + per_prefill x P` seconds, prompts whole
     /// (budget permitting) first come first served, one token per step per running request,
@@ -439,8 +310,7 @@ mod tests {
         let reqs = [(0.0, 100, 5), (0.0, 200, 5), (0.025, 50, 4), (1.0, 80, 3)];
         let client = engine(&reqs, 8192, |k| if k % 2 == 0 { 0.0003 } else { 0.0 });
         let b = bursts(&client).unwrap();
-        let (steps, counts) =
-            replay(&client, &b, &ReconOptions { budget: 8192, arrival_margin_s: 0.002, lag: 0 });
+        let (steps, counts) = replay_v1(&client, &b, 8192, 0.002, 0);
         assert_eq!(counts.steps, steps.len());
         // First step: both prompts (no duration: the engine was idle before it).
         assert_eq!(steps[0].features.num_prefill_tokens, 300);
@@ -466,8 +336,7 @@ mod tests {
         let reqs = [(0.0, 10, 12), (0.015, 3000, 3)];
         let client = engine(&reqs, 2048, |_| 0.0);
         let b = bursts(&client).unwrap();
-        let (steps, counts) =
-            replay(&client, &b, &ReconOptions { budget: 2048, arrival_margin_s: 0.001, lag: 0 });
+        let (steps, counts) = replay_v1(&client, &b, 2048, 0.001, 0);
         let prefill: Vec<u64> =
             steps.iter().map(|s| s.features.num_prefill_tokens).filter(|&p| p > 0).collect();
         assert_eq!(prefill, [10, 2047, 953], "the long prompt in a 2047-token chunk and its rest");
@@ -479,22 +348,25 @@ mod tests {
         let reqs = [(0.0, 300, 12), (0.0, 40, 9), (0.05, 900, 10), (0.09, 120, 6)];
         let client = engine_with_lag(&reqs, 8192, |_| 0.0, true);
         let b = bursts(&client).unwrap();
-        let err = |lag| {
-            let (steps, _) =
-                replay(&client, &b, &ReconOptions { budget: 8192, arrival_margin_s: 0.001, lag });
-            let used: Vec<f64> = steps
+        let replayed = |lag| {
+            let (steps, counts) = replay_v1(&client, &b, 8192, 0.001, lag);
+            let err = steps
                 .iter()
                 .filter_map(|s| {
                     let f = &s.features;
                     let want = 0.010 + 2e-4 * f.num_decode_seqs as f64 + 1e-5 * f.num_prefill_tokens as f64;
                     s.duration_s.map(|d| (d - want).abs())
                 })
-                .collect();
-            assert!(!used.is_empty());
-            used.iter().copied().fold(0.0, f64::max)
+                .fold(0.0, f64::max);
+            (counts, err)
         };
-        assert!(err(1) < 1e-9, "lag 1 explains every usable step: {}", err(1));
-        assert!(err(0) > 1e-4, "lag 0 pairs steps with their neighbours' durations: {}", err(0));
+        let (c1, err1) = replayed(1);
+        assert!(err1 < 1e-9, "lag 1 explains every usable step: {err1}");
+        assert_eq!(c1.used + c1.idle_start, c1.steps, "{c1:?}");
+        // Lag 0 puts arrivals in the wrong steps: the batches it replays contradict the tokens
+        // seen in most of them.
+        let (c0, _) = replayed(0);
+        assert!(c0.inconsistent * 2 > c0.steps && c0.used * 3 < c1.used, "{c0:?} vs {c1:?}");
     }
 
     #[test]

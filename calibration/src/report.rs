@@ -55,14 +55,34 @@ fn markdown(cal: &Calibration, chart: &str) -> String {
         let _ = writeln!(out, "| `{}` | {} | {se} | {status} |", term.key(), secs(f.model.get(term)));
     }
     let d = &cal.output_delay;
-    let _ = writeln!(
-        out,
-        "| `output_delay_s` | {} | — | median of {} lone requests (p10 {}, p90 {}) |\n",
-        secs(d.value_s),
-        d.requests,
-        secs(d.p10_s),
-        secs(d.p90_s)
-    );
+    let how = match &d.simulated {
+        Some(f) => format!(
+            "simulated calibration runs' TTFT p50/p90 against measured (mean abs log error {:.3}); \
+             lone requests: median {} of {}",
+            f.objective,
+            secs(d.lone_s),
+            d.requests
+        ),
+        None => {
+            format!("median of {} lone requests (p10 {}, p90 {})", d.requests, secs(d.p10_s), secs(d.p90_s))
+        }
+    };
+    let _ = writeln!(out, "| `output_delay_s` | {} | — | {how} |\n", secs(d.value_s));
+    if let Some(f) = &d.simulated {
+        let _ = writeln!(out, "| run (output delay fit) | TTFT p50 live | sim | TTFT p90 live | sim |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        for (run, l50, s50, l90, s90) in &f.runs {
+            let _ = writeln!(
+                out,
+                "| {run} | {} | {} | {} | {} |",
+                secs(*l50),
+                secs(*s50),
+                secs(*l90),
+                secs(*s90)
+            );
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(
         out,
         "Fit: {} steps, R² {:.4}, relative residual |predicted - measured| / measured p50 {:.2}%, p90 \

@@ -93,6 +93,7 @@ fn allowed_difference(path: &str) -> bool {
         || tail(".perf")
         || tail(".port")
         || tail(".launch_command")
+        || tail(".model_path")
 }
 
 fn short(v: &Value) -> String {
@@ -182,6 +183,15 @@ fn profile_overrides(s: &Scenario, opts: &ValidateOptions) -> Result<Vec<Overrid
     Ok(out)
 }
 
+/// `p` relative to the working directory when it lies under it, else as it is.
+fn relative_to_cwd(p: &str) -> String {
+    let cwd = std::env::current_dir().ok().and_then(|d| std::fs::canonicalize(d).ok());
+    match cwd.as_deref().and_then(|c| Path::new(p).strip_prefix(c).ok()) {
+        Some(rel) => rel.display().to_string(),
+        None => p.to_string(),
+    }
+}
+
 fn pick_variant<'a>(
     file: &'a sim::scenario::ScenarioFile,
     want: &str,
@@ -243,7 +253,9 @@ pub fn validate(opts: &ValidateOptions) -> Result<Validation, CalibrationError> 
         .map(|i| {
             let v = serde_json::to_value(&i.perf).unwrap_or(Value::Null);
             let src = match (v.get("source").and_then(Value::as_str), v.get("path").and_then(Value::as_str)) {
-                (Some("profile"), Some(p)) => format!("profile {p}"),
+                // Recorded relative to the working directory (the repository root in the
+                // committed evidence), not as the absolute path the override needed.
+                (Some("profile"), Some(p)) => format!("profile {}", relative_to_cwd(p)),
                 _ => "roofline prior (UNCALIBRATED)".to_string(),
             };
             (i.name.clone(), src)

@@ -80,6 +80,7 @@ impl ElasticLink {
 }
 
 /// An engine instance with its scheduler and step-time model.
+#[derive(Clone)]
 pub struct Instance {
     /// Which instance of the scenario this is.
     pub id: InstanceId,

@@ -16,8 +16,14 @@ pub const TRUTH: [(Term, f64); 4] =
     [(Term::Fixed, 0.030), (Term::PrefillToken, 2.0e-5), (Term::DecodeSeq, 2.0e-3), (Term::KvToken, 2.0e-6)];
 
 /// A scenario file and its profile in `dir`; a closed-loop ladder (1, 3, 10 streams) of prompts
-/// from 32 to 1500 tokens and 8 to 24 output tokens: a few seconds of steps of 15-60 ms.
+/// from 32 to 3000 tokens and 8 to 24 output tokens: a few seconds of steps of 15-60 ms. The
+/// engine is vllm-v1 with its default async scheduling.
 pub fn scenario_dir(dir: &Path) -> (ScenarioFile, Scenario) {
+    scenario_dir_with(dir, true)
+}
+
+/// [`scenario_dir`] with async scheduling on or off.
+pub fn scenario_dir_with(dir: &Path, async_scheduling: bool) -> (ScenarioFile, Scenario) {
     let c = |t: Term| TRUTH.iter().find(|x| x.0 == t).map_or(0.0, |x| x.1);
     let profile = format!(
         "model = \"llama-3.1-8b\"\ngpu = \"H200\"\nengine = \"vllm-v1\"\n[coefficients]\nfixed_s = {}\n\
@@ -37,7 +43,7 @@ pub fn scenario_dir(dir: &Path) -> (ScenarioFile, Scenario) {
     };
     let text = format!(
         "name = \"calib-emu\"\nseed = 5\n[cluster]\ngpu = \"H200\"\n[defaults.engine]\npreset = \"vllm-v1\"\n\
-         async_scheduling = false\nenable_prefix_caching = false\nmax_num_batched_tokens = 4096\nmax_num_seqs = 64\n\
+         async_scheduling = {async_scheduling}\nenable_prefix_caching = false\nmax_num_batched_tokens = 4096\nmax_num_seqs = 64\n\
          [[instances]]\nmodel = \"llama-3.1-8b\"\ngpu = 0\nport = 18001\nprofile = \"truth.toml\"\n\
          [router]\npolicy = \"round_robin\"\n[workload]\nprompt_token_id_range = [1000, 30000]\n\
          [workload.prefix]\ntokens = 0\n{}{}{}[output]\ndrain_timeout_s = 60\n",

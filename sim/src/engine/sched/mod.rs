@@ -97,7 +97,7 @@ enum Admission {
 }
 
 /// The per-instance scheduler; see the module doc.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Scheduler {
     max_num_seqs: u32,
     max_num_batched_tokens: u32,

@@ -83,7 +83,7 @@ impl SchedulerOutput {
 }
 
 /// What applying one step produced; the driver clears it between steps.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct StepEvents {
     /// Requests that produced their last token this step (status `Finished`, blocks freed), in
     /// running order.
