@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# Validate the committed H200 held-out runs against the profile fitted on the calibration run
-# (repository root; release binary built). Writes validation/h200/llama8b/<run>/validation/.
+# Calibrate each H200 model shape from its calibration run only, then validate every held-out run of
+# that shape against it (repository root; release binary built):
+#
+#   validation/h200/validate-all.sh [LABEL...]      # default: llama8b qwen7b
+#
+# LABEL is a folder of validation/h200/ holding `calibration/` and held-out run dirs; its
+# experiment*.log lines `live run NAME: ARGS` give each held-out run's variant and --set overrides,
+# passed to `validate` unchanged, so the simulation sees the stream the live run sent. Writes
+# <run>/validation/ and calibration/fit/, and the profile under profiles/.
 set -euo pipefail
 BIN=${BIN:-target/release/modelsguard}
-V=validation/h200/llama8b
-S=scenarios/validate-h200-llama8b.toml
-"$BIN" calibrate $V/calibration --report $V/calibration/fit
-for c in 4 16 64; do
-  "$BIN" validate $S --variant closed-ladder --set "workload.phases.0.arrival={ process = \"closed_loop\", concurrency = $c }" \
-    --live $V/closed-$c --out $V/closed-$c/validation
-done
-for run in poisson-30:0.81 poisson-60:1.621 poisson-90:2.431; do
-  "$BIN" validate $S --variant poisson --set "workload.phases.0.arrival={ process = \"poisson\", rate = ${run#*:} }" \
-    --live $V/${run%%:*} --out $V/${run%%:*}/validation
+for label in "${@:-llama8b qwen7b}"; do
+  for L in $label; do
+    V=validation/h200/$L
+    S=$(ls scenarios/validate-h200-"$L".toml)
+    "$BIN" calibrate "$V/calibration" --report "$V/calibration/fit"
+    grep -h "live run " "$V"/experiment*.log | grep -v "live run calibration" | while IFS= read -r line; do
+      name=${line#*live run }; name=${name%%:*}
+      args=${line#*: }
+      [[ -d $V/$name ]] || { echo "skip $name: no run dir" >&2; continue; }
+      # ARGS is `--variant V --set PATH=VALUE` with VALUE holding spaces: split at the first --set.
+      variant=$(sed -E 's/^--variant ([^ ]+).*/\1/' <<<"$args")
+      set_value=$(sed -E 's/^--variant [^ ]+ --set //' <<<"$args")
+      echo "== $L/$name: --variant $variant --set $set_value" >&2
+      "$BIN" validate "$S" --variant "$variant" --set "$set_value" --live "$V/$name" --out "$V/$name/validation" > /dev/null
+    done
+  done
 done

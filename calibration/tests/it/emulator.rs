@@ -13,8 +13,6 @@ use calibration::step::Term;
 use calibration::{CalibrateOptions, DataSource, calibrate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the emulator stalls with async scheduling (a lone request never gets a step; see live-loopback's \
-            pin): run with --ignored once that is fixed. Async replay is covered by fit_paths on simulated runs"]
 async fn calibrate_recovers_known_step_coefficients_from_client_timestamps_within_5_percent() {
     recovers_within_5_percent(true).await;
 }
