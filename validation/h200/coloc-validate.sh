@@ -17,8 +17,11 @@ mkdir -p "$OUT"
 [[ -f profiles/H200-qwen2.5-7b-transformers-cb.toml ]] ||
   "$BIN" calibrate validation/h200/qwen7b/calibration --out profiles/H200-qwen2.5-7b-transformers-cb.toml --report "$OUT/qwen-fit"
 python3 validation/h200/coloc_analysis.py > "$OUT/analysis.md"
+replay() { # the --set of a phase replaying the merged ladder <dir>
+  echo "workload.phases=[{ name = \"replay\", arrival = { process = \"replay\", path = \"$PWD/$1\" }, input_tokens = { dist = \"fixed\", value = 512 }, output_tokens = { dist = \"fixed\", value = 128 } }]"
+}
 python3 validation/h200/coloc_validate.py merge-ladder $C/probe $C/ladder "$OUT/ladder-merged"
-REPLAY="workload.phases=[{ name = \"replay\", arrival = { process = \"replay\", path = \"$PWD/$OUT/ladder-merged\" }, input_tokens = { dist = \"fixed\", value = 512 }, output_tokens = { dist = \"fixed\", value = 128 } }]"
+python3 validation/h200/coloc_validate.py merge-ladder $C/probe-sync $C/ladder-sync "$OUT/ladder-sync-merged"
 for cm in gpu_share serialize none; do
   case $cm in
     gpu_share) CS=() ;;   # the transformers-cb default
@@ -34,6 +37,10 @@ for cm in gpu_share serialize none; do
   for p in round-robin queue-aware least-outstanding; do
     "$BIN" validate scenarios/routing-h200-2x-llama8b.toml --variant $p "${CS[@]}" --live $R/$p --out "$OUT/$cm/$p" --allow-mismatch > "$OUT/$cm/$p.txt" 2>&1
   done
-  "$BIN" simulate scenarios/coloc-h200-ladder.toml --variant ladder --set "$REPLAY" "${CS[@]}" --out "$OUT/$cm/ladder" --no-report -q > "$OUT/$cm/ladder.txt" 2>&1
+  "$BIN" simulate scenarios/coloc-h200-ladder.toml --variant ladder --set "$(replay "$OUT/ladder-merged")" "${CS[@]}" \
+    --out "$OUT/$cm/ladder" --no-report -q > "$OUT/$cm/ladder.txt" 2>&1
+  # async batching off: the engines' CPU and GPU work run in turn (--no-async-batching live)
+  "$BIN" simulate scenarios/coloc-h200-ladder.toml --variant ladder --set "$(replay "$OUT/ladder-sync-merged")" "${CS[@]}" \
+    --set defaults.engine.async_scheduling=false --out "$OUT/$cm/ladder-sync" --no-report -q > "$OUT/$cm/ladder-sync.txt" 2>&1
 done
-python3 validation/h200/coloc_validate.py tables "$OUT" $C/probe | tee "$OUT/tables.md"
+python3 validation/h200/coloc_validate.py tables "$OUT" $C | tee "$OUT/tables.md"

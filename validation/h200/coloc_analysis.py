@@ -244,7 +244,7 @@ def check(steps, async_on, k, label):
 def bursts(run_dir, profiles, label):
     steps = Steps(run_dir, profiles)
     annotate(steps)
-    print(f"| {label} | " + " | ".join(
+    print(f"| {label} | " + "; ".join(
         f"{inst.split('#')[0]}: {fmt(med([s['d'] for s in v if s['p'] == 0]))} / {fmt(med([s['d'] for s in v if s['p'] > 0]))}"
         for inst, v in sorted(steps.by_inst.items())
     ) + " |")

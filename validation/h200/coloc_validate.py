@@ -4,7 +4,7 @@
     python3 validation/h200/coloc_validate.py merge-ladder <probe dir> <ladder dir> <out dir>
         One requests.csv of both runs of the ladder (they ran at the same time against the same
         two engines, from the same instant), to replay in one simulation.
-    python3 validation/h200/coloc_validate.py tables <results dir> <live probe dir>
+    python3 validation/h200/coloc_validate.py tables <results dir> <live coloc dir>
         Reads <results dir>/<contention model>/<run>/validation.json (from `modelsguard validate`,
         see coloc-validate.sh) and <results dir>/<model>/ladder/ (a simulated replay of the ladder)
         and prints the tables of validation/README.md: per model, overlapping minus staggered
@@ -89,7 +89,8 @@ def print_diffs(title, rows, models_label="model"):
         print(f"| {m} | {metric} | {ld * 100:+.1f}% | {sd * 100:+.1f}% | {v} |")
     ok = sum(1 for r in rows if r[4].startswith("sign ok"))
     both = sum(1 for r in rows if r[4] == "sign ok, size ok")
-    print(f"\nsign predicted {ok}/{len(rows)}, size within 25% {both}/{len(rows)}")
+    gap = st.median(abs(sd - ld) * 100 for _, _, ld, sd, _ in rows) if rows else float("nan")
+    print(f"\nsign predicted {ok}/{len(rows)}, size within 25% {both}/{len(rows)}, median |sim - live| {gap:.1f} points")
 
 
 def ladder_rungs(run_dir, t_shift=0.0):
@@ -107,8 +108,7 @@ def ladder_rungs(run_dir, t_shift=0.0):
     return {r: (st.median(a) if a else None, st.median(b) if b else None) for r, (a, b) in by.items()}
 
 
-def tables(res, live_probe):
-    live = ladder_rungs(live_probe)
+def tables(res, live_dir):
     models = [m for m in ("gpu_share", "serialize", "none") if os.path.isdir(os.path.join(res, m))]
     for cm in models:
         print(f"\n## contention model: {cm}")
@@ -123,19 +123,19 @@ def tables(res, live_probe):
             if rr and p:
                 rows = [r for r in diff_rows(rr, p, ["llama-3.1-8b"]) if r[1] != "ITL p50"]
                 print_diffs(f"### routing: {pol} vs round-robin ({pol} / round-robin - 1)", rows, "policy")
-        sim_ladder = os.path.join(res, cm, "ladder")
-        if os.path.isdir(sim_ladder):
-            sub = [d for d in os.listdir(sim_ladder) if os.path.isfile(os.path.join(sim_ladder, d, "requests.csv"))]
-            if sub:
-                sim = ladder_rungs(os.path.join(sim_ladder, sub[0]))
-                print("\n### ladder (replayed): llama probe TPOT p50 ms per co-tenant rung, live vs sim, change vs the idle rung\n")
-                print("| rung | live TPOT p50 | sim TPOT p50 | live vs idle | sim vs idle |")
-                print("|---|---|---|---|---|")
-                for r in RUNGS:
-                    (lt, _), (sm, _) = live[r], sim[r]
-                    if lt is None or sm is None:
-                        continue
-                    print(f"| {r} | {lt * 1e3:.1f} | {sm * 1e3:.1f} | {(lt / live['idle'][0] - 1) * 100:+.1f}% | {(sm / sim['idle'][0] - 1) * 100:+.1f}% |")
+        for sub, probe, label in (("ladder", "probe", "async on"), ("ladder-sync", "probe-sync", "async off")):
+            sim_dir = os.path.join(res, cm, sub, "ladder")
+            if not os.path.isfile(os.path.join(sim_dir, "requests.csv")):
+                continue
+            sim, live = ladder_rungs(sim_dir), ladder_rungs(os.path.join(live_dir, probe))
+            print(f"\n### ladder, {label} (replayed): llama probe TPOT p50 ms per co-tenant rung, live vs sim, change vs the idle rung\n")
+            print("| rung | live TPOT p50 | sim TPOT p50 | live vs idle | sim vs idle |")
+            print("|---|---|---|---|---|")
+            for r in RUNGS:
+                (lt, _), (sm, _) = live[r], sim[r]
+                if lt is None or sm is None:
+                    continue
+                print(f"| {r} | {lt * 1e3:.1f} | {sm * 1e3:.1f} | {(lt / live['idle'][0] - 1) * 100:+.1f}% | {(sm / sim['idle'][0] - 1) * 100:+.1f}% |")
 
 
 if __name__ == "__main__":

@@ -232,7 +232,7 @@ fn an_explicit_profile_of_a_same_shaped_catalogue_model_is_accepted() {
     let twin = "[model_catalog.\"llama-twin\"]\nserved_name = \"twin\"\nnum_layers = 32\nhidden_size = 4096\n\
                 num_attention_heads = 32\nnum_kv_heads = 8\nhead_dim = 128\nintermediate_size = 14336\n\
                 vocab_size = 128256\nmax_position_embeddings = 131072\n";
-    let text = format!("{twin}{BASE}");
+    let text = format!("{BASE}\n{twin}");
     let sets = |m: &str| {
         vec![format!("instances.1.model={m}").parse().unwrap(), "instances.1.profile=p.toml".parse().unwrap()]
     };
