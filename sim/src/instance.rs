@@ -252,7 +252,10 @@ impl Instance {
         }
         self.in_step = true;
         self.step_start = now;
-        self.step_prefill_share = self.perf.prefill_share(&batch);
+        if self.colocated {
+            // Only co-tenants read it (`cluster` contention): no cost on a GPU of one's own.
+            self.step_prefill_share = self.perf.prefill_share(&batch);
+        }
         let d = self.perf.step_time(&batch);
         Some(match self.elastic {
             None => d,
