@@ -12,7 +12,10 @@ profiles (profiles/H200-*-transformers-cb.toml), and prints:
 2. the per-step view: a step's duration over its profile prediction, split by its own kind and by
    the co-tenants' prefill share during it;
 3. the fit of the simulator's `gpu_share` contention model from the async ladder only, and its check
-   on the async-off ladder (predicted, not fitted).
+   on the async-off ladder (predicted, not fitted);
+4. the noise floor (the probe alone drifting between 3-s windows; qwen's prefill steps beside the
+   probe vs its solo run), the burst runs' step times by how many co-tenants were in a step, and
+   the routing runs' decode steps with and without co-tenant prefill.
 
 The model (sim/src/cluster/contention.rs): a step is slowed by
     factor = 1 + slowdown * exposed_i * min(1, sum over busy co-tenants of gpu_share_o)
@@ -185,6 +188,25 @@ def ladder_table(run_dir, profiles, label):
     return steps
 
 
+def drift_and_solo(steps, profiles, solo_dir):
+    """The noise floor: the probe's decode steps in 3-s windows of the idle rung (no co-tenant
+    request), and qwen's large prefill steps next to the (mostly decoding) probe vs its solo run."""
+    probe = steps.by_inst[PROBE]
+    t0 = probe[0]["t"]
+    wins = []
+    for w in range(5):
+        xs = [s["d"] for s in probe if t0 + 3 * w <= s["t"] < t0 + 3 * (w + 1) and s["p"] == 0]
+        wins.append(fmt(med(xs)))
+    print(f"\nProbe decode step ms p50 in 3-s windows of the idle rung (co-tenant idle): {', '.join(wins)}")
+    big = [s["d"] / s["pred"] for s in steps.by_inst.get(COTENANT, []) if s["p"] >= 1000]
+    solo = Steps(solo_dir, profiles).by_inst
+    solo_big = [s["d"] / s["pred"] for v in solo.values() for s in v if s["p"] >= 1000]
+    print(
+        f"qwen steps of >= 1000 prefill tokens over its profile: {med(big):.3f} beside the probe ({len(big)}), "
+        f"{med(solo_big):.3f} in its solo calibration run ({len(solo_big)})"
+    )
+
+
 def per_step_view(steps, label):
     """Ratio to the profile by own step kind and co-tenants' prefill share S during the step."""
     print(f"\n### Per step, {label}: duration / profile prediction (median, n) by co-tenant prefill share S\n")
@@ -241,13 +263,53 @@ def check(steps, async_on, k, label):
         print(f"| {inst}, {'with prefill' if pre else 'decode-only'} | {len(sel)} | {meas * 100:+.1f}% | {pred * 100:+.1f}% |")
 
 
+def busy_count(steps, inst, s):
+    """How many co-tenants were inside a step for more than half of step `s`."""
+    n = 0
+    a0, a1 = s["t"], s["t"] + s["d"]
+    for i, v in steps.by_inst.items():
+        if i != inst:
+            ov = sum(max(0.0, min(a1, q["t"] + q["d"]) - max(a0, q["t"])) for q in v if q["t"] < a1 and q["t"] + q["d"] > a0)
+            n += ov / s["d"] > 0.5
+    return n
+
+
 def bursts(run_dir, profiles, label):
+    """Median decode-only / with-prefill step ms per engine, and its decode steps without
+    co-tenant prefill (S < 0.05) over the profile by how many co-tenants were in a step."""
     steps = Steps(run_dir, profiles)
     annotate(steps)
-    print(f"| {label} | " + "; ".join(
-        f"{inst.split('#')[0]}: {fmt(med([s['d'] for s in v if s['p'] == 0]))} / {fmt(med([s['d'] for s in v if s['p'] > 0]))}"
-        for inst, v in sorted(steps.by_inst.items())
-    ) + " |")
+    cells = []
+    for inst, v in sorted(steps.by_inst.items()):
+        by_n = {}
+        for s in v:
+            if s["p"] == 0 and s["S"] < 0.05:
+                by_n.setdefault(busy_count(steps, inst, s), []).append(s["d"] / s["pred"])
+        ratios = ", ".join(f"{k}: {med(x):.2f} ({len(x)})" for k, x in sorted(by_n.items()))
+        cells.append(
+            f"{inst.split('#')[0]}: {fmt(med([s['d'] for s in v if s['p'] == 0]))} / "
+            f"{fmt(med([s['d'] for s in v if s['p'] > 0]))} [{ratios}]"
+        )
+    print(f"| {label} | " + "; ".join(cells) + " |")
+
+
+def routing(rdir, profiles):
+    """Two llama engines behind the LB: each engine's decode steps over the profile, without and
+    with co-tenant prefill (S < 0.01, S >= 0.2): the run-to-run level and the (absent) effect."""
+    print("\n### Routing runs: decode step / profile per engine (median, n), co-tenant prefill share S < 0.01 vs >= 0.2\n")
+    print("| policy | engine 0 | engine 1 |")
+    print("|---|---|---|")
+    for pol in ("round-robin", "queue-aware", "least-outstanding"):
+        if not os.path.isdir(os.path.join(rdir, pol)):
+            continue
+        steps = Steps(os.path.join(rdir, pol), profiles)
+        annotate(steps)
+        cells = []
+        for _, v in sorted(steps.by_inst.items()):
+            q = [s["d"] / s["pred"] for s in v if s["p"] == 0 and s["S"] < 0.01]
+            h = [s["d"] / s["pred"] for s in v if s["p"] == 0 and s["S"] >= 0.2]
+            cells.append(f"{med(q):.2f} ({len(q)}) vs {med(h):.2f} ({len(h)})")
+        print(f"| {pol} | " + " | ".join(cells) + " |")
 
 
 def main():
@@ -261,6 +323,7 @@ def main():
             sys.exit(f"{a.profiles}/H200-{m}-transformers-cb.toml is missing: run `modelsguard calibrate` first (see validation/README.md)")
     on = ladder_table(os.path.join(a.dir, "probe"), profiles, "async batching on")
     off = ladder_table(os.path.join(a.dir, "probe-sync"), profiles, "async batching off")
+    drift_and_solo(on, profiles, os.path.join(os.path.dirname(a.dir.rstrip("/")), "qwen7b", "calibration"))
     per_step_view(on, "async batching on")
     per_step_view(off, "async batching off")
     k, _, _ = fit_slowdown(on, True)
@@ -269,12 +332,13 @@ def main():
     print(f"Refitted on the async-off ladder instead (for comparison only, not used): slowdown = {k_off:.2f} ({(k / k_off - 1) * 100:+.0f}% from the async fit)")
     check(on, True, k, "async on (fitted)")
     check(off, False, k, "async off (predicted)")
-    print("\n### Bursts: median decode-only / with-prefill step ms per engine\n")
+    print("\n### Bursts: median decode-only / with-prefill step ms per engine [decode / profile by co-tenants in a step]\n")
     print("| run | engines |")
     print("|---|---|")
     for r in ("two-staggered", "two-overlapping", "three-staggered", "three-overlapping"):
         if os.path.isdir(os.path.join(a.dir, r)):
             bursts(os.path.join(a.dir, r), profiles, r)
+    routing(os.path.join(os.path.dirname(a.dir.rstrip("/")), "routing"), profiles)
 
 
 if __name__ == "__main__":
