@@ -32,6 +32,7 @@ import argparse
 import csv
 import math
 import os
+import random
 import statistics as st
 import sys
 import tomllib
@@ -248,6 +249,24 @@ def fit_slowdown(steps, async_on):
     return (num / den if den > 0 else float("nan")), base, groups
 
 
+def bootstrap(steps, async_on, n=200, seed=9):
+    """2.5th and 97.5th percentiles of the fitted slowdown over resampled steps (fixed seed)."""
+    rng = random.Random(seed)
+    rows = []
+    _, base, groups = fit_slowdown(steps, async_on)
+    for g, xs in groups.items():
+        for s in xs:
+            rows.append((s["d"] / s["pred"] / base[g] - 1.0, exposure(s, async_on) * min(1.0, s["G"])))
+    ks = []
+    for _ in range(n):
+        sample = [rows[rng.randrange(len(rows))] for _ in rows]
+        den = sum(f * f for _, f in sample)
+        if den > 0:
+            ks.append(sum(y * f for y, f in sample) / den)
+    ks.sort()
+    return ks[int(0.025 * len(ks))], ks[int(0.975 * len(ks)) - 1]
+
+
 def check(steps, async_on, k, label):
     """Predicted vs measured mean slowdown of the steps whose co-tenants were in prefill."""
     _, base, groups = fit_slowdown(steps, async_on)
@@ -328,7 +347,8 @@ def main():
     per_step_view(off, "async batching off")
     k, _, _ = fit_slowdown(on, True)
     k_off, _, _ = fit_slowdown(off, False)
-    print(f"\n### Fit (async-on ladder only): slowdown = {k:.2f} (decode_gpu_share = {DECODE_GPU_SHARE}, a guess)")
+    lo, hi = bootstrap(on, True)
+    print(f"\n### Fit (async-on ladder only): slowdown = {k:.2f}, 95% bootstrap interval {lo:.2f}..{hi:.2f} (decode_gpu_share = {DECODE_GPU_SHARE}, a guess)")
     print(f"Refitted on the async-off ladder instead (for comparison only, not used): slowdown = {k_off:.2f} ({(k / k_off - 1) * 100:+.0f}% from the async fit)")
     check(on, True, k, "async on (fitted)")
     check(off, False, k, "async off (predicted)")
