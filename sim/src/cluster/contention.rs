@@ -8,10 +8,11 @@
 //!   measured colocated. The default unless every instance runs `transformers-cb`.
 //! - `gpu_share`: only GPU-bound work contends (measured on the reference engine, transformers
 //!   continuous batching without CUDA graphs, on one H200: `validation/h200/coloc`). Its decode
-//!   steps are mostly CPU (Python); a co-tenant that only decodes slowed nothing measurably
-//!   (probe decode steps 0.81 vs 0.81 of the profile with and without), while a co-tenant in
-//!   prefill slowed steps that compute prefill by +34..38% (async batching on), and with async
-//!   batching off decode steps too (+27..31%). `slowdown` is fitted on the async ladder
+//!   steps are mostly CPU (Python); with async batching on, decode steps were not slowed
+//!   measurably by anything a co-tenant did (over the profile: 0.81 beside an idle or decoding
+//!   co-tenant, 0.84-0.89 beside its prefill, within the run's drift), while steps computing
+//!   prefill were slowed +34..38% by a co-tenant's prefill; with async batching off decode steps
+//!   were slowed too (+27..31%). `slowdown` is fitted on the async ladder
 //!   (`validation/h200/coloc_analysis.py`).
 //!
 //! This module only turns the steps in flight into a slowdown factor; the driver decides who is
