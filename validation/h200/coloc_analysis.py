@@ -208,6 +208,17 @@ def drift_and_solo(steps, profiles, solo_dir):
     )
 
 
+def decode_beside_decode(steps, label):
+    """Probe decode steps with no co-tenant step during them vs wholly beside a decoding one."""
+    probe = [s for s in steps.by_inst[PROBE] if s["p"] == 0]
+    alone = [s["d"] for s in probe if s["busy"] < 0.01]
+    beside = [s["d"] for s in probe if s["busy"] > 0.9 and s["S"] < 0.01]
+    print(
+        f"Probe decode step ms p50, {label}: {fmt(med(alone))} with no co-tenant step during it ({len(alone)}), "
+        f"{fmt(med(beside))} wholly beside a decoding co-tenant ({len(beside)})"
+    )
+
+
 def per_step_view(steps, label):
     """Ratio to the profile by own step kind and co-tenants' prefill share S during the step."""
     print(f"\n### Per step, {label}: duration / profile prediction (median, n) by co-tenant prefill share S\n")
@@ -343,6 +354,8 @@ def main():
     on = ladder_table(os.path.join(a.dir, "probe"), profiles, "async batching on")
     off = ladder_table(os.path.join(a.dir, "probe-sync"), profiles, "async batching off")
     drift_and_solo(on, profiles, os.path.join(os.path.dirname(a.dir.rstrip("/")), "qwen7b", "calibration"))
+    decode_beside_decode(on, "async on")
+    decode_beside_decode(off, "async off")
     per_step_view(on, "async batching on")
     per_step_view(off, "async batching off")
     k, _, _ = fit_slowdown(on, True)
