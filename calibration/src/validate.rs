@@ -85,10 +85,11 @@ pub struct Validation {
 }
 
 /// Top-level scenario fields whose differences are allowed: they do not change the request
-/// stream nor the cluster.
+/// stream nor the cluster (step times and the contention model are what a validation checks).
 fn allowed_difference(path: &str) -> bool {
     let tail = |p: &str| path.ends_with(p) || path.contains(&format!("{p}."));
     path.starts_with("output")
+        || path.starts_with("contention")
         || path == "description"
         || tail(".perf")
         || tail(".port")

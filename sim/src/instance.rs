@@ -40,7 +40,7 @@
 //! empty reserve page: the refill then maps as step by step). Colocated instances never
 //! fast-forward: each step sees its co-tenants' contention and their pool activity as it begins.
 
-use crate::cluster::{GpuPool, PageGeometry, PoolSlot, elastic_kv_plan, static_kv_budget};
+use crate::cluster::{GpuPool, PageGeometry, PoolSlot, StepLoad, elastic_kv_plan, static_kv_budget};
 use crate::engine::kv_cache::{ElasticParams, KvCacheManager};
 use crate::engine::sched::DecodeStretch;
 use crate::engine::{Rejection, Request, Scheduler, StepEvents};
@@ -116,6 +116,8 @@ pub struct Instance {
     staged: VecDeque<Request>,
     /// When the step in flight (or the last one) began.
     step_start: SimTime,
+    /// Prefill-compute share of the step in flight (or the last one), for contention.
+    step_prefill_share: f64,
     /// When the last step began and ended (steps of a stretch included once applied).
     last_step: Option<(SimTime, SimTime)>,
     /// When a step's tokens reach the client after it ends.
@@ -162,6 +164,7 @@ impl Instance {
             async_scheduling: e.async_scheduling,
             staged: VecDeque::new(),
             step_start: SimTime::ZERO,
+            step_prefill_share: 0.0,
             last_step: None,
             output_delay: perf.output_delay(),
             perf,
@@ -265,6 +268,10 @@ impl Instance {
         }
         self.in_step = true;
         self.step_start = now;
+        if self.colocated {
+            // Only co-tenants read it (`cluster` contention): no cost on a GPU of one's own.
+            self.step_prefill_share = self.perf.prefill_share(&batch);
+        }
         let d = self.perf.step_time(&batch);
         Some(match self.elastic {
             None => d,
@@ -292,6 +299,13 @@ impl Instance {
             self.last_step = Some((self.step_start, now));
             self.scheduler.update_from_output(now + self.output_delay, events);
         }
+    }
+
+    /// What the contention model needs of the step in flight (or the last one): its
+    /// prefill-compute share and whether the engine overlaps CPU and GPU work. A decode stretch
+    /// has no prefill (colocated instances never open one).
+    pub fn step_load(&self) -> StepLoad {
+        StepLoad { prefill_share: self.step_prefill_share, async_scheduling: self.perf.async_scheduling() }
     }
 
     /// How long after a step ends its tokens reach the client.

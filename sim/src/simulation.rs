@@ -104,8 +104,9 @@ pub fn simulate(
     observer: &mut dyn Observer,
     opts: SimOptions<'_>,
 ) -> Result<SimStats, SimError> {
-    let workload =
-        WorkloadGenerator::new(&scenario.workload, scenario.models.len(), scenario.seed, base_dir)?;
+    // A replayed run dir names its models by their scenario keys, as `live run` maps them.
+    let keys: Vec<String> = scenario.models.iter().map(|m| m.name.clone()).collect();
+    let workload = WorkloadGenerator::with_model_keys(&scenario.workload, &keys, scenario.seed, base_dir)?;
     Simulation::new(scenario, workload, observer, opts).run()
 }
 
@@ -283,13 +284,17 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         Ok(())
     }
 
-    /// Slows the steps begun at `now` by how many of their co-tenants are busy (those begun now
+    /// Slows the steps begun at `now` by the steps in flight on their co-tenants (those begun now
     /// included), per the cluster's contention model.
     fn apply_contention(&mut self, now: SimTime) {
         for k in 0..self.started.len() {
             let (i, d) = self.started[k];
             let step_end = &self.step_end;
-            let factor = self.cluster.step_factor(InstanceId(i as u32), |o| step_end[o.index()].is_some());
+            let instances = &self.instances;
+            let own = instances[i].step_load();
+            let factor = self.cluster.step_factor(InstanceId(i as u32), own, |o| {
+                step_end[o.index()].is_some().then(|| instances[o.index()].step_load())
+            });
             if factor != 1.0 {
                 let slowed = SimDuration::from_secs_f64(d.as_secs_f64() * factor);
                 self.step_end[i] = Some(now + slowed.max(SimDuration(1)));

@@ -66,3 +66,20 @@ fn a_scenario_whose_load_differs_from_the_live_runs_is_refused_naming_the_field(
     let msg = e.to_string();
     assert!(msg.contains("workload.phases.0.num_requests") && msg.contains("--allow-mismatch"), "{msg}");
 }
+
+#[test]
+fn a_different_contention_model_is_noted_but_does_not_block() {
+    // The contention model is part of what a validation checks, not the load: a live run recorded
+    // under another default is still validated, and the difference is listed.
+    let tmp = tempfile::tempdir().unwrap();
+    let live = fake_live(tmp.path());
+    let mut opts = ValidateOptions::new(loopback(), &live);
+    opts.overrides = vec![
+        "workload.phases.0.num_requests=60".parse().unwrap(),
+        "cluster.contention={ model = \"gpu_share\" }".parse().unwrap(),
+    ];
+    opts.out = Some(tmp.path().join("validation"));
+    opts.profiles_dir = tmp.path().join("no-profiles");
+    let v = validate(&opts).unwrap();
+    assert!(v.differences.iter().any(|d| d.starts_with("contention.model")), "{:?}", v.differences);
+}

@@ -12,7 +12,7 @@ mod contention;
 mod plan;
 mod pool;
 
-pub use contention::contention_factor;
+pub use contention::{StepLoad, contention_factor};
 pub use plan::{
     ElasticKvPlan, GpuKvPlan, KVCACHED_PAGE_SIZE, PageGeometry, elastic_kv_plan, elastic_kv_plan_in,
     gpu_kv_plan, gpu_kv_plans,
@@ -125,15 +125,22 @@ impl Cluster {
         self.contention
     }
 
-    /// How many times longer a step of `instance` takes when it begins now, given which
-    /// instances are busy (`is_busy`; `instance` itself is not counted).
-    pub fn step_factor(&self, instance: InstanceId, is_busy: impl Fn(InstanceId) -> bool) -> f64 {
-        let others = self.tenants(self.gpu_of(instance));
-        if others.len() < 2 {
+    /// How many times longer a step of `instance` (`own`) takes when it begins now, given the
+    /// steps in flight on its co-tenants (`in_flight`: None when idle; `instance` itself is not
+    /// asked).
+    pub fn step_factor(
+        &self,
+        instance: InstanceId,
+        own: StepLoad,
+        in_flight: impl Fn(InstanceId) -> Option<StepLoad>,
+    ) -> f64 {
+        let tenants = self.tenants(self.gpu_of(instance));
+        if tenants.len() < 2 {
             return 1.0;
         }
-        let busy = others.iter().filter(|&&o| o != instance && is_busy(o)).count() as u32;
-        contention_factor(&self.contention, busy)
+        let busy: Vec<StepLoad> =
+            tenants.iter().filter(|&&o| o != instance).filter_map(|&o| in_flight(o)).collect();
+        contention_factor(&self.contention, own, &busy)
     }
 }
 

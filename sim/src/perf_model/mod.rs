@@ -250,6 +250,28 @@ impl StepTimeModel {
         self.gpu_s(batch, self.graph_mode(batch))
     }
 
+    /// Share of a step's period spent computing prefill (GPU-bound work), in [0, 1]: the
+    /// profile's prefill terms over the period; for the roofline prior, the prefill tokens' share
+    /// of the step's query tokens times the GPU share of the period (an approximation: a prefill
+    /// step of the prior is compute-bound). Colocation contention uses it (`cluster`).
+    pub fn prefill_share(&self, batch: &BatchFeatures) -> f64 {
+        let period = self.step_time(batch).as_secs_f64();
+        if batch.num_prefill_tokens == 0 || period <= 0.0 {
+            return 0.0;
+        }
+        let prefill_s = match &self.gpu {
+            GpuTime::Linear(c) => {
+                c.per_prefill_token_s * f64::from(batch.num_prefill_tokens)
+                    + c.per_prefill_attn_pair_s * batch.num_prefill_attn_pairs as f64
+            }
+            GpuTime::Roofline(_) => {
+                let tokens = f64::from(batch.num_prefill_tokens) + f64::from(batch.num_decode_seqs);
+                self.gpu_time_s(batch) * f64::from(batch.num_prefill_tokens) / tokens
+            }
+        };
+        (prefill_s / period).clamp(0.0, 1.0)
+    }
+
     /// CPU seconds of a step running `batch`.
     #[inline]
     pub fn cpu_time_s(&self, batch: &BatchFeatures) -> f64 {

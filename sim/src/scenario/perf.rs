@@ -263,6 +263,9 @@ pub(crate) fn check_perf(ctx: Ctx<'_>, perf: &RawPerf) -> Result<(), ScenarioErr
 pub(crate) struct PerfKey<'a> {
     /// The instance's model.
     pub model: &'a ModelSpec,
+    /// The scenario's model catalogue (an explicit profile of another model of the same shape is
+    /// accepted: [`same_shape`]).
+    pub catalog: &'a [ModelSpec],
     /// Catalogue name of its GPU.
     pub gpu: &'a str,
     /// Its engine, preset and knobs resolved.
@@ -285,13 +288,17 @@ pub(crate) fn perf_for_instance(
             return Err(ctx.err(field, format!("profile file {} does not exist", path.display())));
         }
         let profile = read_profile(&path)?;
-        if !profile.matches(&key.model.name, key.gpu, preset) {
+        // A profile of another catalogue model of the same shape (e.g. a second copy of a model
+        // served under its own name) describes the same step costs on the same card and engine.
+        let shape_twin = key.catalog.iter().any(|m| m.name == profile.model && same_shape(m, key.model));
+        let model = if shape_twin { profile.model.as_str() } else { key.model.name.as_str() };
+        if !profile.matches(model, key.gpu, preset) {
             return Err(ctx.err(
                 field,
                 format!(
                     "{} was fitted for model \"{}\" on \"{}\" with \"{}\", but this instance runs \
-                     \"{}\" on \"{}\" with \"{}\"; use a matching profile or drop `profile` to fall \
-                     back to the roofline prior",
+                     \"{}\" on \"{}\" with \"{}\"; use a matching profile (or one of a catalogue \
+                     model of the same shape) or drop `profile` to fall back to the roofline prior",
                     path.display(),
                     profile.model,
                     profile.gpu,
@@ -316,4 +323,14 @@ pub(crate) fn perf_for_instance(
         },
         async_scheduling: None,
     })
+}
+
+/// Whether two catalogue models have the same shape and weight format (so the same step costs):
+/// names, served names and context limits may differ.
+pub(crate) fn same_shape(a: &ModelSpec, b: &ModelSpec) -> bool {
+    (a.num_layers, a.hidden_size, a.num_attention_heads, a.num_kv_heads, a.head_dim)
+        == (b.num_layers, b.hidden_size, b.num_attention_heads, b.num_kv_heads, b.head_dim)
+        && (a.intermediate_size, a.vocab_size, a.tie_word_embeddings)
+            == (b.intermediate_size, b.vocab_size, b.tie_word_embeddings)
+        && (a.weight_format, a.kv_cache_dtype_bytes) == (b.weight_format, b.kv_cache_dtype_bytes)
 }

@@ -58,10 +58,24 @@ pub(crate) enum RawContention {
         #[serde(default = "default_contention_overhead")]
         overhead: f64,
     },
+    GpuShare {
+        #[serde(default = "default_gpu_share_slowdown")]
+        slowdown: f64,
+        #[serde(default = "default_decode_gpu_share")]
+        decode_gpu_share: f64,
+    },
 }
 
 fn default_contention_overhead() -> f64 {
     0.10
+}
+
+fn default_gpu_share_slowdown() -> f64 {
+    super::types::GPU_SHARE_SLOWDOWN_FITTED
+}
+
+fn default_decode_gpu_share() -> f64 {
+    super::types::GPU_SHARE_DECODE_GUESS
 }
 
 /// `[gpu_catalog."name"]`.

@@ -150,7 +150,7 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         }
         check_elastic(ctx, &engine, &|knob: &str| engine_field(i, knob))?;
         check_version_knobs(ctx, &merged, model, &|knob: &str| engine_field(i, knob))?;
-        let key = PerfKey { model, gpu: &gpu.name, engine: &engine };
+        let key = PerfKey { model, catalog: &model_cat, gpu: &gpu.name, engine: &engine };
         let resolved =
             perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &profiles, &raw.perf)?;
         // A profile measured with (or without) async scheduling says how the engine ran, unless
@@ -170,7 +170,8 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         });
     }
     check_memory(ctx, &gpus, &models, &instances, &engine_field)?;
-    let contention = resolve_contention(ctx, raw.cluster.contention.as_ref())?;
+    let all_cb = instances.iter().all(|i| i.engine.preset == EnginePreset::TransformersCb);
+    let contention = resolve_contention(ctx, raw.cluster.contention.as_ref(), all_cb)?;
 
     let r = &raw.router;
     if !(r.poll_interval_s.is_finite() && r.poll_interval_s > 0.0) {
@@ -230,9 +231,16 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
     })
 }
 
-/// `[cluster] contention`, default serialise + 10 %.
-fn resolve_contention(ctx: Ctx<'_>, c: Option<&RawContention>) -> Result<ContentionSpec, ScenarioError> {
+/// `[cluster] contention`. Default: `gpu_share` as measured on the reference engine when every
+/// instance runs the `transformers-cb` preset (`all_cb`), else serialise + 10 % (a guess for vLLM,
+/// whose CUDA-graph decode steps are GPU-bound: not measured colocated).
+fn resolve_contention(
+    ctx: Ctx<'_>,
+    c: Option<&RawContention>,
+    all_cb: bool,
+) -> Result<ContentionSpec, ScenarioError> {
     match c {
+        None if all_cb => Ok(ContentionSpec::REFERENCE_ENGINE_H200),
         None => Ok(ContentionSpec::default()),
         Some(RawContention::None) => Ok(ContentionSpec::None),
         Some(&RawContention::Serialize { overhead }) => {
@@ -243,6 +251,21 @@ fn resolve_contention(ctx: Ctx<'_>, c: Option<&RawContention>) -> Result<Content
                 ));
             }
             Ok(ContentionSpec::Serialize { overhead })
+        }
+        Some(&RawContention::GpuShare { slowdown, decode_gpu_share }) => {
+            if !(slowdown.is_finite() && (0.0..=10.0).contains(&slowdown)) {
+                return Err(ctx.err(
+                    "cluster.contention.slowdown",
+                    format!("must be in [0, 10] (1.0: the exposed GPU work takes twice as long under a fully busy co-tenant), got {slowdown}"),
+                ));
+            }
+            if !(decode_gpu_share.is_finite() && (0.0..=1.0).contains(&decode_gpu_share)) {
+                return Err(ctx.err(
+                    "cluster.contention.decode_gpu_share",
+                    format!("must be a fraction in [0, 1] (the GPU share of a step's non-prefill work), got {decode_gpu_share}"),
+                ));
+            }
+            Ok(ContentionSpec::GpuShare { slowdown, decode_gpu_share })
         }
     }
 }

@@ -51,6 +51,40 @@ pub enum ContentionSpec {
         /// Extra time-slicing cost on top of serialisation (0.10 = 10 %).
         overhead: f64,
     },
+    /// Only GPU-bound work contends: a step is slowed by
+    /// `1 + slowdown x exposed x min(1, sum of busy co-tenants' GPU shares)`, where a step's
+    /// prefill share `s` is its prefill-compute time over its modelled period, its GPU share is
+    /// `s + (1 - s) x decode_gpu_share`, and its exposed share is `s` when its engine overlaps
+    /// CPU and GPU work (async scheduling hides the GPU wait of the rest behind the CPU preparing
+    /// the next step) and its GPU share otherwise. Measured on the reference engine (transformers
+    /// continuous batching, eager, CPU-heavy steps) on an H200: a co-tenant that only decodes
+    /// costs nothing measurable; one in prefill slows steps that compute prefill
+    /// (`validation/h200/coloc_analysis.py`).
+    GpuShare {
+        /// Fractional stretch of the exposed share per unit of co-tenant GPU share
+        /// ([`GPU_SHARE_SLOWDOWN_FITTED`] by default).
+        slowdown: f64,
+        /// GPU share of a step's non-prefill work ([`GPU_SHARE_DECODE_GUESS`] by default).
+        decode_gpu_share: f64,
+    },
+}
+
+/// `gpu_share`'s `slowdown` fitted on the reference engine on an H200 from the async-on ladder
+/// (`validation/h200/coloc/probe`; `validation/h200/coloc_analysis.py` prints the fit).
+pub const GPU_SHARE_SLOWDOWN_FITTED: f64 = 1.90;
+
+/// `gpu_share`'s `decode_gpu_share` for the eager reference engine: reading the weights once
+/// (~16 GB at 4.8 TB/s, ~3.3 ms) plus KV copies, of a ~40 ms decode step. A guess, NOT fitted
+/// (async runs cannot show it: the CPU hides it).
+pub const GPU_SHARE_DECODE_GUESS: f64 = 0.10;
+
+impl ContentionSpec {
+    /// `gpu_share` as measured on the reference engine on an H200: the default of scenarios
+    /// whose instances all run the `transformers-cb` preset.
+    pub const REFERENCE_ENGINE_H200: ContentionSpec = ContentionSpec::GpuShare {
+        slowdown: GPU_SHARE_SLOWDOWN_FITTED,
+        decode_gpu_share: GPU_SHARE_DECODE_GUESS,
+    };
 }
 
 impl Default for ContentionSpec {

@@ -348,6 +348,19 @@ fn elastic_kv_needs_a_v1_engine_and_a_consistent_reserve() {
         run(&[]).unwrap().variants[0].contention,
         sim::scenario::ContentionSpec::Serialize { overhead: 0.10 }
     );
+    // The reference engine's measured model: the default when every instance runs it, and
+    // selectable with its knobs; bad knobs name their field.
+    let cb = run(&["defaults.engine.preset=transformers-cb", "defaults.engine.block_size=256"]).unwrap();
+    assert_eq!(cb.variants[0].contention, sim::scenario::ContentionSpec::REFERENCE_ENGINE_H200);
+    let g = run(&["cluster.contention={ model = \"gpu_share\", slowdown = 1.5 }"]).unwrap();
+    assert_eq!(
+        g.variants[0].contention,
+        sim::scenario::ContentionSpec::GpuShare { slowdown: 1.5, decode_gpu_share: 0.10 }
+    );
+    let e = run(&["cluster.contention={ model = \"gpu_share\", slowdown = -1 }"]).unwrap_err();
+    assert_eq!(e.field, "cluster.contention.slowdown");
+    let e = run(&["cluster.contention={ model = \"gpu_share\", decode_gpu_share = 1.5 }"]).unwrap_err();
+    assert_eq!(e.field, "cluster.contention.decode_gpu_share");
 }
 
 mod props {
@@ -379,12 +392,17 @@ mod props {
             })
     }
 
-    fn scenario(gpus: u32, insts: &[Inst], rate: f64, contention: bool, seed: u64) -> Option<Scenario> {
+    /// `contention`: 0 none, 1 the default (serialise), 2 `gpu_share`.
+    fn scenario(gpus: u32, insts: &[Inst], rate: f64, contention: u8, seed: u64) -> Option<Scenario> {
         let mut t = format!(
             "seed = {seed}\n[cluster]\ngpu = \"H100-80GB-SXM\"\nnum_gpus = {gpus}\n{}\n\
              [defaults.engine]\nmax_model_len = 8192\nmax_num_batched_tokens = 2048\nmax_num_seqs = 128\n\
              activation_reserve_gib = 1.0\n",
-            if contention { "" } else { "contention = { model = \"none\" }" }
+            match contention {
+                0 => "contention = { model = \"none\" }",
+                1 => "",
+                _ => "contention = { model = \"gpu_share\", slowdown = 3.0, decode_gpu_share = 0.3 }",
+            }
         );
         for (i, x) in insts.iter().enumerate() {
             let model = if x.qwen { "qwen2.5-7b" } else { "llama-3.1-8b" };
@@ -433,7 +451,7 @@ mod props {
             gpus in 1u32..3,
             insts in proptest::collection::vec(inst(), 2..5),
             rate in 2.0f64..14.0,
-            contention in any::<bool>(),
+            contention in 0u8..3,
             seed in 0u64..1000,
         ) {
             let Some(s) = scenario(gpus, &insts, rate, contention, seed) else { return Ok(()) };

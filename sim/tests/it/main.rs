@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod awq;
+mod contention;
 mod elastic;
 mod fast_forward;
 mod plan;

@@ -225,6 +225,29 @@ fn an_explicit_profile_for_another_model_is_rejected() {
 }
 
 #[test]
+fn an_explicit_profile_of_a_same_shaped_catalogue_model_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.toml"), PROFILE).unwrap();
+    // A second llama-shaped model under its own name (a copy of the catalogue entry's shape).
+    let twin = "[model_catalog.\"llama-twin\"]\nserved_name = \"twin\"\nnum_layers = 32\nhidden_size = 4096\n\
+                num_attention_heads = 32\nnum_kv_heads = 8\nhead_dim = 128\nintermediate_size = 14336\n\
+                vocab_size = 128256\nmax_position_embeddings = 131072\n";
+    let text = format!("{BASE}\n{twin}");
+    let sets = |m: &str| {
+        vec![format!("instances.1.model={m}").parse().unwrap(), "instances.1.profile=p.toml".parse().unwrap()]
+    };
+    let f = parse_scenario(&text, &dir.path().join("s.toml"), &sets("llama-twin")).unwrap();
+    let PerfSpec::Profile { coefficients, .. } = &f.variants[0].instances[1].perf else {
+        panic!("{:?}", f.variants[0].instances[1].perf)
+    };
+    assert_eq!(coefficients.fixed_s, 0.004);
+    // Another shape (Qwen) is still refused, with the remedy.
+    let e = parse_scenario(&text, &dir.path().join("s.toml"), &sets("qwen2.5-7b")).unwrap_err();
+    assert_eq!(e.field, "instances[1].profile");
+    assert!(e.reason.contains("of the same shape"), "{e}");
+}
+
+#[test]
 fn a_bad_profile_file_is_reported_against_the_profile() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.toml"), PROFILE.replace("fixed_s = 0.004", "fixed_s = -1.0")).unwrap();
