@@ -5,6 +5,12 @@
 //! join rule are fitted together: under load the join rule already accounts for part of what a
 //! lone request shows as delay, and a delay read off lone requests alone would count it twice.
 //! Only the run dirs given to `calibrate` are simulated; held-out runs never are.
+//!
+//! Where a run opens with low-load phases (closed loop of at most [`LOW_LOAD_CONCURRENCY`]
+//! streams, as the calibration ladder does), only those phases are compared: there a TTFT is the
+//! wait for the step in flight, the prefill and the delay, while the top rungs' TTFT is queueing,
+//! which the delay cannot fix and which would otherwise decide it (on the H200 ladder the whole-run
+//! fit gave 130 ms for one shape and 5 ms for the other).
 
 use crate::dataset::{LoadedRun, Target, instance_target};
 use crate::profile::{Coefficients, CudaGraphs};
@@ -17,6 +23,8 @@ use sim::simulation::SimOptions;
 const GRID_POINTS: usize = 17;
 /// Golden-section refinements around the best grid point.
 const REFINE_ITERATIONS: usize = 16;
+/// Closed-loop phases of at most this many streams count as low load (see the module doc).
+const LOW_LOAD_CONCURRENCY: u32 = 4;
 
 /// The fitted delay and how well it matches.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +40,28 @@ pub struct DelayFit {
 /// The TTFT statistics of `target`'s model in a summary.
 fn ttft_of(models: &[sim::metrics::ModelSummary], model: &str) -> Option<LatencyStats> {
     models.iter().find(|m| m.model == model).and_then(|m| m.ttft.clone())
+}
+
+/// How many leading phases of `phases` are low load (closed loop, few streams); 0: none.
+fn low_load_prefix(phases: &[sim::scenario::PhaseSpec]) -> usize {
+    phases
+        .iter()
+        .take_while(|p| {
+            matches!(p.arrival, sim::scenario::ArrivalSpec::ClosedLoop { concurrency, .. } if concurrency <= LOW_LOAD_CONCURRENCY)
+        })
+        .count()
+}
+
+/// p50 and p90 of the measured TTFT of `model`'s successful requests in phases `< phases`.
+fn live_ttft(run: &LoadedRun, model: &str, phases: usize) -> Option<LatencyStats> {
+    let mut v: Vec<f64> = run
+        .dir
+        .requests
+        .iter()
+        .filter(|r| r.model == model && (r.phase as usize) < phases)
+        .filter_map(|r| r.ttft_s)
+        .collect();
+    LatencyStats::from_samples(&mut v)
 }
 
 /// Simulates every run with `coefficients`, `graphs` and delay `d`: per run (live, sim) TTFT.
@@ -76,7 +106,14 @@ fn simulate_runs(
         if !any {
             continue;
         }
-        let Some(live) = ttft_of(&run.dir.summary.models, &target.model) else { continue };
+        let low = low_load_prefix(&s.workload.phases);
+        let live = if low > 0 {
+            s.workload.phases.truncate(low);
+            live_ttft(run, &target.model, low)
+        } else {
+            ttft_of(&run.dir.summary.models, &target.model)
+        };
+        let Some(live) = live else { continue };
         let Ok(sim) = simulate_summary(&s, run.path(), SimOptions::default()) else { continue };
         let Some(simulated) = ttft_of(&sim.summary.models, &target.model) else { continue };
         out.push((run.path().display().to_string(), live, simulated));

@@ -25,7 +25,9 @@
 //! back, the batch of the step beginning now was decided when the previous step began: a request
 //! that arrived after that waits here, out of the scheduler's sight, and joins the step after
 //! (a request arriving during step n joins step n+2). An idle engine schedules at once. Finished
-//! requests' blocks come back a step later (`Scheduler`).
+//! requests' blocks come back a step later (`Scheduler`). The reference engine (`transformers-cb`)
+//! overlaps output processing but chooses each batch when the previous step ends: its arrivals join
+//! the next step (`EnginePreset::arrivals_skip_a_step`).
 //!
 //! Fast-forward (the simulation driver only): when the scheduler can open a decode stretch
 //! (`engine::sched::fast_forward`), [`Instance::begin_stretch`] computes every step's duration of
@@ -109,7 +111,8 @@ pub struct Instance {
     num_stretch_steps: u64,
     /// Scratch events of stretch applications outside `end_stretch_step`.
     scratch: StepEvents,
-    /// Async scheduling (see the module doc).
+    /// Async scheduling with arrivals joining step n+2 (see the module doc and
+    /// `EnginePreset::arrivals_skip_a_step`).
     async_scheduling: bool,
     /// Async scheduling: arrived requests the step being scheduled could not see yet, in arrival
     /// order (already checked by `Scheduler::check_request`).
@@ -161,7 +164,7 @@ impl Instance {
         Instance {
             id,
             scheduler,
-            async_scheduling: e.async_scheduling,
+            async_scheduling: e.async_scheduling && e.preset.arrivals_skip_a_step(),
             staged: VecDeque::new(),
             step_start: SimTime::ZERO,
             step_prefill_share: 0.0,

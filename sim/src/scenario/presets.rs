@@ -69,6 +69,22 @@ impl EnginePreset {
         }
     }
 
+    /// Whether, with async scheduling on, a request arriving while step n runs first joins step
+    /// n+2 (the scheduler already chose step n+1's batch). vLLM V1: yes — `EngineCore.
+    /// step_with_batch_queue` (vllm 0.11.0 v1/engine/core.py) schedules step n+1 and queues it
+    /// while step n's forward runs on the GPU. transformers-cb: no — the reference engine's loop
+    /// (`_generation_loop_body` in live/reference-engine/engine.py, transformers 5.17) prepares the
+    /// next batch at the top of each iteration, after the previous step's launch returned; run
+    /// eagerly (its H200 scenarios: `--no-cuda-graphs`) that launch is the step (Python issuing
+    /// kernels keeps the loop CPU-bound), so a batch is chosen when the previous step ends and an
+    /// arrival joins the next step. Measured on the H200 (validation/README.md): the n+2 join
+    /// over-predicts Poisson TTFT p50 by 24-35%, the n+1 join with a fitted output delay does not.
+    /// Its async batching still processes step n's output after launching step n+1 (frees come a
+    /// step later: kept with the `async_scheduling` flag).
+    pub fn arrivals_skip_a_step(self) -> bool {
+        !matches!(self, EnginePreset::TransformersCb)
+    }
+
     /// Whether the release has `--scheduler-reserve-full-isl` (`SchedulerConfig.
     /// scheduler_reserve_full_isl`, default True). Added in vLLM 0.19.0: absent from 0.18.0's
     /// vllm/config/scheduler.py, present (default True) in 0.19.0's, 0.20.0's and 0.33.0's. Before,
