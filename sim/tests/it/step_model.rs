@@ -151,6 +151,17 @@ fn with_async_scheduling_a_request_arriving_during_step_n_joins_step_n_plus_2() 
 }
 
 #[test]
+fn the_reference_engine_overlaps_output_but_an_arrival_joins_the_next_step() {
+    // live/reference-engine/engine.py `_generation_loop_body` (transformers 5.17): the batch is
+    // prepared at the top of each iteration, once the previous (eager, CPU-bound) launch returned.
+    let ms = |x: u64| SimDuration(x * 1_000_000);
+    let cb = three_steps(&["defaults.engine.preset=transformers-cb"]);
+    assert_eq!(cb[1], ms(16), "request 1's prefill joins step 2: {cb:?}");
+    let s = with_profile(scenario(&["defaults.engine.preset=transformers-cb"]), StepOverheads::default());
+    assert!(s.instances[0].engine.async_scheduling, "its async batching stays on (step period, late frees)");
+}
+
+#[test]
 fn an_idle_engine_with_async_scheduling_schedules_an_arrival_at_once() {
     let s = with_profile(scenario(&[]), StepOverheads::default());
     let mut inst = Instance::new(&s, InstanceId(0));
