@@ -12,13 +12,13 @@ use crate::common::{Emulated, TRUTH, scenario_dir_with, write_live_run};
 use calibration::step::Term;
 use calibration::{CalibrateOptions, DataSource, calibrate};
 
+// One test, the two engines in turn: the emulator paces steps on the wall clock, so two emulated
+// engines at once on a 2-core machine would stretch each other's steps and bias the fit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calibrate_recovers_known_step_coefficients_from_client_timestamps_within_5_percent() {
+    // vLLM V1's default: async scheduling (arrivals join step n+2, frees a step later).
     recovers_within_5_percent(true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calibrate_recovers_known_step_coefficients_of_a_synchronous_engine_within_5_percent() {
+    // A synchronous engine (vLLM V0, V1 with async scheduling off).
     recovers_within_5_percent(false).await;
 }
 
