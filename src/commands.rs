@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench(a),
         Command::Report(a) => report(a),
         Command::Sweep(a) => sweep(a),
+        Command::Explain(a) => crate::explain_commands::explain(a),
         Command::Live(a) => crate::live_commands::live(a.command),
         Command::Lb(a) => crate::live_commands::lb(a),
         Command::Emulate(a) => crate::live_commands::emulate(a),
