@@ -146,7 +146,8 @@ pub fn sentences(e: &Explanation, metrics: &[&str]) -> Vec<String> {
                 f.path,
                 f.from,
                 f.to,
-                format_value(metric, top.shapley.mean, false),
+                // In the direction of the change: "accounts for 40 of the 100 ms decrease".
+                format_value(metric, top.shapley.mean * m.total.mean.signum(), false),
                 format_value(metric, m.total.mean.abs(), false),
                 model.model,
                 metric_label(metric),

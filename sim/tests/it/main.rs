@@ -5,6 +5,7 @@
 
 mod awq;
 mod elastic;
+mod explain;
 mod fast_forward;
 mod plan;
 mod scenario_errors;
