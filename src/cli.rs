@@ -271,6 +271,12 @@ pub struct ExplainArgs {
     /// Output directory (default: results/<scenario name>-explain-<from>-<to>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Bisect each model's SLO-breaking load multiple on the --from variant up to this multiple.
+    #[arg(long, default_value_t = 8.0)]
+    pub max_load: f64,
+    /// Skip the operating point (the per-model load bisection on the --from variant).
+    #[arg(long)]
+    pub no_operating_point: bool,
     /// Run only shard I of N of the runs, e.g. `--shard 1/4`; combine with `explain merge`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,

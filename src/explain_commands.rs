@@ -6,8 +6,8 @@ use crate::commands::parse_overrides;
 use anyhow::{Context, Result, bail};
 use reports::{WaterfallChart, WaterfallStep, render_waterfall};
 use sim::explain::{
-    ExplainSpec, Explanation, HEADLINE_METRICS, Target, metric_label, plan as explain_plan,
-    run as explain_run, sentences, tables,
+    ExplainSpec, Explanation, HEADLINE_METRICS, Target, metric_label, operating_points, operating_table,
+    plan as explain_plan, run as explain_run, sentences, tables,
 };
 use sim::scenario::Override;
 use sim::sweep::{Shard, SweepOptions};
@@ -31,7 +31,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         let t0 = Instant::now();
         let e = sim::explain::merge(&m.shards, &m.out)?;
         eprintln!("merged {} shards in {:.1} s", m.shards.len(), t0.elapsed().as_secs_f64());
-        return present(&e, &m.out, &metrics);
+        return present(&e, &m.out, &metrics, None);
     }
     let (Some(scenario), Some(from)) = (args.scenario, args.from) else {
         bail!("explain: give a scenario file and --from VARIANT")
@@ -73,7 +73,24 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     let done = explain_run(&plan, &out, &opts)?;
     eprintln!("ran in {:.1} s", t0.elapsed().as_secs_f64());
     match done {
-        Some(e) => present(&e, &out, &metrics),
+        Some(e) => {
+            let operating = if args.no_operating_point {
+                None
+            } else {
+                if !(args.max_load.is_finite() && args.max_load > 1.0) {
+                    bail!("explain: --max-load must be a number > 1, got {}", args.max_load);
+                }
+                let t1 = Instant::now();
+                let points = operating_points(&plan, args.max_load, 4)?;
+                eprintln!("operating point in {:.1} s", t1.elapsed().as_secs_f64());
+                let path = out.join("operating-point.json");
+                let json =
+                    serde_json::to_string_pretty(&points).context("serialising the operating point")?;
+                std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+                Some(operating_table(&points, &plan.spec.from))
+            };
+            present(&e, &out, &metrics, operating.as_deref())
+        }
         None => {
             println!(
                 "shard written to {}; combine all shards with `modelsguard explain merge <dirs>... --out DIR`",
@@ -97,7 +114,7 @@ fn default_out(plan: &sim::explain::ExplainPlan, shard: Option<Shard>) -> PathBu
 }
 
 /// Prints the tables and sentences, writes `explain.md` and the waterfalls.
-fn present(e: &Explanation, out: &Path, metrics: &[String]) -> Result<()> {
+fn present(e: &Explanation, out: &Path, metrics: &[String], operating: Option<&str>) -> Result<()> {
     let metrics: Vec<&str> = metrics.iter().map(String::as_str).collect();
     let table = tables(e, &metrics);
     let said = sentences(e, &metrics);
@@ -106,6 +123,9 @@ fn present(e: &Explanation, out: &Path, metrics: &[String]) -> Result<()> {
     println!("{table}");
     for s in &said {
         println!("- {s}");
+    }
+    if let Some(o) = operating {
+        println!("{o}");
     }
     let charts = waterfalls(e, out, &metrics)?;
     let mut md = format!(
@@ -123,6 +143,9 @@ fn present(e: &Explanation, out: &Path, metrics: &[String]) -> Result<()> {
         let _ = writeln!(md, "- {s}");
     }
     let _ = write!(md, "\n```\n{table}```\n\n");
+    if let Some(o) = operating {
+        let _ = write!(md, "```\n{o}```\n\n");
+    }
     for c in &charts {
         if let Some(name) = c.file_name() {
             let _ = writeln!(md, "![{}]({})\n", name.to_string_lossy(), name.to_string_lossy());

@@ -14,6 +14,7 @@
 
 mod analysis;
 pub mod factors;
+mod operating;
 pub mod shapley;
 mod subsets;
 mod text;
@@ -23,6 +24,7 @@ pub use analysis::{
     ModelExplanation, PairIndex, analyse, analyse_dir, write_explanation,
 };
 pub use factors::{Factor, Target, factors};
+pub use operating::{MIN_SUCCESS, OperatingPoint, operating_points, operating_table};
 pub use subsets::{Group, group_path};
 pub use text::{HEADLINE_METRICS, format_value, metric_label, sentences, tables};
 
