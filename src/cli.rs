@@ -81,6 +81,10 @@ pub struct SimulateArgs {
     /// Skip the PNG report (written by default to <out>/report/).
     #[arg(long)]
     pub no_report: bool,
+    /// With exactly two variants: also attribute their difference to the settings that differ
+    /// (`modelsguard explain`, 3 replications) into <out>/explain/.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `report` arguments.
