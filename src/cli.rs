@@ -266,6 +266,10 @@ pub struct ExplainArgs {
     /// Override the scenario's seed (replication r uses seed + r).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Estimate from this many sampled orders of the settings instead of all 2^k subsets
+    /// (default: exact up to 10 differing settings, 64 orders beyond).
+    #[arg(long, default_value_t = 0)]
+    pub permutations: u32,
     /// Replications (request streams) per subset of settings; 95% Student-t intervals.
     #[arg(long, default_value_t = 3)]
     pub replications: u32,

@@ -144,6 +144,7 @@ fn simulate(args: SimulateArgs) -> Result<()> {
             overrides: a.overrides.clone(),
             seed: a.seed,
             replications: 3,
+            permutations: 0,
             metrics: Vec::new(),
             out: Some(out.join("explain")),
             max_load: 8.0,

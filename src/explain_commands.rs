@@ -46,13 +46,26 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     }
     let groups: Vec<Vec<String>> =
         args.groups.iter().map(|g| g.split(',').map(|p| p.trim().to_string()).collect()).collect();
-    let spec = ExplainSpec { scenario, from, to, overrides, reps: args.replications, groups };
+    let spec = ExplainSpec {
+        scenario,
+        from,
+        to,
+        overrides,
+        reps: args.replications,
+        groups,
+        permutations: args.permutations,
+    };
     let plan = explain_plan(&spec)?;
     let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
     let out = args.out.unwrap_or_else(|| default_out(&plan, shard));
     let k = plan.groups.len();
+    let how = if plan.permutations.is_empty() {
+        format!("2^{k} subsets")
+    } else {
+        format!("{} subsets along {} sampled orders", plan.masks.len(), plan.permutations.len())
+    };
     eprintln!(
-        "explain {}: {} -> {}: {k} differing settings, 2^{k} subsets x {} replications = {} runs{} -> {}",
+        "explain {}: {} -> {}: {k} differing settings, {how} x {} replications = {} runs{} -> {}",
         plan.sweep.name,
         spec.from,
         sim::explain::describe_target(&spec.to),
@@ -130,14 +143,19 @@ fn present(e: &Explanation, out: &Path, metrics: &[String], operating: Option<&s
     let charts = waterfalls(e, out, &metrics)?;
     let mut md = format!(
         "# Why {} differs from {} ({})\n\n{warn}{} replications x {} subsets = {} runs; contributions are \
-         Shapley values (they add up to the change), `alone` is the setting switched on its own, 95% \
+         Shapley values{} (they add up to the change), `alone` is the setting switched on its own, 95% \
          Student-t intervals over replications.\n\n",
         e.to,
         e.from,
         e.scenario,
         e.reps,
         e.runs / e.reps.max(1),
-        e.runs
+        e.runs,
+        if e.permutations > 0 {
+            format!(" estimated from {} sampled orders", e.permutations)
+        } else {
+            String::new()
+        }
     );
     for s in &said {
         let _ = writeln!(md, "- {s}");

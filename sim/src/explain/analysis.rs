@@ -2,9 +2,9 @@
 //! value at every subset of factors, then Shapley values, effects alone, the interaction left
 //! over and pair indices, folded over replications into means with 95% Student-t intervals.
 //!
-//! The sweep's points cross the factor axes (first slowest) with the seed axis (fastest), so
-//! point `p` is replication `p % reps` of the subset whose factor `i` is on when bit `k - 1 - i`
-//! of `p / reps` is set. `explain.json` ([`Explanation`]) is what this module writes; the spec of
+//! Point `p` of the sweep is replication `p % reps` of subset `masks[p / reps]` (exact: every
+//! subset, in the product order of the factor axes; sampled: the prefixes of the sampled orders
+//! and the single factors). `explain.json` ([`Explanation`]) is what this module writes; the spec of
 //! the explanation (`explain-spec.json`: scenario, from, to, factors) is written next to the sweep
 //! files before the runs, so shard dirs carry it and a merged dir can be analysed alone.
 
@@ -51,6 +51,11 @@ struct SpecFile {
     from: String,
     to: String,
     factors: Vec<FactorInfo>,
+    /// The subsets run, in sweep order.
+    masks: Vec<u64>,
+    /// The sampled orders (empty: exact).
+    #[serde(default)]
+    permutations: Vec<Vec<usize>>,
 }
 
 /// A mean over replications with its 95% Student-t interval (none with one replication).
@@ -147,8 +152,11 @@ pub struct Explanation {
     pub factors: Vec<FactorInfo>,
     /// Replications.
     pub reps: u32,
-    /// Simulations behind it (`2^k x reps`).
+    /// Simulations behind it (subsets x reps).
     pub runs: u32,
+    /// Sampled orders behind a permutation estimate; 0 for exact values over all `2^k` subsets
+    /// (the intervals of an estimate cover the replications' noise, not the sampling's).
+    pub permutations: u32,
     /// True when every run used calibrated step-time profiles.
     pub calibrated: bool,
     /// `all` first, then the models in scenario order.
@@ -186,6 +194,8 @@ pub(crate) fn write_spec(dir: &Path, plan: &ExplainPlan) -> Result<(), ExplainEr
                 FactorInfo { path: super::group_path(&plan.factors, g), from: join(false), to: join(true) }
             })
             .collect(),
+        masks: plan.masks.clone(),
+        permutations: plan.permutations.clone(),
     };
     write_json(&dir.join(SPEC_JSON), &spec)
 }
@@ -251,8 +261,18 @@ pub fn write_explanation(dir: &Path, e: &Explanation) -> Result<(), ExplainError
 pub fn analyse_dir(dir: &Path) -> Result<Explanation, ExplainError> {
     let spec = read_spec(dir)?;
     let (meta, rows) = read_sweep_dir(dir)?;
-    analyse(&spec.from, &spec.to, &spec.factors, &meta, &rows)
+    let subsets = Runs { masks: &spec.masks, permutations: &spec.permutations };
+    analyse(&spec.from, &spec.to, &spec.factors, subsets, &meta, &rows)
         .map_err(|reason| ExplainError::NotAnExplanation { path: dir.to_path_buf(), reason })
+}
+
+/// Which subsets an explanation's sweep ran.
+#[derive(Clone, Copy, Debug)]
+pub struct Runs<'a> {
+    /// The subset of each group of `reps` points, in order.
+    pub masks: &'a [u64],
+    /// The sampled orders (empty: `masks` holds every subset, exact values).
+    pub permutations: &'a [Vec<usize>],
 }
 
 /// The attribution from a sweep's meta and rows; the reason when they are not an explanation's.
@@ -260,6 +280,7 @@ pub fn analyse(
     from: &str,
     to: &str,
     factors: &[FactorInfo],
+    runs: Runs<'_>,
     meta: &SweepMeta,
     rows: &[SweepRow],
 ) -> Result<Explanation, String> {
@@ -267,19 +288,27 @@ pub fn analyse(
     let axes_ok = meta.params.len() == k + 1
         && meta.params.last().map(String::as_str) == Some(SEED_AXIS)
         && meta.params.iter().zip(factors).all(|(p, f)| *p == f.path);
-    if !axes_ok || meta.shard.is_some() || k == 0 || k > shapley::MAX_EXACT_FACTORS {
+    let exact = runs.permutations.is_empty();
+    let full = if k >= 64 { u64::MAX } else { (1u64 << k) - 1 };
+    let needed = (0..k).map(|i| 1u64 << i).chain([0, full]);
+    let complete = if exact {
+        runs.masks.len() == 1 << k.min(20)
+    } else {
+        needed.clone().all(|m| runs.masks.contains(&m))
+    };
+    if !axes_ok || meta.shard.is_some() || k == 0 || !complete {
         return Err(format!(
             "sweep.json's axes ({}) are not the factors of explain-spec.json then `seed`, or the dir is \
              one shard (merge the shards first)",
             meta.params.join(", ")
         ));
     }
-    let subsets = 1u32 << k;
-    if meta.total_points % subsets != 0 {
-        return Err(format!("{} points is not a multiple of 2^{k} subsets", meta.total_points));
+    let subsets = runs.masks.len() as u32;
+    if subsets == 0 || meta.total_points % subsets != 0 {
+        return Err(format!("{} points is not a multiple of {subsets} subsets", meta.total_points));
     }
     let reps = meta.total_points / subsets;
-    // (model, metric) -> [rep][mask]
+    // (model, metric) -> [rep][position in runs.masks]
     let mut values: BTreeMap<(usize, usize), Vec<Vec<Option<f64>>>> = BTreeMap::new();
     let mut models: Vec<String> = Vec::new();
     let metric_index = |m: &str| crate::sweep::metrics::METRICS.iter().position(|x| *x == m);
@@ -292,11 +321,13 @@ pub fn analyse(
                 models.len() - 1
             }
         };
-        let (rep, code) = (row.point % reps, row.point / reps);
-        let mask = (0..k).filter(|i| code >> (k - 1 - i) & 1 == 1).fold(0usize, |m, i| m | 1 << i);
+        let (rep, at) = (row.point % reps, row.point / reps);
+        if at >= subsets {
+            return Err(format!("sweep.csv has point {}, beyond the {subsets} x {reps} runs", row.point));
+        }
         let cell =
             values.entry((model, mi)).or_insert_with(|| vec![vec![None; subsets as usize]; reps as usize]);
-        cell[rep as usize][mask] = Some(row.value);
+        cell[rep as usize][at as usize] = Some(row.value);
     }
     let mut out: Vec<ModelExplanation> =
         models.iter().map(|m| ModelExplanation { model: m.clone(), metrics: Vec::new() }).collect();
@@ -306,7 +337,15 @@ pub fn analyse(
         if complete.is_empty() {
             continue;
         }
-        out[model].metrics.push(explain_metric(crate::sweep::metrics::METRICS[mi], k, &complete));
+        // Re-key each replication by mask.
+        let by_mask: Vec<BTreeMap<u64, f64>> =
+            complete.iter().map(|v| runs.masks.iter().copied().zip(v.iter().copied()).collect()).collect();
+        out[model].metrics.push(explain_metric(
+            crate::sweep::metrics::METRICS[mi],
+            k,
+            runs.permutations,
+            &by_mask,
+        ));
     }
     Ok(Explanation {
         schema_version: EXPLAIN_SCHEMA_VERSION,
@@ -316,23 +355,44 @@ pub fn analyse(
         factors: factors.to_vec(),
         reps,
         runs: meta.total_points,
+        permutations: runs.permutations.len() as u32,
         calibrated: meta.calibrated,
         models: out,
     })
 }
 
-/// One metric from its values `[rep][mask]` (complete replications only).
-fn explain_metric(metric: &str, k: usize, reps: &[Vec<f64>]) -> MetricExplanation {
-    let full = (1usize << k) - 1;
-    let col = |f: &dyn Fn(&Vec<f64>) -> f64| Estimate::of(&reps.iter().map(f).collect::<Vec<_>>());
-    let phis: Vec<Vec<f64>> = reps.iter().map(|v| shapley::exact(v, k)).collect();
-    let pairs: Vec<Vec<((usize, usize), f64)>> =
-        reps.iter().map(|v| shapley::pair_interactions(v, k)).collect();
+/// One metric from its values per replication, keyed by mask; exact Shapley values and pair
+/// indices when `perms` is empty (every mask present), else the permutation estimate (no pairs).
+fn explain_metric(
+    metric: &str,
+    k: usize,
+    perms: &[Vec<usize>],
+    reps: &[BTreeMap<u64, f64>],
+) -> MetricExplanation {
+    let full = if k >= 64 { u64::MAX } else { (1u64 << k) - 1 };
+    let at = |v: &BTreeMap<u64, f64>, m: u64| v.get(&m).copied().unwrap_or(f64::NAN);
+    let col = |f: &dyn Fn(&BTreeMap<u64, f64>) -> f64| Estimate::of(&reps.iter().map(f).collect::<Vec<_>>());
+    let dense = |v: &BTreeMap<u64, f64>| (0..=full).map(|m| at(v, m)).collect::<Vec<f64>>();
+    let phis: Vec<Vec<f64>> = reps
+        .iter()
+        .map(|v| {
+            if perms.is_empty() {
+                shapley::exact(&dense(v), k)
+            } else {
+                shapley::from_permutations(k, perms, |m| at(v, m))
+            }
+        })
+        .collect();
+    let pairs: Vec<Vec<((usize, usize), f64)>> = if perms.is_empty() {
+        reps.iter().map(|v| shapley::pair_interactions(&dense(v), k)).collect()
+    } else {
+        Vec::new()
+    };
     let mut contributions: Vec<Contribution> = (0..k)
         .map(|i| Contribution {
             factor: i,
             shapley: Estimate::of(&phis.iter().map(|p| p[i]).collect::<Vec<_>>()),
-            alone: col(&|v| v[1 << i] - v[0]),
+            alone: col(&|v| at(v, 1 << i) - at(v, 0)),
         })
         .collect();
     contributions
@@ -347,11 +407,11 @@ fn explain_metric(metric: &str, k: usize, reps: &[Vec<f64>]) -> MetricExplanatio
         .sort_by(|a, b| b.index.mean.abs().total_cmp(&a.index.mean.abs()).then(a.factors.cmp(&b.factors)));
     MetricExplanation {
         metric: metric.to_string(),
-        from: col(&|v| v[0]),
-        to: col(&|v| v[full]),
-        total: col(&|v| v[full] - v[0]),
+        from: col(&|v| at(v, 0)),
+        to: col(&|v| at(v, full)),
+        total: col(&|v| at(v, full) - at(v, 0)),
         contributions,
-        interaction: col(&|v| v[full] - v[0] - (0..k).map(|i| v[1 << i] - v[0]).sum::<f64>()),
+        interaction: col(&|v| at(v, full) - at(v, 0) - (0..k).map(|i| at(v, 1 << i) - at(v, 0)).sum::<f64>()),
         pairs: pair_list,
     }
 }

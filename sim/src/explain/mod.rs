@@ -25,7 +25,7 @@ pub use analysis::{
 };
 pub use factors::{Factor, Target, factors};
 pub use operating::{MIN_SUCCESS, OperatingPoint, operating_points, operating_table};
-pub use subsets::{Group, group_path};
+pub use subsets::{DEFAULT_PERMUTATIONS, Group, MAX_SAMPLED_GROUPS, group_path};
 pub use text::{HEADLINE_METRICS, format_value, metric_label, sentences, tables};
 
 use crate::scenario::{Override, ScenarioError, parse_scenario};
@@ -97,6 +97,9 @@ pub struct ExplainSpec {
     pub reps: u32,
     /// Settings to switch together (`--group a,b`: their paths).
     pub groups: Vec<Vec<String>>,
+    /// Sampled orders for a permutation estimate; 0: exact over all subsets when at most
+    /// [`MAX_GROUPS`] settings differ, else 64 orders.
+    pub permutations: u32,
 }
 
 /// A planned explanation: the factors and the sweep that runs every subset.
@@ -108,6 +111,10 @@ pub struct ExplainPlan {
     pub factors: Vec<Factor>,
     /// The factors switched together, in axis order (group `g` is bit `g` of a subset mask).
     pub groups: Vec<Group>,
+    /// The subsets run, in sweep order.
+    pub masks: Vec<u64>,
+    /// The sampled orders of a sampled explanation (empty: exact over all subsets).
+    pub permutations: Vec<Vec<usize>>,
     /// The sweep: `2^k x reps` points of the *from* variant.
     pub sweep: SweepPlan,
 }
@@ -161,7 +168,8 @@ pub fn plan(spec: &ExplainSpec) -> Result<ExplainPlan, ExplainError> {
             describe_target(&spec.to)
         )));
     }
-    let (groups, loaded) = subsets::group(&loader, &spec.groups, MAX_GROUPS)?;
+    let subsets = subsets::group(&loader, &spec.groups, MAX_GROUPS, spec.permutations, from.seed)?;
+    let groups = subsets.groups.clone();
     let seeds: Vec<u64> = (0..spec.reps).map(|r| from.seed.wrapping_add(u64::from(r))).collect();
     let mut hash_text =
         format!("explain schema {EXPLAIN_SCHEMA_VERSION}\nscenario\n{text}\nfrom {}\n", spec.from);
@@ -174,11 +182,13 @@ pub fn plan(spec: &ExplainSpec) -> Result<ExplainPlan, ExplainError> {
     for o in &spec.overrides {
         hash_text.push_str(&format!("set {o}\n"));
     }
-    hash_text.push_str(&format!("seeds {seeds:?}\n"));
+    hash_text.push_str(&format!(
+        "seeds {seeds:?}\nmasks {:?}\norders {:?}\n",
+        subsets.masks, subsets.permutations
+    ));
     let sweep = subsets::sweep_plan(
         &factors,
-        &groups,
-        &loaded,
+        &subsets,
         subsets::SweepInputs {
             scenario: &spec.scenario,
             name: file.name.clone(),
@@ -189,7 +199,14 @@ pub fn plan(spec: &ExplainSpec) -> Result<ExplainPlan, ExplainError> {
             hash_text,
         },
     );
-    Ok(ExplainPlan { spec: spec.clone(), factors, groups, sweep })
+    Ok(ExplainPlan {
+        spec: spec.clone(),
+        factors,
+        groups,
+        masks: subsets.masks,
+        permutations: subsets.permutations,
+        sweep,
+    })
 }
 
 /// `variant `x`` or `--to-set a=1, b=2`.

@@ -7,8 +7,9 @@
 //! values add up to `v(all) - v(none)` (efficiency) and a pair that only matters together splits
 //! its joint effect equally. The pair index (Grabisch & Roubens 1999) is
 //! `I_ij = sum over S without i, j of |S|! (k - |S| - 2)! / (k - 1)! * (v(S+ij) - v(S+i) - v(S+j) + v(S))`:
-//! zero for factors that add up, the joint effect for a pair that only matters together. This
-//! module is arithmetic only; it knows nothing of simulations.
+//! zero for factors that add up, the joint effect for a pair that only matters together. With
+//! many factors, the values are estimated from sampled orders instead (Castro, Gomez & Tejada
+//! 2009). This module is arithmetic only; it knows nothing of simulations.
 
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -56,28 +57,58 @@ pub fn pair_interactions(v: &[f64], k: usize) -> Vec<((usize, usize), f64)> {
     out
 }
 
-/// Shapley values estimated from `perms` random orders (drawn with `rng`): each order switches
-/// the factors on one by one and credits each with its marginal contribution. `v` is asked for
-/// the masks it needs (at most `perms * k + 1` distinct). The estimates add up to
-/// `v(all) - v(none)` like the exact values, and converge to them as `perms` grows.
-pub fn sampled(k: usize, perms: usize, rng: &mut impl Rng, mut v: impl FnMut(u64) -> f64) -> Vec<f64> {
+/// `n` random orders of `k` factors drawn with `rng`.
+pub fn permutations(k: usize, n: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..k).collect();
+    (0..n)
+        .map(|_| {
+            order.shuffle(rng);
+            order.clone()
+        })
+        .collect()
+}
+
+/// The masks a permutation estimate asks for: every prefix of every order (the empty set and the
+/// full set included), sorted and without repeats.
+pub fn prefix_masks(perms: &[Vec<usize>]) -> Vec<u64> {
+    let mut masks = vec![0u64];
+    for order in perms {
+        let mut mask = 0u64;
+        for &i in order {
+            mask |= 1 << i;
+            masks.push(mask);
+        }
+    }
+    masks.sort_unstable();
+    masks.dedup();
+    masks
+}
+
+/// Shapley values estimated from the orders `perms` over `k` factors: each order switches the
+/// factors on one by one and credits each with its marginal contribution; the estimate is the
+/// mean credit. The estimates add up to `v(all) - v(none)` like the exact values and converge
+/// to them as orders are added. `v` is asked only for [`prefix_masks`].
+pub fn from_permutations(k: usize, perms: &[Vec<usize>], mut v: impl FnMut(u64) -> f64) -> Vec<f64> {
     let mut sums = vec![0.0; k];
-    if perms == 0 {
+    if perms.is_empty() {
         return sums;
     }
     let empty = v(0);
-    let mut order: Vec<usize> = (0..k).collect();
-    for _ in 0..perms {
-        order.shuffle(rng);
+    for order in perms {
         let (mut mask, mut prev) = (0u64, empty);
-        for &i in &order {
+        for &i in order {
             mask |= 1 << i;
             let now = v(mask);
             sums[i] += now - prev;
             prev = now;
         }
     }
-    sums.iter().map(|s| s / perms as f64).collect()
+    sums.iter().map(|s| s / perms.len() as f64).collect()
+}
+
+/// [`from_permutations`] over `perms` orders drawn with `rng`.
+pub fn sampled(k: usize, perms: usize, rng: &mut impl Rng, v: impl FnMut(u64) -> f64) -> Vec<f64> {
+    from_permutations(k, &permutations(k, perms, rng), v)
 }
 
 #[cfg(test)]

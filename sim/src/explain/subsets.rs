@@ -46,19 +46,48 @@ impl Loader<'_> {
         Ok((file.variant(self.from)?.clone(), file.base_dir))
     }
 
-    fn load_mask(&self, groups: &[Group], mask: usize) -> Result<Scenario, ScenarioError> {
+    fn load_mask(&self, groups: &[Group], mask: u64) -> Result<Scenario, ScenarioError> {
         let on = (0..groups.len()).filter(|g| mask >> g & 1 == 1).flat_map(|g| groups[g].factors.clone());
         self.load(on).map(|(s, _)| s)
     }
 }
 
+/// The subsets an explanation runs, with the scenario of each.
+pub(crate) struct Subsets {
+    /// The groups (bit `g` of a mask is group `g`).
+    pub groups: Vec<Group>,
+    /// The masks run, in sweep order: every mask in product order (group 0 slowest) when exact,
+    /// the prefixes of `permutations` and the single groups, ascending, when sampled.
+    pub masks: Vec<u64>,
+    /// The sampled orders (empty: exact).
+    pub permutations: Vec<Vec<usize>>,
+    /// The scenario of each of `masks`.
+    pub scenarios: Vec<Scenario>,
+}
+
+/// The masks of `g` groups in product order: group 0 is the slowest axis (the code's top bit).
+fn product_masks(g: usize) -> Vec<u64> {
+    (0..1u64 << g)
+        .map(|code| (0..g).filter(|i| code >> (g - 1 - i) & 1 == 1).fold(0u64, |m, i| m | 1 << i))
+        .collect()
+}
+
+/// Orders sampled when many settings differ and `--permutations` is not given.
+pub const DEFAULT_PERMUTATIONS: usize = 64;
+
+/// Most groups a sampled explanation takes (a mask is 64 bits).
+pub const MAX_SAMPLED_GROUPS: usize = 64;
+
 /// Singleton groups joined by `requested` (`--group a,b`: paths) and then as needed for every
-/// subset to start; returns the groups and the scenario of every subset mask (bit `g` = group `g`).
+/// subset run to start. Exact (every subset) when `permutations` is 0 and there are at most
+/// `max_groups` groups; else `permutations` orders (64 when 0) drawn from `seed`.
 pub(crate) fn group(
     loader: &Loader<'_>,
     requested: &[Vec<String>],
     max_groups: usize,
-) -> Result<(Vec<Group>, Vec<Scenario>), ExplainError> {
+    permutations: u32,
+    seed: u64,
+) -> Result<Subsets, ExplainError> {
     let factors = loader.factors;
     let mut groups: Vec<Group> = (0..factors.len()).map(|i| Group { factors: vec![i], note: None }).collect();
     for req in requested {
@@ -76,27 +105,43 @@ pub(crate) fn group(
     }
     loop {
         let g = groups.len();
-        if g > max_groups {
+        let sampled = permutations > 0 || g > max_groups;
+        if g > MAX_SAMPLED_GROUPS {
             return Err(ExplainError::Spec(format!(
-                "{g} settings (or groups) differ; exact attribution runs 2^k subsets and takes at most \
-                 {max_groups}: join settings with --group A,B or narrow the difference with --to-set"
+                "{g} settings (or groups) differ, more than {MAX_SAMPLED_GROUPS}: join settings with \
+                 --group A,B or narrow the difference with --to-set"
             )));
         }
-        let mut masks: Vec<usize> = (0..1usize << g).collect();
-        masks.sort_by_key(|m| (m.count_ones(), *m));
-        let mut loaded: Vec<Option<Scenario>> = vec![None; 1 << g];
+        let (masks, perms) = if sampled {
+            use rand::SeedableRng;
+            let n = if permutations == 0 { DEFAULT_PERMUTATIONS } else { permutations as usize };
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+            let perms = super::shapley::permutations(g, n, &mut rng);
+            let mut masks = super::shapley::prefix_masks(&perms);
+            masks.extend((0..g).map(|i| 1u64 << i));
+            masks.sort_unstable();
+            masks.dedup();
+            (masks, perms)
+        } else {
+            (product_masks(g), Vec::new())
+        };
+        // Smallest subsets first, so the refusal found is the smallest.
+        let mut order: Vec<usize> = (0..masks.len()).collect();
+        order.sort_by_key(|&i| (masks[i].count_ones(), masks[i]));
+        let mut loaded: Vec<Option<Scenario>> = vec![None; masks.len()];
         let mut refused = None;
-        for &m in &masks {
-            match loader.load_mask(&groups, m) {
-                Ok(s) => loaded[m] = Some(s),
+        for i in order {
+            match loader.load_mask(&groups, masks[i]) {
+                Ok(s) => loaded[i] = Some(s),
                 Err(e) => {
-                    refused = Some((m, e));
+                    refused = Some((masks[i], e));
                     break;
                 }
             }
         }
         let Some((mask, error)) = refused else {
-            return Ok((groups, loaded.into_iter().flatten().collect()));
+            let scenarios = loaded.into_iter().flatten().collect();
+            return Ok(Subsets { groups, masks, permutations: perms, scenarios });
         };
         if mask == 0 {
             return Err(error.into());
@@ -177,14 +222,10 @@ pub(crate) struct SweepInputs<'a> {
     pub hash_text: String,
 }
 
-/// The sweep of every (subset, seed): group axes then the seed axis, `subsets[mask]` the loaded
-/// scenario of each mask.
-pub(crate) fn sweep_plan(
-    factors: &[Factor],
-    groups: &[Group],
-    subsets: &[Scenario],
-    inputs: SweepInputs<'_>,
-) -> SweepPlan {
+/// The sweep of every (subset, seed): group axes then the seed axis; point `p` is replication
+/// `p % reps` of `subsets.masks[p / reps]`.
+pub(crate) fn sweep_plan(factors: &[Factor], subsets: &Subsets, inputs: SweepInputs<'_>) -> SweepPlan {
+    let groups = &subsets.groups;
     let g = groups.len();
     let mut axes: Vec<Axis> = groups
         .iter()
@@ -197,18 +238,16 @@ pub(crate) fn sweep_plan(
         inputs.seeds.iter().map(|&s| toml::Value::Integer(s as i64)).collect();
     axes.push(Axis { path: super::SEED_AXIS.into(), values: seed_values.clone() });
     let reps = inputs.seeds.len();
-    let mut points = Vec::with_capacity(subsets.len() * reps);
-    for code in 0..1usize << g {
-        // Group 0 is the slowest axis: the most significant bit of the code.
-        let mask = (0..g).filter(|i| code >> (g - 1 - i) & 1 == 1).fold(0usize, |m, i| m | 1 << i);
+    let mut points = Vec::with_capacity(subsets.masks.len() * reps);
+    for (k, (&mask, scenario)) in subsets.masks.iter().zip(&subsets.scenarios).enumerate() {
         for (r, &seed) in inputs.seeds.iter().enumerate() {
             let mut values: Vec<toml::Value> =
                 (0..g).map(|i| axes[i].values[usize::from(mask >> i & 1 == 1)].clone()).collect();
             values.push(seed_values[r].clone());
-            let mut s = subsets[mask].clone();
+            let mut s = scenario.clone();
             s.seed = seed;
             points.push(PlannedPoint {
-                point: Point { index: (code * reps + r) as u32, values },
+                point: Point { index: (k * reps + r) as u32, values },
                 scenarios: vec![s],
             });
         }

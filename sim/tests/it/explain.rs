@@ -75,6 +75,7 @@ fn spec(scenario: PathBuf, from: &str, to: &str, reps: u32, overrides: Vec<Overr
         overrides,
         reps,
         groups: vec![],
+        permutations: 0,
     }
 }
 
@@ -212,4 +213,25 @@ fn nothing_to_explain_and_unknown_variants_are_clear_errors() {
     assert!(e.contains("no variant \"zz\""), "{e}");
     let bad = spec(dir.path().join("ka.toml"), "a", "b", 0, vec![]);
     assert!(explain::plan(&bad).unwrap_err().to_string().contains("--replications"));
+}
+
+#[test]
+fn a_permutation_estimate_recovers_the_known_answer() {
+    let dir = known_dir();
+    let mut spec = spec(dir.path().join("ka.toml"), "a", "b", 1, vec![]);
+    spec.permutations = 40;
+    let plan = explain::plan(&spec).unwrap();
+    assert_eq!(plan.permutations.len(), 40);
+    let e = explain::run(&plan, &dir.path().join("out"), &SweepOptions::default()).unwrap().unwrap();
+    assert_eq!(e.permutations, 40);
+    let ttft = e.model("llama-3.1-8b").unwrap().metric("ttft_p50").unwrap();
+    // Additive factors have the same marginal in every order: estimated exactly.
+    assert!(close(factor(&e, ttft, INPUT).0, 0.050));
+    assert!(close(factor(&e, ttft, OUTPUT).0, 0.0));
+    // The pair's joint effect is split by order; together they still hold it all.
+    let (c, p) = (factor(&e, ttft, CACHING).0, factor(&e, ttft, PREFIX).0);
+    assert!(close(c + p, -0.0256), "{c} + {p}");
+    assert!((-0.0256..=0.0).contains(&c) && (-0.0256..=0.0).contains(&p), "{c} {p}");
+    assert!(ttft.pairs.is_empty());
+    assert!(close(ttft.interaction.mean, -0.0256));
 }
