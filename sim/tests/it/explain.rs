@@ -235,3 +235,31 @@ fn a_permutation_estimate_recovers_the_known_answer() {
     assert!(ttft.pairs.is_empty());
     assert!(close(ttft.interaction.mean, -0.0256));
 }
+
+#[test]
+fn the_operating_point_brackets_the_load_where_the_target_breaks() {
+    let dir = known_dir();
+    let point = |target: Option<&str>| {
+        let mut o: Vec<Override> = Vec::new();
+        if let Some(t) = target {
+            o.push(format!("slo.ttft_p90_s={t}").parse().unwrap());
+        }
+        let plan = explain::plan(&spec(dir.path().join("ka.toml"), "a", "b", 1, o)).unwrap();
+        explain::operating_points(&plan, 32.0, 4).unwrap().remove(0)
+    };
+    // 61 ms p90 TTFT alone; requests start to overlap (and queue) once they come faster than one
+    // per ~211 ms, i.e. beyond ~9.5x the 0.5 req/s.
+    let p = point(Some("0.07"));
+    assert!(p.meets_slo, "{p:?}");
+    let (s, b) = (p.sustained.unwrap(), p.breaks_at.unwrap());
+    assert!((8.0..32.0).contains(&s) && s < b && b <= 32.0, "{p:?}");
+    assert!(b / s < 1.1, "4 bisection steps bracket it within 10%: {p:?}");
+    // A target missed at every load: no sustainable multiple.
+    let p = point(Some("0.05"));
+    assert!(!p.meets_slo && p.sustained.is_none(), "{p:?}");
+    // No target: nothing to break.
+    let p = point(None);
+    assert!(p.sustained.is_none() && p.breaks_at.is_none(), "{p:?}");
+    // One request at a time: it waits at most for its own admission.
+    assert!(p.model == "llama-3.1-8b" && p.peak_waiting <= 1, "{p:?}");
+}
