@@ -25,6 +25,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Simulate a scenario over a grid of field values with replications; write a tidy sweep.csv.
     Sweep(SweepArgs),
+    /// Attribute the difference between two variants to each setting that differs (Shapley values).
+    Explain(ExplainArgs),
     /// Live harness: rerun a scenario against real (or emulated) engines, launch engines, bench.
     Live(LiveArgs),
     /// Run the load balancer (the simulator's router as an HTTP proxy) in front of a scenario's instances.
@@ -79,6 +81,10 @@ pub struct SimulateArgs {
     /// Skip the PNG report (written by default to <out>/report/).
     #[arg(long)]
     pub no_report: bool,
+    /// With exactly two variants: also attribute their difference to the settings that differ
+    /// (`modelsguard explain`, 3 replications) into <out>/explain/.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `report` arguments.
@@ -229,6 +235,69 @@ pub struct SweepArgs {
     /// Also write a run dir per simulation under <out>/runs/p<point>-<variant>-r<rep>/.
     #[arg(long)]
     pub run_dirs: bool,
+}
+
+/// `explain` arguments: explain a difference, or `explain merge` its shards.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ExplainArgs {
+    /// `merge`: combine the dirs of `--shard` runs into one explanation.
+    #[command(subcommand)]
+    pub action: Option<ExplainAction>,
+    /// Scenario file (TOML).
+    #[arg(required = true)]
+    pub scenario: Option<PathBuf>,
+    /// The variant the difference starts from.
+    #[arg(long, required = true)]
+    pub from: Option<String>,
+    /// The variant it goes to (or use --to-set).
+    #[arg(long, conflicts_with = "to_set", required_unless_present = "to_set")]
+    pub to: Option<String>,
+    /// Go to the --from variant with these fields changed instead of to a variant (repeatable).
+    #[arg(long = "to-set", value_name = "PATH=VALUE")]
+    pub to_set: Vec<String>,
+    /// Switch these differing settings together as one factor, e.g.
+    /// `--group router.policy,router.poll_interval_s` (repeatable).
+    #[arg(long = "group", value_name = "PATH,PATH")]
+    pub groups: Vec<String>,
+    /// Override any scenario field in every run (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+    /// Override the scenario's seed (replication r uses seed + r).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Estimate from this many sampled orders of the settings instead of all 2^k subsets
+    /// (default: exact up to 10 differing settings, 64 orders beyond).
+    #[arg(long, default_value_t = 0)]
+    pub permutations: u32,
+    /// Replications (request streams) per subset of settings; 95% Student-t intervals.
+    #[arg(long, default_value_t = 3)]
+    pub replications: u32,
+    /// Metrics to tabulate and draw (repeatable; default: ttft_p90, tpot_p90, e2e_p90, goodput).
+    #[arg(long = "metric", value_name = "NAME")]
+    pub metrics: Vec<String>,
+    /// Output directory (default: results/<scenario name>-explain-<from>-<to>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Bisect each model's SLO-breaking load multiple on the --from variant up to this multiple.
+    #[arg(long, default_value_t = 8.0)]
+    pub max_load: f64,
+    /// Skip the operating point (the per-model load bisection on the --from variant).
+    #[arg(long)]
+    pub no_operating_point: bool,
+    /// Run only shard I of N of the runs, e.g. `--shard 1/4`; combine with `explain merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+/// Subcommands of `explain`.
+#[derive(Debug, Subcommand)]
+pub enum ExplainAction {
+    /// Merge the dirs written by `explain --shard i/n` into the explanation an unsharded run writes.
+    Merge(SweepMergeArgs),
 }
 
 /// Subcommands of `sweep`.

@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench(a),
         Command::Report(a) => report(a),
         Command::Sweep(a) => sweep(a),
+        Command::Explain(a) => crate::explain_commands::explain(a),
         Command::Live(a) => crate::live_commands::live(a.command),
         Command::Lb(a) => crate::live_commands::lb(a),
         Command::Emulate(a) => crate::live_commands::emulate(a),
@@ -82,6 +83,14 @@ fn progress_printer(label: String, planned: Option<u64>) -> impl FnMut(u64) {
 
 fn simulate(args: SimulateArgs) -> Result<()> {
     let (file, variants) = load(&args.scenario)?;
+    if args.explain && variants.len() != 2 {
+        bail!(
+            "simulate --explain compares exactly two variants, but {} are selected ({}); pick two with \
+             --variant A --variant B",
+            variants.len(),
+            variants.iter().map(|v| v.variant.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(&file.name));
     let started = now_rfc3339();
     let mut summaries = Vec::new();
@@ -122,6 +131,27 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         let written =
             write_report(&run_dirs, &opts).context("writing the report (skip it with --no-report)")?;
         println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+    }
+    if args.explain {
+        let a = &args.scenario.file;
+        crate::explain_commands::explain(crate::cli::ExplainArgs {
+            action: None,
+            scenario: Some(a.scenario.clone()),
+            from: Some(variants[0].variant.clone()),
+            to: Some(variants[1].variant.clone()),
+            to_set: Vec::new(),
+            groups: Vec::new(),
+            overrides: a.overrides.clone(),
+            seed: a.seed,
+            replications: 3,
+            permutations: 0,
+            metrics: Vec::new(),
+            out: Some(out.join("explain")),
+            max_load: 8.0,
+            no_operating_point: false,
+            shard: None,
+            jobs: None,
+        })?;
     }
     Ok(())
 }

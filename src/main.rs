@@ -7,6 +7,7 @@ mod calibrate_commands;
 mod campaign_commands;
 mod cli;
 mod commands;
+mod explain_commands;
 mod live_commands;
 
 use clap::Parser;

@@ -19,6 +19,7 @@ pub mod sweep_schema;
 mod validate;
 
 pub use charts::fit::{FitChart, FitPoint, render_fit_chart};
+pub use charts::waterfall::{WaterfallChart, WaterfallStep, render_waterfall};
 pub use error::ReportError;
 pub use stats::{LatencyMetric, Percentile};
 pub use validate::{ErrorRow, ThroughputMetric, ThroughputRow, compare_sim_live, compare_throughput};

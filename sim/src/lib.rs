@@ -13,6 +13,7 @@
 pub mod cluster;
 pub mod des;
 pub mod engine;
+pub mod explain;
 pub mod ids;
 pub mod instance;
 pub mod metrics;

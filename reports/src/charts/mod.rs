@@ -8,6 +8,7 @@ pub(crate) mod instances;
 pub(crate) mod percentiles;
 pub(crate) mod sweep;
 pub(crate) mod validation;
+pub(crate) mod waterfall;
 
 use crate::canvas::Canvas;
 use crate::error::ReportError;

@@ -275,3 +275,31 @@ fn a_run_whose_requests_all_failed_still_renders_and_shows_no_latencies() {
     assert!(md.contains("| TTFT p50 | — |"), "{md}");
     assert!(md.contains("| success rate | 0.0% |"), "{md}");
 }
+
+#[test]
+fn a_waterfall_draws_from_start_through_every_step_to_end() {
+    use reports::{WaterfallChart, WaterfallStep, render_waterfall};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("waterfall.png");
+    let step =
+        |label: &str, delta: f64, ci: Option<(f64, f64)>| WaterfallStep { label: label.into(), delta, ci };
+    let chart = WaterfallChart {
+        title: "why p90 TTFT moves".into(),
+        subtitle: "3 replications".into(),
+        axis: "p90 TTFT (ms)".into(),
+        start: ("baseline".into(), 900.0),
+        steps: vec![
+            step("prefix caching off", 880.0, Some((440.0, 1320.0))),
+            step("queue-aware LB", 710.0, None),
+            step("a setting that helps", -100.0, Some((-150.0, -50.0))),
+        ],
+        end: ("managed".into(), 2390.0),
+        higher_is_better: false,
+    };
+    render_waterfall(&path, (900, 420), &chart).unwrap();
+    assert_drawn(&path, 900, 420);
+    // No steps at all still draws the two bars.
+    let empty = WaterfallChart { steps: Vec::new(), end: ("managed".into(), 900.0), ..chart };
+    render_waterfall(&path, (600, 300), &empty).unwrap();
+    assert_drawn(&path, 600, 300);
+}

@@ -88,8 +88,8 @@ pub(crate) fn budget(w: &mut WorkloadSpec, budget: u64) -> BudgetNote {
     }
 }
 
-/// Multiplies every phase's load by `s` (see the module doc).
-pub(crate) fn scale(w: &mut WorkloadSpec, s: f64) {
+/// Multiplies every phase's load by `s` (see the module doc); `explain` reuses it.
+pub fn scale_load(w: &mut WorkloadSpec, s: f64) {
     for p in &mut w.phases {
         match &mut p.arrival {
             ArrivalSpec::Poisson { rate }
@@ -174,7 +174,7 @@ mod tests {
             phase(ArrivalSpec::closed_loop(3), None, Some(50)),
             phase(ArrivalSpec::Ramp { start_rate: 1.0, end_rate: 3.0 }, Some(10.0), None),
         ]);
-        scale(&mut w, 1.5);
+        scale_load(&mut w, 1.5);
         assert_eq!(w.phases[0].arrival, ArrivalSpec::Gamma { rate: 15.0, burstiness: 0.5 });
         assert_eq!(w.phases[0].num_requests, Some(100));
         assert_eq!(w.phases[1].arrival, ArrivalSpec::closed_loop(5));

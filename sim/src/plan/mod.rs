@@ -16,7 +16,7 @@ mod problem;
 mod report;
 mod search;
 
-pub use budget::BudgetNote;
+pub use budget::{BudgetNote, scale_load};
 pub use error::PlanError;
 pub use report::{
     Headroom, LayoutResult, Metric, ModelResult, PlanReport, PlannedModel, SearchStats, SharedGpus,
@@ -25,6 +25,7 @@ pub use report::{
 use crate::scenario::{EngineGeneration, KvCacheMode, Override};
 use layout::Limits;
 use problem::Problem;
+pub use search::bisect_load;
 use search::{Evaluated, SearchConfig, search};
 use std::path::Path;
 use std::str::FromStr;

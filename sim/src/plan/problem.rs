@@ -342,7 +342,7 @@ impl Problem {
     /// Simulates `scenario` at `scale` x its load and judges it against the targets.
     pub fn evaluate(&self, scenario: &Scenario, scale: f64) -> Result<Judged, SimError> {
         let mut s = scenario.clone();
-        budget::scale(&mut s.workload, scale);
+        budget::scale_load(&mut s.workload, scale);
         // Per model, its worst result over the request streams (seed, seed + 1, ...); stop at the
         // first stream on which some model misses: the layout fails anyway.
         let mut models: Vec<ModelResult> = Vec::with_capacity(self.models.len());

@@ -201,19 +201,33 @@ fn headroom(
     max: f64,
     steps: u32,
 ) -> Result<(Headroom, usize), PlanError> {
-    let mut sims = 0;
-    let mut passes = |scale: f64| -> Result<bool, PlanError> {
-        sims += 1;
+    bisect_load(base, max, steps, |scale| {
         problem.evaluate(&e.scenario, scale).map(|j| j.passes).map_err(|source| PlanError::Simulation {
             layout: e.layout.describe(&problem.types, &short(problem)),
             source,
         })
+    })
+}
+
+/// The highest load multiple that `passes`, from `base` (known to pass) up to `max`: doubles
+/// until a multiple fails (or `max` passes), then bisects geometrically `steps` times. Returns
+/// the bounds and the number of `passes` calls. `explain`'s operating point uses it too.
+pub fn bisect_load<E>(
+    base: f64,
+    max: f64,
+    steps: u32,
+    mut passes: impl FnMut(f64) -> Result<bool, E>,
+) -> Result<(Headroom, usize), E> {
+    let mut sims = 0;
+    let mut probe_at = |scale: f64| {
+        sims += 1;
+        passes(scale)
     };
     let mut lo = base;
     let mut hi = None;
     let mut probe = (base * 2.0).min(max);
     while probe > lo * (1.0 + 1e-9) {
-        if passes(probe)? {
+        if probe_at(probe)? {
             lo = probe;
             probe = (probe * 2.0).min(max);
         } else {
@@ -224,7 +238,7 @@ fn headroom(
     if let Some(mut h) = hi {
         for _ in 0..steps {
             let mid = (lo * h).sqrt();
-            if passes(mid)? { lo = mid } else { h = mid }
+            if probe_at(mid)? { lo = mid } else { h = mid }
         }
         hi = Some(h);
     }

@@ -6,6 +6,7 @@
 mod awq;
 mod contention;
 mod elastic;
+mod explain;
 mod fast_forward;
 mod plan;
 mod scenario_errors;
