@@ -5,7 +5,7 @@
 use crate::metrics::{LatencyStats, ModelSummary};
 
 /// Every metric name, in the order rows are written.
-pub const METRICS: [&str; 20] = [
+pub const METRICS: [&str; 21] = [
     "ttft_mean",
     "ttft_p50",
     "ttft_p90",
@@ -15,6 +15,7 @@ pub const METRICS: [&str; 20] = [
     "tpot_p90",
     "tpot_p99",
     "itl_p50",
+    "itl_p90",
     "itl_p99",
     "e2e_mean",
     "e2e_p50",
@@ -42,6 +43,7 @@ pub fn metric_value(m: &ModelSummary, metric: &str) -> Option<f64> {
         "tpot_p90" => lat(&m.tpot, |s| s.p90),
         "tpot_p99" => lat(&m.tpot, |s| s.p99),
         "itl_p50" => lat(&m.itl, |s| s.p50),
+        "itl_p90" => lat(&m.itl, |s| s.p90),
         "itl_p99" => lat(&m.itl, |s| s.p99),
         "e2e_mean" => lat(&m.e2e, |s| s.mean),
         "e2e_p50" => lat(&m.e2e, |s| s.p50),
@@ -103,7 +105,7 @@ mod tests {
         assert_eq!(metric_value(&m, "itl_p50"), None);
         assert_eq!(metric_value(&m, "goodput"), None);
         let present = METRICS.iter().filter(|n| metric_value(&m, n).is_some()).count();
-        assert_eq!(present, METRICS.len() - 4);
+        assert_eq!(present, METRICS.len() - 5, "no ITL (3), goodput or SLO attainment");
         assert_eq!(metric_value(&m, "no_such_metric"), None);
     }
 }
