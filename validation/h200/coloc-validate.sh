@@ -18,7 +18,7 @@ mkdir -p "$OUT"
   "$BIN" calibrate validation/h200/qwen7b/calibration --out profiles/H200-qwen2.5-7b-transformers-cb.toml --report "$OUT/qwen-fit"
 python3 validation/h200/coloc_analysis.py > "$OUT/analysis.md"
 replay() { # the --set of a phase replaying the merged ladder <dir>
-  echo "workload.phases=[{ name = \"replay\", arrival = { process = \"replay\", path = \"$PWD/$1\" }, input_tokens = { dist = \"fixed\", value = 512 }, output_tokens = { dist = \"fixed\", value = 128 } }]"
+  echo "workload.phases=[{ name = \"replay\", arrival = { process = \"replay\", path = \"$(realpath "$1")\" }, input_tokens = { dist = \"fixed\", value = 512 }, output_tokens = { dist = \"fixed\", value = 128 } }]"
 }
 python3 validation/h200/coloc_validate.py merge-ladder $C/probe $C/ladder "$OUT/ladder-merged"
 python3 validation/h200/coloc_validate.py merge-ladder $C/probe-sync $C/ladder-sync "$OUT/ladder-sync-merged"
