@@ -76,7 +76,6 @@ pub fn parse_scenario(
     let mut base = root.clone();
     let cli: Vec<(&Override, String)> = overrides.iter().map(|o| (o, format!("--set {o}"))).collect();
     apply_all(ctx, &mut base, &cli)?;
-    let name = base.get("name").and_then(|v| v.as_str()).map_or_else(|| stem.clone(), str::to_string);
 
     let mut scenarios = Vec::with_capacity(variants.len());
     for variant in &variants {
@@ -95,6 +94,14 @@ pub fn parse_scenario(
             .map_err(|e| annotate(ctx, e, &applied))?;
         scenarios.push(scenario);
     }
+    // It names the output dir (`results/<name>/<variant>`): checked as each variant's is.
+    let name = match base.get("name").and_then(|v| v.as_str()) {
+        Some(n) => {
+            super::resolve::check_scenario_name(ctx, n)?;
+            n.to_string()
+        }
+        None => super::resolve::safe_file_name(&stem),
+    };
     Ok(ScenarioFile { name, path: path.to_path_buf(), base_dir, variants: scenarios })
 }
 

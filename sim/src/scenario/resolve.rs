@@ -47,12 +47,50 @@ pub(crate) struct VariantInfo<'a> {
     pub default_name: &'a str,
 }
 
-/// Resolves and validates one variant.
-pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result<Scenario, ScenarioError> {
-    let name = raw.name.clone().unwrap_or_else(|| v.default_name.to_string());
+/// A scenario `name` names its output dir (`results/<name>/...`): nothing that leaves `results/`.
+pub(crate) fn check_scenario_name(ctx: Ctx<'_>, name: &str) -> Result<(), ScenarioError> {
     if name.trim().is_empty() {
         return Err(ctx.err("name", "the scenario name is empty"));
     }
+    if !is_file_name_safe(name) {
+        return Err(ctx.err(
+            "name",
+            format!(
+                "\"{name}\" cannot name an output dir: use only letters, digits, `-`, `_` and `.` (not `.` or \
+                 `..`); pass --out to write elsewhere"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `name` is one path component made of letters, digits, `-`, `_` and `.` (and not `.` or
+/// `..`), as variant names are.
+fn is_file_name_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// `name` with every character outside letters, digits, `-`, `_` and `.` replaced by `-` (and
+/// `scenario` for an empty, `.` or `..` name).
+pub(crate) fn safe_file_name(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    if is_file_name_safe(&s) { s } else { "scenario".to_string() }
+}
+
+/// Resolves and validates one variant.
+pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result<Scenario, ScenarioError> {
+    let name = match &raw.name {
+        Some(name) => {
+            check_scenario_name(ctx, name)?;
+            name.clone()
+        }
+        // The file stem: anything else becomes `-`.
+        None => safe_file_name(v.default_name),
+    };
     let gpu_cat = merged_gpu_catalog(ctx, &raw.gpu_catalog)?;
     let mut model_cat = merged_model_catalog(ctx, &raw.model_catalog)?;
     apply_model_settings(ctx, &raw.models, &mut model_cat)?;

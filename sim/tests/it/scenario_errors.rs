@@ -445,3 +445,24 @@ fn a_models_table_naming_an_unknown_model_lists_the_known_ones() {
     fails(BASE, &["models.nope.model_path=/x"], "models.nope", "known models");
     fails(BASE, &["models.\"qwen2.5-7b\".model_path=\"\""], "models.qwen2.5-7b.model_path", "is empty");
 }
+
+#[test]
+fn a_scenario_name_that_would_leave_the_results_dir_is_rejected() {
+    // The name is the output dir under results/ (issue 12: `../x` or an absolute path wrote
+    // outside it).
+    for bad in ["../x", "/tmp/x", "a/b", "..", "."] {
+        let text = BASE.replace("name = \"t\"", &format!("name = {bad:?}"));
+        fails(&text, &[], "name", "cannot name an output dir");
+    }
+    fails(BASE, &["name=\"../../etc\""], "name", "cannot name an output dir");
+    assert_eq!(parse(BASE, &["name=\"ok-name_1.2\""]).unwrap().name, "ok-name_1.2");
+}
+
+#[test]
+fn a_file_stem_with_odd_characters_becomes_a_safe_default_name() {
+    let text = BASE.replace("name = \"t\"\n", "");
+    let overrides: Vec<Override> = Vec::new();
+    let file = parse_scenario(&text, Path::new("dir/my scenario (v2).toml"), &overrides).unwrap();
+    assert_eq!(file.name, "my-scenario--v2-");
+    assert!(file.variants.iter().all(|v| v.name == file.name));
+}
