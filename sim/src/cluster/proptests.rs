@@ -62,24 +62,7 @@ proptest! {
         reserves in proptest::collection::vec((0u32..3, 0u32..4), 3),
         ops in proptest::collection::vec(op(), 1..200),
     ) {
-        // Three tenants with different page sizes: (page bytes, blocks per page).
-        let shapes = [(100u64, 4u32), (150, 2), (100, 8)];
-        let mut pool = GpuPool::new(GpuId(0), capacity);
-        let mut tenants: Vec<Tenant> = (0..3)
-            .map(|i| {
-                let (page_bytes, bpp) = shapes[i];
-                let (min, extra) = reserves[i];
-                let mut kv = KvCacheManager::new(limits[i] * bpp, 16, false);
-                kv.enable_elastic(ElasticParams {
-                    blocks_per_page: bpp,
-                    min_reserve_pages: min,
-                    max_reserve_pages: min + extra,
-                    max_cached_free_blocks: 0,
-                });
-                let slot = pool.add_tenant(InstanceId(i as u32), page_bytes, limits[i]);
-                Tenant { kv, slot, live: Vec::new(), max_reserve: min + extra }
-            })
-            .collect();
+        let (mut pool, mut tenants) = three_tenants(capacity, &limits, &reserves);
         for t in &mut tenants {
             pool.settle(t.slot, &mut t.kv).unwrap();
         }
@@ -147,15 +130,9 @@ proptest! {
     }
 }
 
-/// Runs `ops` on three tenants of one pool, settling as the driver does; with `full`, every
-/// settle takes the full path. Returns the state after each op.
-fn settle_trace(
-    capacity: u64,
-    limits: &[u32],
-    reserves: &[(u32, u32)],
-    ops: &[Op],
-    full: bool,
-) -> Vec<String> {
+/// A pool of `capacity` bytes with three elastic tenants of different page sizes (page bytes,
+/// blocks per page): `limits` pages each, reserves of `min` to `min + extra` pages. Not settled.
+fn three_tenants(capacity: u64, limits: &[u32], reserves: &[(u32, u32)]) -> (GpuPool, Vec<Tenant>) {
     let shapes = [(100u64, 4u32), (150, 2), (100, 8)];
     let mut pool = GpuPool::new(GpuId(0), capacity);
     let mut tenants: Vec<Tenant> = (0..3)
@@ -173,6 +150,19 @@ fn settle_trace(
             Tenant { kv, slot, live: Vec::new(), max_reserve: min + extra }
         })
         .collect();
+    (pool, tenants)
+}
+
+/// Runs `ops` on three tenants of one pool, settling as the driver does; with `full`, every
+/// settle takes the full path. Returns the state after each op.
+fn settle_trace(
+    capacity: u64,
+    limits: &[u32],
+    reserves: &[(u32, u32)],
+    ops: &[Op],
+    full: bool,
+) -> Vec<String> {
+    let (mut pool, mut tenants) = three_tenants(capacity, limits, reserves);
     let settle = |pool: &mut GpuPool, tn: &mut Tenant| {
         if full {
             pool.forget_settles();
