@@ -135,7 +135,7 @@ proptest! {
 fn three_tenants(capacity: u64, limits: &[u32], reserves: &[(u32, u32)]) -> (GpuPool, Vec<Tenant>) {
     let shapes = [(100u64, 4u32), (150, 2), (100, 8)];
     let mut pool = GpuPool::new(GpuId(0), capacity);
-    let mut tenants: Vec<Tenant> = (0..3)
+    let tenants: Vec<Tenant> = (0..3)
         .map(|i| {
             let (page_bytes, bpp) = shapes[i];
             let (min, extra) = reserves[i];
