@@ -5,7 +5,8 @@
 #   OUT       where the packed results go (the device's $OUT)
 #   BUDGET_S  skip a run that would start after this many seconds (the device's 600 s per call)
 #   LAUNCH    (optional) replaces every instance's launch command: the tiny shape on CPU for a dry run
-#   RUN_SET   (optional) one more --set for every run, e.g. the tiny shape's token-id range
+#   RUN_SET   (optional) more --set for every run, ';'-separated, e.g. the tiny shape's token-id range
+#   UP_SET    (optional) more --set for `live up`, ';'-separated
 BIN=${MODELSGUARD_BIN:-.bin/modelsguard}
 OUT=${OUT:-/tmp/mg-out}
 BUDGET_S=${BUDGET_S:-545}
@@ -30,8 +31,9 @@ run() { # run <name> <scenario> [extra live-run args...]: one `live run` into $W
   local name=$1 scen=$2; shift 2
   over_budget "$name" && return 0
   log "live run $name: $*"
-  local extra=()
-  [[ -n ${RUN_SET:-} ]] && extra=(--set "$RUN_SET")
+  local extra=() sets=() s
+  IFS=';' read -ra sets <<< "${RUN_SET:-}"
+  for s in "${sets[@]}"; do extra+=(--set "$s"); done
   "$BIN" live run "$scen" --tokens --no-report --out "$W/$name" "$@" "${extra[@]}" > "$W/$name.stdout" 2>&1
   local rc=$?
   pack
@@ -42,8 +44,10 @@ up() { # up <run-dir name> <scenario> [live-up args]: start the engines (and LB)
      # port in PORTS (default 8080, the LB) answers /health
   local dir=$1; shift
   log "live up $*"
-  local extra=()
+  local extra=() sets=() s
   [[ -n ${LAUNCH:-} ]] && extra=(--set "instances.*.launch_command=\"$LAUNCH\"")
+  IFS=';' read -ra sets <<< "${UP_SET:-}"
+  for s in "${sets[@]}"; do extra+=(--set "$s"); done
   "$BIN" live up "$@" "${extra[@]}" --run-dir "$W/$dir" > "$W/$dir.stdout" 2>&1 &
   UP_PID=$!
   UP_DIR=$W/$dir
