@@ -359,6 +359,16 @@ fn check_elastic(
             ),
         ));
     }
+    if let Some(n) = e.num_gpu_blocks_override {
+        return Err(ctx.err(
+            field("num_gpu_blocks_override"),
+            format!(
+                "num_gpu_blocks_override = {n} fixes a static block count, but kv_cache = \"elastic\" \
+                 maps KV pages on demand from the GPU's shared pool: drop the knob, or use \
+                 kv_cache = \"static\""
+            ),
+        ));
+    }
     let x = &e.elastic;
     if x.min_reserve_pages > x.max_reserve_pages {
         return Err(ctx.err(
