@@ -28,8 +28,8 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     opts.profiles_dir = a.profiles_dir;
     opts.report_dir = a.report;
     let cal = calibration::calibrate(&opts).context("calibrate")?;
-    println!("profile of {}: {}", cal.target, cal.profile_path.display());
-    println!("{:<26} {:>14} {:>14}", "coefficient", "value (s)", "std. error");
+    outln!("profile of {}: {}", cal.target, cal.profile_path.display());
+    outln!("{:<26} {:>14} {:>14}", "coefficient", "value (s)", "std. error");
     for term in Term::ALL {
         let se = cal.fit.fitted.iter().find(|(t, _)| *t == term).map(|(_, se)| *se);
         let se = match se {
@@ -37,11 +37,11 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
             Some(None) => "-".into(),
             None => "not fitted".into(),
         };
-        println!("{:<26} {:>14.4e} {:>14}", term.key(), cal.fit.model.get(term), se);
+        outln!("{:<26} {:>14.4e} {:>14}", term.key(), cal.fit.model.get(term), se);
     }
-    println!("{:<26} {:>14.4e} {:>14}", "output_delay_s", cal.output_delay.value_s, "-");
+    outln!("{:<26} {:>14.4e} {:>14}", "output_delay_s", cal.output_delay.value_s, "-");
     let f = &cal.fit;
-    println!(
+    outln!(
         "fit: {} steps, R^2 {:.4}, |relative residual| p50 {:.2}%, p90 {:.2}%, p99 {:.2}%",
         f.num_rows,
         f.r2,
@@ -50,9 +50,9 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
         f.residual_p99 * 100.0
     );
     for n in &cal.notes {
-        println!("  - {n}");
+        outln!("  - {n}");
     }
-    println!("fit report: {} (chart {})", cal.report.markdown.display(), cal.report.chart.display());
+    outln!("fit report: {} (chart {})", cal.report.markdown.display(), cal.report.chart.display());
     Ok(())
 }
 
@@ -71,15 +71,15 @@ pub fn validate(a: ValidateArgs) -> Result<()> {
     opts.profiles_dir = a.profiles_dir;
     opts.allow_mismatch = a.allow_mismatch;
     let v = calibration::validate(&opts).context("validate")?;
-    println!("validation of {} / {} against {}", v.scenario, v.variant, v.live_dir.display());
+    outln!("validation of {} / {} against {}", v.scenario, v.variant, v.live_dir.display());
     for (inst, src) in &v.step_times {
-        println!("  {inst}: {src}");
+        outln!("  {inst}: {src}");
     }
     for d in &v.differences {
-        println!("  differs: {d}");
+        outln!("  differs: {d}");
     }
-    print!("{}", validation_table(&v));
-    println!("error = (sim - live) / live; sim run dir {}", v.sim_dir.display());
-    println!("report: {} · {}", v.report_md.display(), v.json.display());
+    out!("{}", validation_table(&v));
+    outln!("error = (sim - live) / live; sim run dir {}", v.sim_dir.display());
+    outln!("report: {} · {}", v.report_md.display(), v.json.display());
     Ok(())
 }

@@ -39,8 +39,8 @@ pub fn campaign(a: LiveCampaignArgs) -> Result<()> {
     let report = result?;
     let summary = std::fs::read_to_string(&report.summary_md)
         .with_context(|| format!("reading {}", report.summary_md.display()))?;
-    println!("{summary}");
-    println!(
+    outln!("{summary}");
+    outln!(
         "campaign dir {}: {} steps run, {} skipped; report {}",
         report.out.display(),
         report.steps_run,

@@ -47,8 +47,8 @@ pub struct ScenarioFileArgs {
     /// Override any scenario field, e.g. `--set workload.phases.0.arrival.rate=20` (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
-    /// Override the scenario's seed.
-    #[arg(long)]
+    /// Override the scenario's seed (0 to 9223372036854775807: a TOML integer).
+    #[arg(long, value_parser = seed_arg)]
     pub seed: Option<u64>,
 }
 
@@ -136,8 +136,8 @@ pub struct PlanArgs {
     /// Override any scenario field (repeatable); `instances.*.FIELD` applies to every instance.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
-    /// Override the scenario's seed.
-    #[arg(long)]
+    /// Override the scenario's seed (0 to 9223372036854775807: a TOML integer).
+    #[arg(long, value_parser = seed_arg)]
     pub seed: Option<u64>,
     /// Most GPUs a layout may use (default: the scenario's count).
     #[arg(long)]
@@ -220,8 +220,8 @@ pub struct SweepArgs {
     /// Override any scenario field at every point (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
-    /// Override the scenario's seed (replication r uses seed + r).
-    #[arg(long)]
+    /// Override the scenario's seed (replication r uses seed + r; at most 9223372036854775807).
+    #[arg(long, value_parser = seed_arg)]
     pub seed: Option<u64>,
     /// Output directory (default: results/<scenario name>-sweep/).
     #[arg(long)]
@@ -263,8 +263,8 @@ pub struct ExplainArgs {
     /// Override any scenario field in every run (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
-    /// Override the scenario's seed (replication r uses seed + r).
-    #[arg(long)]
+    /// Override the scenario's seed (replication r uses seed + r; at most 9223372036854775807).
+    #[arg(long, value_parser = seed_arg)]
     pub seed: Option<u64>,
     /// Estimate from this many sampled orders of the settings instead of all 2^k subsets
     /// (default: exact up to 10 differing settings, 64 orders beyond).
@@ -618,4 +618,17 @@ pub struct ValidateArgs {
     /// Simulate even when the scenario differs from the live run's in its load or cluster.
     #[arg(long)]
     pub allow_mismatch: bool,
+}
+
+/// `--seed`: a scenario seed is a TOML integer, so at most `i64::MAX`.
+fn seed_arg(text: &str) -> Result<u64, String> {
+    let seed: u64 = text.trim().parse().map_err(|e| format!("{text:?} is not a whole number >= 0: {e}"))?;
+    if seed > i64::MAX as u64 {
+        return Err(format!(
+            "{seed} is above {}, the largest seed a scenario file can hold (a TOML integer); give a \
+             smaller one",
+            i64::MAX
+        ));
+    }
+    Ok(seed)
 }

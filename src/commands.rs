@@ -118,19 +118,19 @@ fn simulate(args: SimulateArgs) -> Result<()> {
             dir.display()
         );
         if !args.quiet {
-            println!("{}", variant_table(&run.summary));
+            outln!("{}", variant_table(&run.summary));
         }
         summaries.push(run.summary);
     }
     if summaries.len() > 1 {
-        println!("{}", comparison_table(&summaries));
+        outln!("{}", comparison_table(&summaries));
     }
-    println!("latencies in ms; run dirs under {}", out.display());
+    outln!("latencies in ms; run dirs under {}", out.display());
     if !args.no_report {
         let opts = ReportOptions { out_dir: out.join("report"), ..ReportOptions::default() };
         let written =
             write_report(&run_dirs, &opts).context("writing the report (skip it with --no-report)")?;
-        println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+        outln!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
     }
     if args.explain {
         let a = &args.scenario.file;
@@ -159,9 +159,12 @@ fn simulate(args: SimulateArgs) -> Result<()> {
 fn report(args: ReportArgs) -> Result<()> {
     let opts = ReportOptions { out_dir: args.out, title: args.title, ..ReportOptions::default() };
     let written = write_report(&args.inputs, &opts)?;
-    println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+    for w in &written.warnings {
+        eprintln!("warning: {w}");
+    }
+    outln!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
     for c in &written.charts {
-        println!("  {}", c.display());
+        outln!("  {}", c.display());
     }
     Ok(())
 }
@@ -186,10 +189,10 @@ fn bench(args: BenchArgs) -> Result<()> {
             None => bail!("{}: defines no variant", file.path.display()),
         },
     };
-    println!(
+    outln!(
         "| scenario | variant | requests | steps | simulated s | wall s | sim req/s | steps/s | peak RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|---|");
     let mut walls = Vec::with_capacity(args.repeat as usize);
     let mut last = None;
     for _ in 0..args.repeat {
@@ -197,7 +200,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         let opts = SimOptions { fast_forward: !args.no_fast_forward, ..SimOptions::default() };
         let run = simulate_summary(&scenario, &file.base_dir, opts)?;
         let wall = t0.elapsed().as_secs_f64();
-        println!(
+        outln!(
             "| {} | {} | {} | {} | {:.0} | {:.3} | {:.0} | {:.0} | {} |",
             scenario.name,
             scenario.variant,
@@ -214,7 +217,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     }
     if walls.len() > 1 {
         walls.sort_by(f64::total_cmp);
-        println!(
+        outln!(
             "wall s over {} runs: median {:.3}, fastest {:.3}, slowest {:.3}",
             walls.len(),
             walls[walls.len() / 2],
@@ -224,7 +227,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     }
     if let Some(run) = last {
         let o = &run.summary.overall;
-        println!(
+        outln!(
             "load: {:.1} req/s served, {:.1}% ok, TTFT p50 {:.1} ms, TPOT p50 {:.1} ms",
             o.request_throughput,
             o.success_rate * 100.0,
@@ -272,9 +275,9 @@ fn plan(args: PlanArgs) -> Result<()> {
     };
     let report = plan_file(&args.scenario, &opts)?;
     if args.json {
-        println!("{}", report.to_json()?);
+        outln!("{}", report.to_json()?);
     } else {
-        print!("{}", report.table());
+        out!("{}", report.table());
     }
     Ok(())
 }
@@ -334,13 +337,13 @@ fn sweep(args: SweepArgs) -> Result<()> {
         done.rows.len()
     );
     if shard.is_some_and(|s| s.count > 1) {
-        println!(
+        outln!(
             "shard written to {}; merge all shards with `modelsguard sweep merge <dirs>... --out DIR`",
             out.display()
         );
         return Ok(());
     }
-    println!("sweep written to {}", out.display());
+    outln!("sweep written to {}", out.display());
     sweep_report(&out)
 }
 
@@ -350,13 +353,13 @@ fn sweep_report(dir: &std::path::Path) -> Result<()> {
     let opts = ReportOptions { out_dir: dir.join("report"), ..ReportOptions::default() };
     let written = write_report(&[dir.to_path_buf()], &opts)
         .with_context(|| format!("writing the report of the sweep in {}", dir.display()))?;
-    println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+    outln!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
     Ok(())
 }
 
 fn sweep_merge(args: SweepMergeArgs) -> Result<()> {
     let meta = merge_shards(&args.shards, &args.out)?;
-    println!(
+    outln!(
         "merged {} shards of {} ({} points) into {}",
         args.shards.len(),
         meta.scenario,

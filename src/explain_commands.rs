@@ -105,7 +105,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
             present(&e, &out, &metrics, operating.as_deref())
         }
         None => {
-            println!(
+            outln!(
                 "shard written to {}; combine all shards with `modelsguard explain merge <dirs>... --out DIR`",
                 out.display()
             );
@@ -133,12 +133,12 @@ fn present(e: &Explanation, out: &Path, metrics: &[String], operating: Option<&s
     let said = sentences(e, &metrics);
     let warn =
         if e.calibrated { "" } else { "UNCALIBRATED (roofline prior): read directions and rough sizes.\n\n" };
-    println!("{table}");
+    outln!("{table}");
     for s in &said {
-        println!("- {s}");
+        outln!("- {s}");
     }
     if let Some(o) = operating {
-        println!("{o}");
+        outln!("{o}");
     }
     let charts = waterfalls(e, out, &metrics)?;
     let mut md = format!(
@@ -171,7 +171,7 @@ fn present(e: &Explanation, out: &Path, metrics: &[String], operating: Option<&s
     }
     let path = out.join("explain.md");
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
-    println!(
+    outln!(
         "explanation: {} and {} ({} waterfalls)",
         path.display(),
         out.join("explain.json").display(),

@@ -2,9 +2,10 @@
 //! `emulate`): load the scenario variant, build the library options from the arguments, run the
 //! library function on a tokio runtime and print what it returns.
 //!
-//! Ctrl-C: `live run` stops sending and gives in-flight requests `--grace` (a second Ctrl-C
-//! stops at once) and still writes the run dir; `lb`, `emulate` and `live up` shut down cleanly on
-//! Ctrl-C or SIGTERM. No measuring, routing or serving logic lives here.
+//! Ctrl-C, SIGTERM or SIGHUP: `live run` stops sending and gives in-flight requests `--grace` (a
+//! second signal stops at once) and still writes the run dir, marked partial; `lb`, `emulate` and
+//! `live up` shut down cleanly. Every argument is checked before any work. No measuring, routing
+//! or serving logic lives here.
 
 use crate::cli::{
     EmulateArgs, LbArgs, LiveBenchArgs, LiveCommand, LiveDownArgs, LiveRunArgs, LiveUpArgs, MetricsNamingArg,
@@ -15,6 +16,7 @@ use live::bench::{BenchOptions, run_bench};
 use live::checkpoint::{CheckpointNote, check_quantization};
 use live::emulator::{EmulatorHandle, EmulatorOptions, MetricsNaming};
 use live::launcher::{LaunchOptions, live_down, live_up, render_all};
+use live::loadgen::StopSignal;
 use live::proxy::{LbOptions, LbServer, shutdown_signal};
 use live::run::{LiveRunOptions, Target, live_run};
 use live::sse::ApiMode;
@@ -65,10 +67,44 @@ pub(crate) fn secs(what: &str, s: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("{what}: {s} is not a duration in seconds (>= 0)"))
 }
 
+/// A duration that must be above zero (a zero timeout would fail every request).
+pub(crate) fn positive_secs(what: &str, s: f64) -> Result<Duration> {
+    let d = secs(what, s)?;
+    if d.is_zero() {
+        bail!("{what}: must be above 0 seconds (got {s})");
+    }
+    Ok(d)
+}
+
+/// `--xxx-host HOST`: a bare host name or address.
+fn host_arg(what: &str, host: &str) -> Result<()> {
+    live::run::check_host(host).map_err(|reason| anyhow::anyhow!("{what} {host:?}: {reason}"))
+}
+
+/// Each `--compare` input must be a run dir or a sweep dir, checked before the run starts.
+fn check_compare(a: &LiveRunArgs) -> Result<()> {
+    if a.no_report && !a.compare.is_empty() {
+        bail!("--compare goes into the report, which --no-report skips: drop one of them");
+    }
+    for p in &a.compare {
+        if !p.join("run.json").is_file() && !p.join("sweep.json").is_file() {
+            bail!(
+                "--compare {}: not a run dir (no run.json) nor a sweep dir (no sweep.json); give the \
+                 output dir of `modelsguard simulate` or `sweep`",
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `--target lb=URL` (the `lb=` may be left out) or `--direct HOST`.
 fn target_of(a: &LiveRunArgs) -> Result<Target> {
     match (&a.target, &a.direct) {
-        (_, Some(host)) => Ok(Target::Direct(host.clone())),
+        (_, Some(host)) => {
+            host_arg("--direct", host)?;
+            Ok(Target::Direct(host.clone()))
+        }
         (Some(t), None) => {
             let url = t.strip_prefix("lb=").unwrap_or(t);
             if url.contains('=') {
@@ -81,13 +117,17 @@ fn target_of(a: &LiveRunArgs) -> Result<Target> {
 }
 
 fn live_run_cmd(a: LiveRunArgs) -> Result<()> {
+    check_compare(&a)?;
+    if let Some(h) = &a.scrape_host {
+        host_arg("--scrape-host", h)?;
+    }
     let (file, scenario) = load_one(&a.scenario)?;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(&file.name).join(format!("{}-live", scenario.variant))
     });
     let mut opts = LiveRunOptions::new(target_of(&a)?, &out);
-    opts.per_request_timeout = secs("--timeout", a.timeout)?;
-    opts.deadline = a.deadline.map(|d| secs("--deadline", d)).transpose()?;
+    opts.per_request_timeout = positive_secs("--timeout", a.timeout)?;
+    opts.deadline = a.deadline.map(|d| positive_secs("--deadline", d)).transpose()?;
     opts.grace = secs("--grace", a.grace)?;
     opts.scrape_interval = (a.scrape_interval_ms > 0).then(|| Duration::from_millis(a.scrape_interval_ms));
     opts.scrape_host = a.scrape_host.clone();
@@ -99,25 +139,28 @@ fn live_run_cmd(a: LiveRunArgs) -> Result<()> {
         Target::Direct(h) => format!("the instances on {h}"),
     };
     eprintln!(
-        "live run of {} / {} against {target} -> {} (Ctrl-C stops sending; a second Ctrl-C stops at once)",
+        "live run of {} / {} against {target} -> {} (Ctrl-C, SIGTERM or SIGHUP stops sending; a second one stops at once)",
         scenario.name,
         scenario.variant,
         out.display()
     );
     let rt = runtime()?;
+    {
+        // Listen for the stop signals before the run dir exists, so none kills the process.
+        let _in_runtime = rt.enter();
+        opts.stop = Some(StopSignal::on_signals());
+    }
     let report = rt
         .block_on(live_run(&scenario, &file.base_dir, opts))
         .with_context(|| format!("live run of variant '{}' of {}", scenario.variant, file.path.display()))?;
     let l = &report.load;
-    println!("{}", variant_table(&report.summary));
-    println!(
-        "sent {} requests: {} ok, {} failed{}{}{}; run dir {}",
+    outln!("{}", variant_table(&report.summary));
+    outln!(
+        "sent {} requests: {} ok, {} failed; {}; run dir {}",
         l.sent,
         l.ok,
         l.failed,
-        if l.interrupted { "; interrupted (Ctrl-C)" } else { "" },
-        if l.deadline_reached { "; deadline reached" } else { "" },
-        if l.unsent_requests { "; the workload had requests left (partial run)" } else { "" },
+        report.partial.as_ref().map_or("complete".to_string(), |why| format!("PARTIAL: {why}")),
         report.run_dir.display()
     );
     if let Some(s) = &report.scrape
@@ -138,12 +181,16 @@ fn live_run_cmd(a: LiveRunArgs) -> Result<()> {
         let opts = ReportOptions { out_dir: report.run_dir.join("report"), ..ReportOptions::default() };
         let written =
             write_report(&inputs, &opts).context("writing the report (skip it with --no-report)")?;
-        println!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
+        for w in &written.warnings {
+            eprintln!("warning: {w}");
+        }
+        outln!("report: {} ({} charts)", written.report_md.display(), written.charts.len());
     }
     Ok(())
 }
 
 fn live_up_cmd(a: LiveUpArgs) -> Result<()> {
+    host_arg("--engine-host", &a.engine_host)?;
     let (file, scenario) = load_one(&a.scenario)?;
     if a.dry_run {
         let cmds = render_all(&scenario, &a.engine_host, &a.run_dir)?;
@@ -151,10 +198,10 @@ fn live_up_cmd(a: LiveUpArgs) -> Result<()> {
         for note in check_quantization(&scenario, &ids)? {
             match note {
                 CheckpointNote::Checked { instance, config } => {
-                    println!("# {instance}: --quantization agrees with {}", config.display());
+                    outln!("# {instance}: --quantization agrees with {}", config.display());
                 }
                 CheckpointNote::NotLocal { instance, warning: Some(w), .. } => {
-                    println!("# {instance}: WARNING: {w}");
+                    outln!("# {instance}: WARNING: {w}");
                 }
                 CheckpointNote::NotLocal { .. } => {}
             }
@@ -162,12 +209,12 @@ fn live_up_cmd(a: LiveUpArgs) -> Result<()> {
         for inst in &scenario.instances {
             if let Some(c) = cmds.get(&inst.name) {
                 let env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("# {} (port {}, GPU {})", inst.name, inst.port, inst.gpu);
-                println!("{} sh -c {:?}", env.join(" "), c.command_line);
+                outln!("# {} (port {}, GPU {})", inst.name, inst.port, inst.gpu);
+                outln!("{} sh -c {:?}", env.join(" "), c.command_line);
             }
         }
         if !a.no_lb {
-            println!("# LB ({:?} policy) on http://{}:{}", scenario.router.policy, a.lb_bind, a.lb_port);
+            outln!("# LB ({:?} policy) on http://{}:{}", scenario.router.policy, a.lb_bind, a.lb_port);
         }
         return Ok(());
     }
@@ -176,7 +223,7 @@ fn live_up_cmd(a: LiveUpArgs) -> Result<()> {
         run_dir: a.run_dir.clone(),
         instances: None,
         engine_host: a.engine_host.clone(),
-        health_timeout: secs("--health-timeout", a.health_timeout)?,
+        health_timeout: positive_secs("--health-timeout", a.health_timeout)?,
         health_poll: Duration::from_secs(1),
         grace: secs("--grace", a.grace)?,
         lb,
@@ -203,7 +250,7 @@ fn live_down_cmd(a: LiveDownArgs) -> Result<()> {
         [("stopped", &r.stopped), ("killed (SIGKILL)", &r.killed), ("already gone", &r.already_gone)]
     {
         if !list.is_empty() {
-            println!("{what}: {}", list.join(", "));
+            outln!("{what}: {}", list.join(", "));
         }
     }
     Ok(())
@@ -220,11 +267,12 @@ fn live_bench_cmd(a: LiveBenchArgs) -> Result<()> {
         run_lb: !a.streams_only,
     };
     let report = runtime()?.block_on(run_bench(&opts)).context("live bench")?;
-    println!("{}", report.table());
+    outln!("{}", report.table());
     Ok(())
 }
 
 pub(crate) fn lb(a: LbArgs) -> Result<()> {
+    host_arg("--upstream-host", &a.upstream_host)?;
     let (file, scenario) = load_one(&a.scenario)?;
     let opts = LbOptions {
         bind: a.bind,
@@ -236,14 +284,18 @@ pub(crate) fn lb(a: LbArgs) -> Result<()> {
         .block_on(async {
             let server = LbServer::bind(&scenario, opts).await?;
             let addr = server.local_addr()?;
-            println!(
-                "LB for {} / {} ({:?} policy) listening on http://{addr}; Ctrl-C stops it",
-                scenario.name, scenario.variant, scenario.router.policy
+            // Listening for the stop signals before saying "listening" loses none of them.
+            let stop = shutdown_signal();
+            outln!(
+                "LB for {} / {} ({:?} policy) listening on http://{addr}; Ctrl-C, SIGTERM or SIGHUP stops it",
+                scenario.name,
+                scenario.variant,
+                scenario.router.policy
             );
             for b in server.state().backends() {
-                println!("  {} -> {}", b.name, b.url);
+                outln!("  {} -> {}", b.name, b.url);
             }
-            server.run(shutdown_signal()).await?;
+            server.run(stop).await?;
             anyhow::Ok(())
         })
         .with_context(|| format!("LB of variant '{}' of {}", scenario.variant, file.path.display()))
@@ -288,18 +340,21 @@ pub(crate) fn emulate(a: EmulateArgs) -> Result<()> {
     runtime()?
         .block_on(async {
             let handle = EmulatorHandle::start(&scenario, instances.clone(), opts).await?;
-            println!(
-                "emulating {} / {} (time scale {}); Ctrl-C stops it",
-                scenario.name, scenario.variant, a.time_scale
+            let stop = shutdown_signal();
+            outln!(
+                "emulating {} / {} (time scale {}); Ctrl-C, SIGTERM or SIGHUP stops it",
+                scenario.name,
+                scenario.variant,
+                a.time_scale
             );
             let ids = instances
                 .unwrap_or_else(|| (0..scenario.instances.len()).map(|i| InstanceId(i as u32)).collect());
             for id in ids {
                 if let (Some(addr), Some(inst)) = (handle.addr(id), scenario.instances.get(id.index())) {
-                    println!("  {} on http://{addr}", inst.name);
+                    outln!("  {} on http://{addr}", inst.name);
                 }
             }
-            shutdown_signal().await;
+            stop.await;
             handle.shutdown().await;
             anyhow::Ok(())
         })

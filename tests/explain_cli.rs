@@ -39,7 +39,9 @@ fn shards_run_by_xargs_merge_into_the_unsharded_explanation() {
     let d = dir.path().display();
     sh(&format!("'{BIN}' {} --out '{d}/whole'", common()));
     sh(&format!(
-        "printf '1\\n2\\n3\\n' | xargs -P 3 -I I sh -c \"'{BIN}' {} --shard I/3 --out '{d}/shard-I'\"",
+        // `@` as the placeholder: xargs -I replaces it everywhere, and a temp dir's random name
+        // may hold any letter.
+        "printf '1\\n2\\n3\\n' | xargs -P 3 -I @ sh -c \"'{BIN}' {} --shard @/3 --out '{d}/shard-@'\"",
         common()
     ));
     let out =

@@ -245,6 +245,7 @@ pub fn validate(opts: &ValidateOptions) -> Result<Validation, CalibrationError> 
         )));
     }
     differences.extend(blocking);
+    differences.extend(live.partial_warning());
     overrides.extend(profile_overrides(&base, opts)?);
     let file = load_scenario(&opts.scenario, &overrides)?;
     let scenario = pick_variant(&file, &base.variant, true)?.clone();

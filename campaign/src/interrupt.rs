@@ -1,4 +1,4 @@
-//! Stop requests (Ctrl-C, SIGTERM) as a level: 0 running, 1 stop gracefully (finish in-flight
+//! Stop requests (Ctrl-C, SIGTERM, SIGHUP) as a level: 0 running, 1 stop gracefully (finish in-flight
 //! requests for the grace period, then stop the engines), 2 stop now.
 
 use tokio::sync::watch;
@@ -25,25 +25,15 @@ impl InterruptHandle {
 }
 
 impl Interrupt {
-    /// An interrupt raised by Ctrl-C (SIGINT) and SIGTERM. Spawns a task on the current tokio
-    /// runtime; where a handler cannot be installed that signal is ignored.
+    /// An interrupt raised by Ctrl-C (SIGINT), SIGTERM and SIGHUP (see `live::signals`). Spawns
+    /// a task on the current tokio runtime; where a handler cannot be installed that signal is
+    /// ignored.
     pub fn on_signals() -> Interrupt {
         let (handle, interrupt) = interrupt_pair();
+        let mut signals = live::signals::StopSignals::install();
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             loop {
-                let sigterm = async {
-                    match term.as_mut() {
-                        Some(t) => {
-                            t.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                };
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => if r.is_err() { std::future::pending::<()>().await },
-                    () = sigterm => {}
-                }
+                signals.next().await;
                 handle.interrupt();
             }
         });

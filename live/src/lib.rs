@@ -11,5 +11,6 @@ pub mod prom;
 pub mod proxy;
 pub mod run;
 pub mod scrape;
+pub mod signals;
 pub mod sse;
 pub mod step_log;

@@ -119,6 +119,8 @@ pub struct LiveRunReport {
     pub workload_error: Option<String>,
     /// The engines' step logs written to `steps.csv` (empty when not fetched or none had one).
     pub step_logs: StepLogs,
+    /// Why the run dir is partial (also in its `PARTIAL` marker); None when complete.
+    pub partial: Option<String>,
 }
 
 /// Why a live run could not run or finish writing.
@@ -184,6 +186,9 @@ pub async fn live_run_with_source(
         .build()
         .map_err(|e| LiveError::Http(crate::client::error_chain(&e)))?;
     let (routing, target_desc, default_host) = routing_for(scenario, &opts.target)?;
+    if let Some(h) = &opts.scrape_host {
+        check_host(h).map_err(|reason| LiveError::InvalidTarget { target: h.clone(), reason })?;
+    }
     let instance_host = opts.scrape_host.clone().unwrap_or_else(|| default_host.clone());
     let meta = RunMeta {
         schema_version: SCHEMA_VERSION,
@@ -212,6 +217,7 @@ pub async fn live_run_with_source(
         summary: SummaryBuilder::for_scenario(Source::Live, scenario, false),
         genai,
         model_keys: scenario.models.iter().map(|m| m.name.clone()).collect(),
+        last_flush: std::time::Instant::now(),
     };
     let progress = match opts.progress {
         ProgressMode::Auto => io::stderr().is_terminal(),
@@ -236,7 +242,7 @@ pub async fn live_run_with_source(
         keep_raw: opts.genai_perf_export,
         max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
     };
-    let stop = opts.stop.clone().unwrap_or_else(StopSignal::ctrl_c);
+    let stop = opts.stop.clone().unwrap_or_else(StopSignal::on_signals);
     let (scrape_stop, scrape_stop_rx) = watch::channel(false);
     let (samples, scraper) = match opts.scrape_interval {
         Some(interval) => {
@@ -249,7 +255,7 @@ pub async fn live_run_with_source(
         None => (None, None),
     };
     let mut samples = samples;
-    let load = run_load(source, cfg, http.clone(), clock, &mut sink, samples.as_mut(), stop).await;
+    let load = run_load(source, cfg, http.clone(), clock, &mut sink, samples.as_mut(), stop.clone()).await;
     scrape_stop.send_replace(true);
     // Keep taking samples until the scraper has finished its last round, so none is lost and
     // the scraper never blocks on a full channel.
@@ -286,8 +292,54 @@ pub async fn live_run_with_source(
         g.finish()?;
     }
     let summary = summary.finish();
-    let run_dir = writer.finish(&summary)?;
-    Ok(LiveRunReport { run_dir, load, scrape, summary, workload_error: source.error(), step_logs })
+    let workload_error = source.error();
+    let partial = partial_reason(&load, stop.cause(), workload_error.as_deref());
+    let run_dir = match &partial {
+        Some(why) => writer.finish_partial(&summary, why)?,
+        None => writer.finish(&summary)?,
+    };
+    Ok(LiveRunReport { run_dir, load, scrape, summary, workload_error, step_logs, partial })
+}
+
+/// Why a live run is partial (None: it sent its whole workload and every request ended).
+fn partial_reason(load: &LoadReport, cause: Option<&str>, workload_error: Option<&str>) -> Option<String> {
+    let mut why = Vec::new();
+    if load.interrupted {
+        why.push(format!("interrupted by {}", cause.unwrap_or("a stop request")));
+    }
+    if load.deadline_reached {
+        why.push("the --deadline was reached".to_string());
+    }
+    if let Some(e) = workload_error {
+        why.push(format!("the request stream stopped early: {e}"));
+    }
+    if load.unsent_requests && why.is_empty() {
+        why.push("the workload had requests left".to_string());
+    }
+    (!why.is_empty()).then(|| format!("{}; {} requests sent", why.join("; "), load.sent))
+}
+
+/// Checks a bare host name or address (`127.0.0.1`, `node-3.local`, `::1`, `[::1]`): DNS labels
+/// of letters, digits and `-` separated by dots, or an IP address. Err says what to give instead.
+pub fn check_host(host: &str) -> Result<(), String> {
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(format!(
+            "{host:?} is not a host name or IP address; give a bare host such as 127.0.0.1, ::1 or \
+             node-3.example (no scheme, port or path)"
+        ));
+    }
+    Ok(())
 }
 
 fn http_base(url: &str) -> Result<(String, String), String> {
@@ -303,6 +355,7 @@ fn http_base(url: &str) -> Result<(String, String), String> {
     if host.is_empty() || host == "[]" {
         return Err("the URL has no host; e.g. http://127.0.0.1:8000".to_string());
     }
+    check_host(&host)?;
     Ok((url.trim_end_matches('/').to_string(), host))
 }
 
@@ -314,12 +367,7 @@ fn routing_for(scenario: &Scenario, target: &Target) -> Result<(Routing, String,
             Ok((Routing::Lb { base_url: base.clone() }, format!("LB {base}"), host))
         }
         Target::Direct(host) => {
-            if host.is_empty() || host.contains('/') {
-                return Err(LiveError::InvalidTarget {
-                    target: host.clone(),
-                    reason: "give a bare host name or address, e.g. 127.0.0.1".to_string(),
-                });
-            }
+            check_host(host).map_err(|reason| LiveError::InvalidTarget { target: host.clone(), reason })?;
             let instances = scenario
                 .instances
                 .iter()
@@ -366,12 +414,17 @@ fn experiment_of(scenario: &Scenario) -> Experiment {
     }
 }
 
-/// Writes rows to the run dir and the summary as the load generator reports them.
+/// How long rows may sit in the writer's buffers: even SIGKILL loses at most this much.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes rows to the run dir and the summary as the load generator reports them; every request
+/// row is flushed at once, scrape samples at least every [`FLUSH_EVERY`].
 struct RunSink {
     writer: RunDirWriter,
     summary: SummaryBuilder,
     genai: Option<GenaiPerfWriter>,
     model_keys: Vec<String>,
+    last_flush: std::time::Instant,
 }
 
 impl LoadSink for RunSink {
@@ -395,11 +448,16 @@ impl LoadSink for RunSink {
                 self.writer.on_token(&t)?;
             }
         }
+        self.last_flush = std::time::Instant::now();
         self.writer.flush()
     }
 
     fn on_instance_sample(&mut self, row: &InstanceRow) -> io::Result<()> {
         self.writer.on_instance_sample(row)?;
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.last_flush = std::time::Instant::now();
+            self.writer.flush()?;
+        }
         self.summary.on_instance_sample(row)
     }
 }
@@ -449,5 +507,16 @@ mod tests {
         assert_eq!(http_base("http://[::1]:8000").unwrap().1, "[::1]");
         assert!(http_base("https://x:1").is_err());
         assert!(http_base("http://:80").is_err());
+        assert!(http_base("http://bad host:80").is_err());
+    }
+
+    #[test]
+    fn hosts_are_names_or_addresses() {
+        for ok in ["127.0.0.1", "localhost", "node-3.example", "::1", "[::1]", "fe80::1"] {
+            assert!(check_host(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "not a host!!", "bad host", "http://x", "x:80", "a/b", "-x", "a..b", "[::1"] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
     }
 }

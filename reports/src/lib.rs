@@ -54,6 +54,8 @@ pub struct ReportOutput {
     pub report_md: PathBuf,
     /// Every PNG, in the order report.md shows them.
     pub charts: Vec<PathBuf>,
+    /// Warnings about the inputs (a partial run dir), also written at the top of report.md.
+    pub warnings: Vec<String>,
 }
 
 /// Hands out file names in the output dir, never the same twice.
@@ -135,7 +137,8 @@ pub fn write_report(inputs: &[PathBuf], opts: &ReportOptions) -> Result<ReportOu
         Doc { title, runs: &loaded.runs, models: &models, sections, validation, sweeps, validation_csv };
     let report_md = opts.out_dir.join("report.md");
     std::fs::write(&report_md, markdown::render(&doc)).map_err(ReportError::io(&report_md))?;
-    Ok(ReportOutput { report_md, charts: names.charts })
+    let warnings = loaded.runs.iter().filter_map(|r| r.dir.partial_warning()).collect();
+    Ok(ReportOutput { report_md, charts: names.charts, warnings })
 }
 
 fn run_charts(

@@ -73,6 +73,11 @@ fn cell(s: &str) -> String {
 pub(crate) fn render(doc: &Doc<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {}\n", doc.title);
+    for run in doc.runs {
+        if let Some(w) = run.dir.partial_warning() {
+            let _ = writeln!(out, "> **WARNING:** {w}.\n");
+        }
+    }
     inputs(&mut out, doc);
     if !doc.runs.is_empty() {
         key_tables(&mut out, doc);

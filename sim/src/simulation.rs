@@ -141,6 +141,15 @@ struct Simulation<'s, 'o, 'p> {
     row: RequestRow,
     /// One `instances.csv` row per instance, names filled once.
     sample_rows: Vec<InstanceRow>,
+    /// Periodic events paused over idle time.
+    paused: Paused,
+}
+
+/// Which periodic events wait for the next arrival (see `Simulation::resume_periodic`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Paused {
+    sample: bool,
+    poll: bool,
 }
 
 impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
@@ -213,6 +222,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
                     gpu_pool_free_bytes: None,
                 })
                 .collect(),
+            paused: Paused::default(),
         }
     }
 
@@ -334,6 +344,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
                 if generation != self.arrival_generation {
                     return Ok(());
                 }
+                self.resume_periodic(now)?;
                 self.pending_arrival = None;
                 while self.workload.peek_time().is_some_and(|t| t <= now) {
                     match self.workload.pop() {
@@ -345,19 +356,62 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             }
             Event::Poll => {
                 self.poll(now);
-                if !self.is_finished() {
-                    let dt = SimDuration::from_secs_f64(self.scenario.router.poll_interval_s);
-                    self.queue.push(now + dt.max(SimDuration(1)), Event::Poll);
+                if self.is_idle() {
+                    // Idle polls would all read the same zeros: resume at the next arrival.
+                    self.paused.poll = true;
+                } else if !self.is_finished() {
+                    self.queue.push(now + self.poll_dt(), Event::Poll);
                 }
             }
             Event::Sample => {
                 self.sample(now)?;
-                if !self.is_finished() {
-                    let dt = SimDuration::from_secs_f64(self.scenario.output.sample_interval_s);
-                    self.queue.push(now + dt.max(SimDuration(1)), Event::Sample);
+                if self.is_idle() {
+                    // Idle samples would all repeat this one: resume at the next arrival, so idle
+                    // simulated time (a slow replay, a tiny interval) costs nothing.
+                    self.paused.sample = true;
+                } else if !self.is_finished() {
+                    self.queue.push(now + self.sample_dt(), Event::Sample);
                 }
             }
             Event::DrainDeadline => self.drain(now)?,
+        }
+        Ok(())
+    }
+
+    /// No step in flight and no request anywhere: nothing changes until the next arrival.
+    fn is_idle(&self) -> bool {
+        self.step_end.iter().all(Option::is_none)
+            && self.instances.iter().all(|i| !i.has_unfinished_requests())
+    }
+
+    fn sample_dt(&self) -> SimDuration {
+        SimDuration::from_secs_f64(self.scenario.output.sample_interval_s).max(SimDuration(1))
+    }
+
+    fn poll_dt(&self) -> SimDuration {
+        SimDuration::from_secs_f64(self.scenario.router.poll_interval_s).max(SimDuration(1))
+    }
+
+    /// Restarts the periodic events paused over idle time on their grid (multiples of their
+    /// interval from 0), before the arrival at `now` is handled: a grid point at `now` is taken at
+    /// once, as it would have been without the pause; the skipped ones all equal the last taken.
+    fn resume_periodic(&mut self, now: SimTime) -> Result<(), SimError> {
+        let next_on_grid = |dt: SimDuration| SimTime(now.0.div_ceil(dt.0) * dt.0);
+        if std::mem::take(&mut self.paused.sample) {
+            let (dt, mut at) = (self.sample_dt(), next_on_grid(self.sample_dt()));
+            if at == now {
+                self.sample(now)?;
+                at = now + dt;
+            }
+            self.queue.push(at, Event::Sample);
+        }
+        if std::mem::take(&mut self.paused.poll) {
+            let (dt, mut at) = (self.poll_dt(), next_on_grid(self.poll_dt()));
+            if at == now {
+                self.poll(now);
+                at = now + dt;
+            }
+            self.queue.push(at, Event::Poll);
         }
         Ok(())
     }

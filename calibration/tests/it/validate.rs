@@ -55,6 +55,25 @@ fn a_run_validated_against_its_own_simulation_has_zero_error_including_itl_and_t
 }
 
 #[test]
+fn a_partial_live_run_is_validated_with_a_warning_that_says_why_it_is_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = fake_live(tmp.path());
+    std::fs::write(live.join("PARTIAL"), "interrupted by SIGTERM; 60 requests sent\n").unwrap();
+    let mut opts = ValidateOptions::new(loopback(), &live);
+    opts.overrides = vec!["workload.phases.0.num_requests=60".parse().unwrap()];
+    opts.out = Some(tmp.path().join("validation"));
+    opts.profiles_dir = tmp.path().join("no-profiles");
+    let v = validate(&opts).unwrap();
+    assert!(
+        v.differences.iter().any(|d| d.contains("PARTIAL run (interrupted by SIGTERM")),
+        "{:?}",
+        v.differences
+    );
+    let md = std::fs::read_to_string(&v.report_md).unwrap();
+    assert!(md.contains("**WARNING:**") && md.contains("interrupted by SIGTERM"), "{md}");
+}
+
+#[test]
 fn a_scenario_whose_load_differs_from_the_live_runs_is_refused_naming_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let live = fake_live(tmp.path());

@@ -120,8 +120,13 @@ struct Clock {
 }
 
 impl Clock {
+    /// Saturates at a far future instead of panicking on an overflow (a huge virtual time).
     fn wall(&self, t: SimTime) -> Instant {
-        self.epoch + Duration::from_secs_f64(t.as_secs_f64() * self.scale)
+        const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+        Duration::try_from_secs_f64(t.as_secs_f64() * self.scale)
+            .ok()
+            .and_then(|d| self.epoch.checked_add(d.min(FAR)))
+            .unwrap_or(self.epoch + FAR)
     }
 
     fn now(&self) -> SimTime {

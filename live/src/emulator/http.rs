@@ -44,7 +44,7 @@ pub(crate) fn router(ctx: Arc<InstanceCtx>) -> Router {
     Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
-        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
         .route("/admin/fault", post(set_fault).get(get_fault))
@@ -57,6 +57,16 @@ async fn completions(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Respon
 
 async fn chat_completions(State(ctx): State<Arc<InstanceCtx>>, body: Bytes) -> Response {
     generate(ctx, Endpoint::Chat, body).await
+}
+
+/// 200 while the engine loop runs; 503 once it has ended (a failure in the loop closes its
+/// request channel), so the LB ejects an instance that can no longer serve.
+async fn health(State(ctx): State<Arc<InstanceCtx>>) -> Response {
+    if ctx.submit.is_closed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "engine loop stopped: the instance cannot serve")
+            .into_response();
+    }
+    StatusCode::OK.into_response()
 }
 
 async fn models(State(ctx): State<Arc<InstanceCtx>>) -> Response {

@@ -87,13 +87,20 @@ impl Fault {
     }
 }
 
+/// Smallest `time_scale` (1000 times faster than real time: shorter sleeps are below the
+/// timer's resolution).
+pub const MIN_TIME_SCALE: f64 = 1e-3;
+/// Largest `time_scale` (1000 times slower: a one-second step then takes a quarter of an hour).
+pub const MAX_TIME_SCALE: f64 = 1e3;
+
 /// How the emulator serves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EmulatorOptions {
     /// Address every instance listens on (default 127.0.0.1); ports come from the scenario
     /// (0 picks a free one; see `EmulatorHandle::addr`).
     pub bind: IpAddr,
-    /// Wall seconds per simulated second (default 1; 2.0 runs everything twice as slow).
+    /// Wall seconds per simulated second (default 1; 2.0 runs everything twice as slow); from
+    /// [`MIN_TIME_SCALE`] to [`MAX_TIME_SCALE`].
     pub time_scale: f64,
     /// Metric names; `None` follows each instance's engine preset.
     pub metrics_naming: Option<MetricsNaming>,
@@ -140,8 +147,11 @@ pub enum EmulatorError {
     /// The id is not an emulated instance.
     #[error("instance id {0} is not in the scenario or not emulated here")]
     NoSuchInstance(InstanceId),
-    /// `time_scale` is not a positive number.
-    #[error("time_scale must be a positive number, got {0}")]
+    /// `time_scale` is outside [`MIN_TIME_SCALE`, `MAX_TIME_SCALE`].
+    #[error(
+        "time scale {0} is out of range: give a number from {MIN_TIME_SCALE} to {MAX_TIME_SCALE} \
+         (wall seconds per simulated second)"
+    )]
     BadTimeScale(f64),
 }
 
@@ -203,7 +213,7 @@ impl EmulatorHandle {
         opts: EmulatorOptions,
         factory: EngineFactory,
     ) -> Result<EmulatorHandle, EmulatorError> {
-        if !(opts.time_scale.is_finite() && opts.time_scale > 0.0) {
+        if !(MIN_TIME_SCALE..=MAX_TIME_SCALE).contains(&opts.time_scale) {
             return Err(EmulatorError::BadTimeScale(opts.time_scale));
         }
         let ids = instances

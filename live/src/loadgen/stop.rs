@@ -1,8 +1,10 @@
 //! Asking a running load to stop: a [`StopHandle`] / [`StopSignal`] pair, and a signal fired by
-//! Ctrl-C. A stop means "send nothing more, let in-flight requests finish for a grace period,
+//! Ctrl-C, SIGTERM or SIGHUP. A stop means "send nothing more, let in-flight requests finish for a grace period,
 //! then write what was recorded"; an immediate stop (a second Ctrl-C) skips the grace period.
 //! Neither ever discards rows.
 
+use crate::signals::StopSignals;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 
 /// How far a stop has gone.
@@ -12,19 +14,27 @@ const IMMEDIATE: u8 = 2;
 
 /// Fires the paired [`StopSignal`]s.
 #[derive(Debug)]
-pub struct StopHandle(watch::Sender<u8>);
+pub struct StopHandle(watch::Sender<u8>, Arc<OnceLock<String>>);
 
 /// Resolves once the paired [`StopHandle`] fires.
 #[derive(Clone, Debug)]
-pub struct StopSignal(watch::Receiver<u8>);
+pub struct StopSignal(watch::Receiver<u8>, Arc<OnceLock<String>>);
 
 /// A connected handle and signal.
 pub fn stop_pair() -> (StopHandle, StopSignal) {
     let (tx, rx) = watch::channel(RUNNING);
-    (StopHandle(tx), StopSignal(rx))
+    let cause = Arc::new(OnceLock::new());
+    (StopHandle(tx, Arc::clone(&cause)), StopSignal(rx, cause))
 }
 
 impl StopHandle {
+    /// [`StopHandle::stop`], recording what asked for it (e.g. `"SIGTERM"`) unless a cause was
+    /// already recorded.
+    pub fn stop_because(&self, cause: &str) {
+        let _ = self.1.set(cause.to_string());
+        self.stop();
+    }
+
     /// Asks the load to stop sending and to give in-flight requests the grace period.
     pub fn stop(&self) {
         self.0.send_if_modified(|s| {
@@ -41,24 +51,27 @@ impl StopHandle {
 }
 
 impl StopSignal {
-    /// A signal that fires on Ctrl-C (SIGINT): the first asks for a graceful stop, the second for
-    /// an immediate one. Spawns a task on the current tokio runtime; if the handler cannot be
-    /// installed the signal never fires (the run then ends by itself or by its deadline). Note
-    /// that once installed, tokio keeps SIGINT from terminating the process for its lifetime.
-    pub fn ctrl_c() -> StopSignal {
+    /// A signal that fires on Ctrl-C (SIGINT), SIGTERM or SIGHUP: the first asks for a graceful
+    /// stop (recording the signal's name as the cause), the second for an immediate one. The
+    /// handlers are installed before this returns, and a task on the current tokio runtime
+    /// watches them; a handler that cannot be installed never fires (see [`crate::signals`]).
+    pub fn on_signals() -> StopSignal {
         let (handle, signal) = stop_pair();
+        let mut signals = StopSignals::install();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_err() {
-                return std::future::pending::<()>().await;
-            }
-            handle.stop();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                handle.stop_now();
-            }
+            let first = signals.next().await;
+            handle.stop_because(first);
+            signals.next().await;
+            handle.stop_now();
             // Keep the sender alive so receivers keep seeing the stop, not a closed channel.
             std::future::pending::<()>().await
         });
         signal
+    }
+
+    /// What asked for the stop (a signal's name), when the handle recorded it.
+    pub fn cause(&self) -> Option<&str> {
+        self.1.get().map(String::as_str)
     }
 
     /// True once any stop was asked.

@@ -16,6 +16,7 @@ mod monitor;
 pub mod prom;
 mod table;
 
+pub use crate::signals::shutdown_signal;
 pub use error::{ErrorStyle, LbError, ProxyFailure, vllm_error_body, vllm_error_response};
 pub use forward::{RequestPeek, peek_request};
 pub use monitor::Monitors;
@@ -379,29 +380,7 @@ impl LbServer {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-}
-
-/// Runs the LB for `scenario` until Ctrl-C or SIGTERM.
+/// Runs the LB for `scenario` until Ctrl-C, SIGTERM or SIGHUP.
 pub async fn serve_lb(scenario: &Scenario, opts: LbOptions) -> Result<(), LbError> {
     let server = LbServer::bind(scenario, opts).await?;
     if let Ok(addr) = server.local_addr() {

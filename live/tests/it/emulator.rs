@@ -487,3 +487,58 @@ async fn an_async_scheduling_instance_serves_a_lone_request_and_another_after_id
     }
     h.shutdown().await;
 }
+
+/// An engine whose first step with work fails (as the loop's clock did on a huge time scale).
+struct FailingEngine {
+    has_work: bool,
+}
+
+impl StepEngine for FailingEngine {
+    fn add_request(&mut self, _req: NewRequest) -> Result<(), String> {
+        self.has_work = true;
+        Ok(())
+    }
+    fn begin_step(&mut self, _now: SimTime) -> Option<SimDuration> {
+        assert!(!self.has_work, "injected engine-loop failure (test)");
+        None
+    }
+    fn end_step(&mut self, _now: SimTime, _out: &mut StepOutput) {}
+    fn load(&self) -> EngineLoad {
+        EngineLoad::default()
+    }
+}
+
+#[tokio::test]
+async fn an_instance_whose_engine_loop_died_fails_its_health_check_so_the_lb_ejects_it() {
+    let factory: EngineFactory = Arc::new(|_| Ok(Box::new(FailingEngine { has_work: false })));
+    let h = EmulatorHandle::start_with(&free_port_scenario(), None, EmulatorOptions::default(), factory)
+        .await
+        .unwrap();
+    let health = || async { client().get(url(&h, 0, "/health")).send().await.unwrap().status().as_u16() };
+    assert_eq!(health().await, 200, "healthy before any request");
+    // The request kills the loop; however its response ends, /health must then say so.
+    let sent = client().post(url(&h, 0, "/v1/completions")).json(&stream_body(3)).send().await;
+    if let Ok(resp) = sent {
+        let _ = resp.text().await;
+    }
+    let mut status = health().await;
+    for _ in 0..400 {
+        if status != 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        status = health().await;
+    }
+    assert_eq!(status, 503, "a dead engine loop must fail /health");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn time_scales_outside_the_documented_range_are_refused_before_serving() {
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300, 1e-300] {
+        let opts = EmulatorOptions { time_scale: bad, ..EmulatorOptions::default() };
+        let err = EmulatorHandle::start_with(&free_port_scenario(), None, opts, toy(1)).await.err();
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("out of range"), "time scale {bad}: {text}");
+    }
+}

@@ -246,6 +246,11 @@ impl Problem {
         let probe =
             problem.load(&gpu_name, names.len() as u32, probe_instances).map_err(
                 |e| match model_of_error(&e, &names) {
+                    // The cluster table is plan's own override: a failure there is the --gpu named.
+                    _ if opts.gpu.is_some() && e.field.starts_with("cluster") => {
+                        let reason = e.reason.split(" (from --set cluster=").next().unwrap_or_default();
+                        PlanError::BadOption { option: "--gpu", reason: reason.to_string() }
+                    }
                     Some(m) => PlanError::ModelDoesNotFit {
                         model: names[m].clone(),
                         gpu: gpu_name.clone(),

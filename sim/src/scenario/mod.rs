@@ -8,6 +8,7 @@
 
 mod catalog;
 mod error;
+mod limits;
 mod load;
 mod memory;
 mod overrides;
@@ -20,6 +21,10 @@ mod types;
 
 pub use catalog::{gpu_catalog, model_catalog};
 pub use error::ScenarioError;
+pub use limits::{
+    DEFAULT_MAX_REQUESTS, DEFAULT_MAX_SAMPLES, DEFAULT_MAX_TOKENS, MIN_SAMPLE_INTERVAL_S, PlannedWork,
+    planned_work,
+};
 pub use load::{ScenarioFile, load_scenario, parse_scenario};
 pub use overrides::Override;
 pub use presets::{default_activation_reserve_bytes, engine_preset_defaults};

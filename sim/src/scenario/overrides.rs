@@ -51,16 +51,31 @@ impl FromStr for Override {
         if value.is_empty() {
             return Err(err(format!("no value after `{path}=`")));
         }
-        Ok(Override::new(path, parse_value(value)))
+        Ok(Override::new(path, parse_value(value).map_err(|r| err(format!("bad value for `{path}`: {r}")))?))
     }
 }
 
-/// A TOML value from override text; text that is not a TOML value is taken as a string.
-fn parse_value(text: &str) -> toml::Value {
+/// A TOML value from override text. Bare words that are not a TOML value are taken as a string
+/// (`router.policy=queue_aware`), but text that looks like a number, array, inline table or
+/// quoted string must parse as one: `rate=1,5` or `mix=[1,2` is an error, not a string.
+fn parse_value(text: &str) -> Result<toml::Value, String> {
     let doc = format!("v = {text}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) if t.len() == 1 => t.remove("v").unwrap_or_else(|| toml::Value::String(text.into())),
-        _ => toml::Value::String(text.to_string()),
+        Ok(mut t) if t.len() == 1 => Ok(t.remove("v").unwrap_or_else(|| toml::Value::String(text.into()))),
+        Ok(_) => Err(format!("`{text}` is more than one value; quote a string, e.g. '\"a b\"'")),
+        Err(e) => {
+            let structured = text.starts_with(['[', '{', '"', '\'']);
+            let numeric = text.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c))
+                && text.chars().all(|c| c.is_ascii_digit() || "+-._eE,:".contains(c));
+            if structured || numeric {
+                let what = if numeric { "a number" } else { "a TOML array, inline table or string" };
+                let msg = e.message().trim().to_string();
+                return Err(format!(
+                    "`{text}` looks like {what} but does not parse ({msg}); write it in TOML syntax"
+                ));
+            }
+            Ok(toml::Value::String(text.to_string()))
+        }
     }
 }
 

@@ -465,12 +465,37 @@ pub(crate) struct RawOutput {
     pub tokens_csv: bool,
     #[serde(default = "default_drain")]
     pub drain_timeout_s: f64,
+    #[serde(default = "default_max_requests")]
+    pub max_requests: u64,
+    #[serde(default = "default_max_samples")]
+    pub max_samples: u64,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u64,
 }
 
 impl Default for RawOutput {
     fn default() -> Self {
-        Self { sample_interval_s: one(), tokens_csv: false, drain_timeout_s: default_drain() }
+        Self {
+            sample_interval_s: one(),
+            tokens_csv: false,
+            drain_timeout_s: default_drain(),
+            max_requests: default_max_requests(),
+            max_samples: default_max_samples(),
+            max_tokens: default_max_tokens(),
+        }
     }
+}
+
+fn default_max_requests() -> u64 {
+    super::limits::DEFAULT_MAX_REQUESTS
+}
+
+fn default_max_samples() -> u64 {
+    super::limits::DEFAULT_MAX_SAMPLES
+}
+
+fn default_max_tokens() -> u64 {
+    super::limits::DEFAULT_MAX_TOKENS
 }
 
 fn default_drain() -> f64 {

@@ -14,6 +14,7 @@
 
 use super::catalog::{gpu_catalog, model_catalog};
 use super::error::{Ctx, GIB, ScenarioError, quoted_list};
+use super::limits::{Limits, MIN_SAMPLE_INTERVAL_S, planned_work};
 use super::memory::check_memory;
 use super::perf::{PerfKey, check_perf, perf_for_instance, scan_profiles};
 use super::phases::{Models, resolve_workload};
@@ -248,6 +249,20 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
             );
         }
     }
+    if o.sample_interval_s < MIN_SAMPLE_INTERVAL_S {
+        return Err(ctx.err(
+            "output.sample_interval_s",
+            format!(
+                "{} s is below the smallest sample interval, {MIN_SAMPLE_INTERVAL_S} s (finer than any \
+                 engine step); give a larger one",
+                o.sample_interval_s
+            ),
+        ));
+    }
+    let limits =
+        Limits { max_requests: o.max_requests, max_samples: o.max_samples, max_tokens: o.max_tokens };
+    let work = planned_work(&workload, instances.len(), o.sample_interval_s, o.drain_timeout_s);
+    super::limits::check(ctx, &work, &limits)?;
     let output = OutputSpec {
         sample_interval_s: o.sample_interval_s,
         tokens_csv: o.tokens_csv,
@@ -341,6 +356,16 @@ fn check_elastic(
                 "kv_cache = \"elastic\" is kvcached, which needs vLLM >= 0.8.4: use preset = \"vllm-v1\" \
                  ({} can only run static KV)",
                 e.preset.name()
+            ),
+        ));
+    }
+    if let Some(n) = e.num_gpu_blocks_override {
+        return Err(ctx.err(
+            field("num_gpu_blocks_override"),
+            format!(
+                "num_gpu_blocks_override = {n} fixes a static block count, but kv_cache = \"elastic\" \
+                 maps KV pages on demand from the GPU's shared pool: drop the knob, or use \
+                 kv_cache = \"static\""
             ),
         ));
     }

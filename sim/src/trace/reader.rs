@@ -1,6 +1,8 @@
-//! Reads a run dir back, checking its schema version; errors name the file and what to do.
+//! Reads a run dir back, checking its schema version, the `requests.csv` header and that the
+//! rows agree with `summary.json`; errors name the file and what to do. A partial run dir (one
+//! holding the `PARTIAL` marker) is read when it is consistent, and says why it is partial.
 
-use super::schema::{RunMeta, SCHEMA_VERSION, files};
+use super::schema::{REQUEST_COLUMNS, RunMeta, SCHEMA_VERSION, files};
 use super::{InstanceRow, RequestRow};
 use crate::metrics::RunSummary;
 use std::fs;
@@ -53,6 +55,22 @@ pub struct RunDir {
     pub requests: Vec<RequestRow>,
     /// `instances.csv`, in file order.
     pub instances: Vec<InstanceRow>,
+    /// Why the run is partial (the `PARTIAL` marker's text); None for a complete run.
+    pub partial: Option<String>,
+}
+
+impl RunDir {
+    /// A one-line warning for a partial run dir (None when it is complete).
+    pub fn partial_warning(&self) -> Option<String> {
+        self.partial.as_ref().map(|why| {
+            format!(
+                "{} is a PARTIAL run ({why}): it holds only the {} requests recorded; compare it \
+                 with a complete run with care",
+                self.path.display(),
+                self.requests.len()
+            )
+        })
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TraceError> {
@@ -83,11 +101,73 @@ pub fn read_run_dir(dir: &Path) -> Result<RunDir, TraceError> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a run dir (no such directory)"),
         });
     }
+    let partial = read_partial(dir)?;
+    let meta = read_json(&dir.join(files::RUN_JSON))?;
+    let summary_path = dir.join(files::SUMMARY_JSON);
+    if let (Some(why), false) = (&partial, summary_path.is_file()) {
+        return Err(TraceError::Parse {
+            path: summary_path,
+            reason: format!(
+                "missing: this is a partial run dir ({why}); its requests.csv holds the rows \
+                 recorded before it stopped, but without summary.json it cannot be reported: re-run it"
+            ),
+        });
+    }
+    let summary: RunSummary = read_json(&summary_path)?;
+    let requests_path = dir.join(files::REQUESTS_CSV);
+    check_request_header(&requests_path)?;
+    let requests: Vec<RequestRow> = read_csv(&requests_path)?;
+    if requests.len() as u64 != summary.overall.requests {
+        return Err(TraceError::Parse {
+            path: requests_path,
+            reason: format!(
+                "{} rows but summary.json counts {} requests: the run dir was cut short or edited; \
+                 re-run it (or restore requests.csv)",
+                requests.len(),
+                summary.overall.requests
+            ),
+        });
+    }
     Ok(RunDir {
         path: dir.to_path_buf(),
-        meta: read_json(&dir.join(files::RUN_JSON))?,
-        summary: read_json(&dir.join(files::SUMMARY_JSON))?,
-        requests: read_csv(&dir.join(files::REQUESTS_CSV))?,
+        meta,
+        summary,
+        requests,
         instances: read_csv(&dir.join(files::INSTANCES_CSV))?,
+        partial,
     })
+}
+
+/// The `PARTIAL` marker's reason, if the run dir has one.
+fn read_partial(dir: &Path) -> Result<Option<String>, TraceError> {
+    let path = dir.join(files::PARTIAL);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let why = text.trim();
+            Ok(Some(if why.is_empty() { "no reason given".to_string() } else { why.to_string() }))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(TraceError::Io { path, source }),
+    }
+}
+
+/// `requests.csv` must start with the header this version writes (an empty or foreign file
+/// would otherwise read as zero rows).
+fn check_request_header(path: &Path) -> Result<(), TraceError> {
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| TraceError::Parse { path: path.into(), reason: e.to_string() })?;
+    let header = r.headers().map_err(|e| TraceError::Parse { path: path.into(), reason: e.to_string() })?;
+    if header.iter().ne(REQUEST_COLUMNS.iter().copied()) {
+        let found: Vec<&str> = header.iter().collect();
+        let found = if found.iter().all(|c| c.is_empty()) { "nothing".to_string() } else { found.join(",") };
+        return Err(TraceError::Parse {
+            path: path.into(),
+            reason: format!(
+                "the header should be {} but the file starts with {found}: not a requests.csv \
+                 written by modelsguard; re-run the simulation or live run",
+                REQUEST_COLUMNS.join(",")
+            ),
+        });
+    }
+    Ok(())
 }

@@ -23,7 +23,35 @@ pub mod files {
     pub const TOKENS_CSV: &str = "tokens.csv";
     /// Aggregates.
     pub const SUMMARY_JSON: &str = "summary.json";
+    /// Present only in a partial run dir: one line saying why the run did not finish (written
+    /// when the run starts, replaced by the reason when it stops early, removed when it completes,
+    /// so a run killed outright still carries it).
+    pub const PARTIAL: &str = "PARTIAL";
 }
+
+/// The `requests.csv` header, in column order (the fields of [`RequestRow`]).
+pub const REQUEST_COLUMNS: [&str; 20] = [
+    "id",
+    "model",
+    "instance",
+    "phase",
+    "scheduled_s",
+    "send_s",
+    "first_token_s",
+    "end_s",
+    "prompt_tokens",
+    "output_tokens",
+    "max_tokens",
+    "cached_tokens",
+    "preemptions",
+    "status",
+    "error",
+    "ttft_s",
+    "e2e_s",
+    "tpot_s",
+    "itl_mean_s",
+    "itl_max_s",
+];
 
 /// Who produced a run dir.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

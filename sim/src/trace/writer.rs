@@ -1,6 +1,7 @@
 //! Streams a run's rows to CSV files as they happen; writes `run.json` first and `summary.json`
 //! last. Rows are flushed when the writer finishes (or on `flush`), so a long run never holds its
-//! rows in memory.
+//! rows in memory. A `PARTIAL` marker is written at the start and removed only by
+//! [`RunDirWriter::finish`], so a run dir whose writer never finished says so.
 
 use super::schema::{RunMeta, files};
 use super::{InstanceRow, RequestRow, TokenRow};
@@ -39,16 +40,15 @@ impl RunDirWriter {
         let run_json = dir.join(files::RUN_JSON);
         let json = serde_json::to_string_pretty(meta).map_err(io::Error::other)?;
         fs::write(&run_json, json + "\n").map_err(|e| annotate(&run_json, e))?;
+        write_partial(dir, UNFINISHED)?;
+        // A stale summary.json from an earlier run in the same dir would pass for this run's.
+        remove_if_present(&dir.join(files::SUMMARY_JSON))?;
         let tokens_path = dir.join(files::TOKENS_CSV);
         let tokens = if tokens {
             Some(csv_writer(&tokens_path)?)
         } else {
             // A stale tokens.csv from an earlier run in the same dir would mislead readers.
-            match fs::remove_file(&tokens_path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(annotate(&tokens_path, e)),
-            }
+            remove_if_present(&tokens_path)?;
             None
         };
         Ok(RunDirWriter {
@@ -74,11 +74,39 @@ impl RunDirWriter {
         Ok(())
     }
 
-    /// Flushes the CSVs and writes `summary.json`.
+    /// Flushes the CSVs, writes `summary.json` and removes the `PARTIAL` marker: the run is
+    /// complete.
     pub fn finish(mut self, summary: &RunSummary) -> io::Result<PathBuf> {
         self.flush()?;
         write_summary(&self.dir, summary)?;
+        remove_if_present(&self.dir.join(files::PARTIAL))?;
         Ok(self.dir)
+    }
+
+    /// Flushes the CSVs, writes `summary.json` (over the rows recorded) and leaves the `PARTIAL`
+    /// marker holding `reason`: the run stopped early and the dir holds only what it recorded.
+    pub fn finish_partial(mut self, summary: &RunSummary, reason: &str) -> io::Result<PathBuf> {
+        self.flush()?;
+        write_summary(&self.dir, summary)?;
+        write_partial(&self.dir, reason)?;
+        Ok(self.dir)
+    }
+}
+
+/// What the `PARTIAL` marker says until the writer finishes.
+const UNFINISHED: &str = "the run did not finish: the process ended (killed?) before writing summary.json";
+
+fn write_partial(dir: &Path, reason: &str) -> io::Result<()> {
+    let path = dir.join(files::PARTIAL);
+    let line = reason.replace(['\n', '\r'], " ");
+    fs::write(&path, line + "\n").map_err(|e| annotate(&path, e))
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(annotate(path, e)),
     }
 }
 

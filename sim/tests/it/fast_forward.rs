@@ -229,6 +229,9 @@ fn small_scenario(k: &Knobs) -> String {
     let budget = k.budget.max(k.max_num_seqs);
     let budget = if k.chunked { budget } else { budget.max(MAX_MODEL_LEN) };
     let blocks = MAX_MODEL_LEN.div_ceil(block_size) * 102 / 100 + 1 + k.extra_blocks;
+    // A fixed block count is a static-pool knob: elastic instances refuse it.
+    let blocks_line =
+        if k.elastic.is_some() { String::new() } else { format!("num_gpu_blocks_override = {blocks}\n") };
     let arrival = match (k.closed_loop, k.reissue_delay_s) {
         (Some(c), None) => format!("{{ process = \"closed_loop\", concurrency = {c} }}"),
         (Some(c), Some(d)) => format!(
@@ -269,8 +272,7 @@ max_num_batched_tokens = {budget}
 enable_chunked_prefill = {chunked}
 enable_prefix_caching = {caching}
 max_model_len = {mml}
-num_gpu_blocks_override = {blocks}
-{async_line}{kv_lines}[router]
+{blocks_line}{async_line}{kv_lines}[router]
 policy = "{policy}"
 poll_interval_s = {poll}
 [workload.prefix]

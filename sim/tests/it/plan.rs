@@ -243,3 +243,11 @@ fn slo_targets_parse_with_and_without_a_model() {
     assert!("=1".parse::<SloTarget>().is_err());
     assert!("-1".parse::<SloTarget>().is_err());
 }
+
+#[test]
+fn an_unknown_gpu_is_blamed_on_the_gpu_option_not_on_an_internal_override() {
+    let o = PlanOptions { gpu: Some("H999".into()), ..opts() };
+    let err = plan(&two_models(4.0, 0.5, SLO), &o).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.starts_with("--gpu: unknown GPU \"H999\""), "{err}");
+    assert!(!err.contains("--set"), "{err}");
+}

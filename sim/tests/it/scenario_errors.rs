@@ -466,3 +466,13 @@ fn a_file_stem_with_odd_characters_becomes_a_safe_default_name() {
     assert_eq!(file.name, "my-scenario--v2-");
     assert!(file.variants.iter().all(|v| v.name == file.name));
 }
+
+#[test]
+fn a_block_count_override_on_an_elastic_instance_is_an_error_not_ignored() {
+    fails(
+        BASE,
+        &["instances.0.engine={ kv_cache = \"elastic\", num_gpu_blocks_override = 1000 }"],
+        "instances[0].engine.num_gpu_blocks_override",
+        "kv_cache = \"elastic\"",
+    );
+}

@@ -21,6 +21,18 @@ fn override_values_keep_their_toml_types_and_bare_words_are_strings() {
 }
 
 #[test]
+fn a_malformed_number_array_table_or_quoted_value_is_an_error_not_a_string() {
+    for bad in ["a=1,5", "a=1.2.3", "a=1e", "a=[1, 2", "a={ x = 1", "a=\"open", "a='open", "a=--5"] {
+        let err = bad.parse::<Override>().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("does not parse"), "{bad}: {err}");
+        assert!(err.contains("--set"), "the error names the flag: {err}");
+    }
+    // Bare words stay strings, even with digits in them.
+    assert_eq!(ov("a=7b-model").value, toml::Value::String("7b-model".into()));
+    assert_eq!(ov("a=h100").value, toml::Value::String("h100".into()));
+}
+
+#[test]
 fn a_wildcard_sets_every_instance() {
     let f = parse(BASE, &["instances.*.engine.max_num_seqs=128"]).unwrap();
     assert!(f.variants[0].instances.iter().all(|i| i.engine.max_num_seqs == 128));

@@ -366,3 +366,58 @@ fn the_summary_reports_the_prefix_cache_hit_rate_per_model_and_instance() {
     assert_eq!(sum.models[0].prefix_cache, p, "the model's only caching instance");
     assert_eq!(sum.overall.prefix_cache, p);
 }
+
+#[test]
+fn idle_simulated_time_writes_no_samples_between_arrivals() {
+    // Two requests a million seconds apart, sampled every millisecond: without pausing over idle
+    // time this would be 2e9 samples per instance (the limit is raised so loading allows it).
+    let s = with_linear_profile(scenario(
+        TWO_REPLICAS,
+        &[
+            "workload.phases.0.arrival={ process = \"constant\", rate = 1e-6 }",
+            "workload.phases.0.num_requests=2",
+            "workload.phases.0.duration_s=3e6",
+            "output.sample_interval_s=0.001",
+            "output.max_samples=1000000000000000",
+        ],
+    ));
+    let c = run(&s);
+    assert_eq!(c.requests.len(), 2);
+    assert!(c.requests.iter().all(|r| r.status == RequestStatus::Ok));
+    // Each request keeps the cluster busy ~0.07 s: about 70 samples per instance each.
+    assert!(c.samples.len() < 2_000, "{} samples over idle time", c.samples.len());
+    // Samples stay on the interval's grid, in time order.
+    for w in c.samples.windows(2) {
+        assert!(w[0].time_s <= w[1].time_s);
+    }
+    let busy = c.samples.iter().filter(|r| r.num_requests_running > 0).count();
+    assert!(busy > 0, "samples while a request runs are still taken");
+}
+
+#[test]
+fn a_workload_above_the_planned_limits_is_refused_on_load_with_the_estimate() {
+    let err = |sets: &[&str]| {
+        let overrides: Vec<Override> = sets.iter().map(|s| s.parse().unwrap()).collect();
+        parse_scenario(TWO_REPLICAS, Path::new("tests/sim-test.toml"), &overrides).err().unwrap()
+    };
+    let e = err(&["workload.phases.0.arrival.rate=1e12", "workload.phases.0.duration_s=1"]);
+    assert_eq!(e.field, "output.max_requests", "{e}");
+    assert!(e.reason.contains("1.000e12") && e.reason.contains("--set output.max_requests="), "{e}");
+    let e = err(&["output.sample_interval_s=0.001", "workload.phases.0.duration_s=1e5"]);
+    assert_eq!(e.field, "output.max_samples", "{e}");
+    let e =
+        err(&["workload.phases.0.input_tokens={ dist = \"fixed\", value = 1000 }", "output.max_tokens=1000"]);
+    assert_eq!(e.field, "output.max_tokens", "{e}");
+    let e = err(&["output.sample_interval_s=1e-9"]);
+    assert_eq!(e.field, "output.sample_interval_s", "{e}");
+    // Raising the limit lets the same workload load.
+    let ok = scenarios(
+        TWO_REPLICAS,
+        &[
+            "output.sample_interval_s=0.001",
+            "workload.phases.0.duration_s=1e5",
+            "output.max_samples=1000000000000",
+        ],
+    );
+    assert_eq!(ok.len(), 1);
+}
