@@ -13,3 +13,4 @@ pub mod run;
 pub mod scrape;
 pub mod sse;
 pub mod step_log;
+pub mod text_tokens;
