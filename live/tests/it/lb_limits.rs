@@ -158,7 +158,7 @@ fn req(id: u64, at_ms: u64, model: u32) -> RequestSpec {
         model: ModelId(model),
         num_prompt_tokens: 16,
         max_tokens: 4,
-        prefix: None,
+        content: Default::default(),
     }
 }
 
