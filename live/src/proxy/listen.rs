@@ -102,8 +102,11 @@ pub(super) async fn serve(
             tracing::debug!("cannot set TCP_NODELAY on an accepted connection: {e}");
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            state.inner.count_rejected_connection();
-            tracing::debug!(cap, "connection refused with 503: at the connection cap");
+            let rejected = state.inner.count_rejected_connection();
+            // Warn at the first refusal and every 1000th after, not once per connection.
+            if rejected % 1000 == 1 {
+                tracing::warn!(cap, rejected, "client connections refused with 503: at the connection cap");
+            }
             tokio::spawn(reject_busy(stream, state.inner.style, cap));
             continue;
         };

@@ -137,8 +137,9 @@ impl Inner {
         self.unknown_model_total.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn count_rejected_connection(&self) {
-        self.rejected_connections_total.fetch_add(1, Ordering::Relaxed);
+    /// Counts one refused connection; returns the total so far.
+    fn count_rejected_connection(&self) -> u64 {
+        self.rejected_connections_total.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
 

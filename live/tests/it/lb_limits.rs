@@ -7,7 +7,7 @@
 use crate::server_fixtures::scenario;
 use live::emulator::{EmulatorHandle, EmulatorOptions};
 use live::loadgen::{FixedSchedule, stop_pair};
-use live::proxy::{LbOptions, LbServer};
+use live::proxy::{LbOptions, LbServer, LbState};
 use live::run::{LiveRunOptions, ProgressMode, Target, live_run_with_source};
 use serde_json::Value;
 use sim::ids::{InstanceId, ModelId, RequestId};
@@ -23,16 +23,17 @@ use tokio::net::TcpStream;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// An LB with `opts` over backends that need not exist; stops when the sender is dropped.
-async fn lb(ports: [u16; 3], opts: LbOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn lb(ports: [u16; 3], opts: LbOptions) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, LbState) {
     let server = LbServer::bind(&scenario(RouterPolicy::RoundRobin, ports), LbOptions { port: 0, ..opts })
         .await
         .unwrap();
     let addr = server.local_addr().unwrap();
+    let state = server.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = rx.await;
     }));
-    (addr, tx)
+    (addr, tx, state)
 }
 
 /// Everything the server sends until it closes the connection.
@@ -67,7 +68,7 @@ async fn health_on(conn: &mut TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_and_half_sent_heads_are_closed_after_the_header_timeout() {
     let opts = LbOptions { client_header_timeout: Duration::from_millis(300), ..LbOptions::default() };
-    let (addr, _stop) = lb([1, 1, 1], opts).await;
+    let (addr, _stop, _) = lb([1, 1, 1], opts).await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
     let mut half = TcpStream::connect(addr).await.unwrap();
     half.write_all(b"POST /v1/completions HTTP/1.1\r\nhost: lb\r\ncontent-").await.unwrap();
@@ -82,7 +83,7 @@ async fn idle_connections_and_half_sent_heads_are_closed_after_the_header_timeou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_arriving_gets_a_408_in_vllms_error_shape() {
     let opts = LbOptions { client_body_timeout: Duration::from_millis(300), ..LbOptions::default() };
-    let (addr, _stop) = lb([1, 1, 1], opts).await;
+    let (addr, _stop, _) = lb([1, 1, 1], opts).await;
     let mut conn = TcpStream::connect(addr).await.unwrap();
     conn.write_all(b"POST /v1/completions HTTP/1.1\r\nhost: lb\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\":")
         .await
@@ -100,7 +101,7 @@ async fn a_body_that_stops_arriving_gets_a_408_in_vllms_error_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_get_a_413_in_vllms_error_shape_declared_or_chunked() {
     let opts = LbOptions { max_body_bytes: 1000, ..LbOptions::default() };
-    let (addr, _stop) = lb([1, 1, 1], opts).await;
+    let (addr, _stop, _) = lb([1, 1, 1], opts).await;
     // Declared too large: refused before the body is read (none is sent).
     let resp = exchange(
         addr,
@@ -122,7 +123,7 @@ async fn oversized_bodies_get_a_413_in_vllms_error_shape_declared_or_chunked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_over_the_cap_gets_a_503_and_a_freed_slot_serves_again() {
     let opts = LbOptions { max_connections: 3, ..LbOptions::default() };
-    let (addr, _stop) = lb([1, 1, 1], opts).await;
+    let (addr, _stop, state) = lb([1, 1, 1], opts).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut c = TcpStream::connect(addr).await.unwrap();
@@ -135,6 +136,7 @@ async fn a_connection_over_the_cap_gets_a_503_and_a_freed_slot_serves_again() {
     let body = json_body(&resp);
     assert_eq!(body["code"], 503);
     assert!(body["message"].as_str().unwrap().contains("maximum of 3 client connections"), "{body}");
+    assert_eq!(state.rejected_connections_total(), 1, "the refusal is counted for /metrics");
 
     drop(held.pop());
     // The slot is given back once the LB sees the close; until then new connections get 503s.
@@ -168,7 +170,7 @@ async fn health_answers_and_a_live_run_completes_through_the_lb_under_500_idle_c
     let emu = EmulatorHandle::start(&sc, None, EmulatorOptions::default()).await.unwrap();
     let ports = [0, 1, 2].map(|i| emu.addr(InstanceId(i)).unwrap().port());
     // The defaults: a 30 s header timeout keeps every idle connection open through the test.
-    let (addr, _stop) = lb(ports, LbOptions::default()).await;
+    let (addr, _stop, _) = lb(ports, LbOptions::default()).await;
 
     let mut held = Vec::new();
     for _ in 0..500 {
