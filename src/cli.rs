@@ -7,6 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "modelsguard", version, about, long_about = None)]
 pub struct Cli {
+    /// Log lines (on stderr) as text or JSON lines; default: `MODELSGUARD_LOG_FORMAT`, else text.
+    /// Levels come from `RUST_LOG` (default info for lb, emulate, live up/run; warn otherwise).
+    #[arg(long, global = true, value_enum, value_name = "text|json")]
+    pub log_format: Option<crate::logging::LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -500,6 +504,10 @@ pub struct LiveBenchArgs {
     /// Run only the LB-overhead benchmark.
     #[arg(long)]
     pub lb_only: bool,
+    /// Connections held open on the LB during the LB-overhead benchmark (idle; one in ten more
+    /// half-sent), to measure its overhead under slow clients.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub idle_connections: u32,
 }
 
 /// `lb` arguments.
@@ -517,6 +525,18 @@ pub struct LbArgs {
     /// Host of every instance (each at its scenario port).
     #[arg(long, default_value = "127.0.0.1")]
     pub upstream_host: String,
+    /// Client connections served at once; one more is answered 503 at once.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_connections: usize,
+    /// Seconds a client connection may take to send a request head, or stay idle between requests.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub client_header_timeout: f64,
+    /// Seconds a client may take to send a request body (then 408).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub client_body_timeout: f64,
+    /// Largest request body accepted, bytes (larger: 413 in vLLM's error shape).
+    #[arg(long, default_value_t = 32 << 20, value_name = "BYTES")]
+    pub max_body_bytes: usize,
 }
 
 /// `emulate` arguments.

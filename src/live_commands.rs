@@ -175,6 +175,9 @@ fn live_run_cmd(a: LiveRunArgs) -> Result<()> {
     if let Some(e) = &report.workload_error {
         eprintln!("warning: the request stream stopped early: {e}");
     }
+    if let Some(w) = report.summary.send_lag.as_ref().and_then(|l| l.warning()) {
+        eprintln!("warning: {w}");
+    }
     if !a.no_report {
         let mut inputs = vec![report.run_dir.clone()];
         inputs.extend(a.compare.iter().cloned());
@@ -265,6 +268,7 @@ fn live_bench_cmd(a: LiveBenchArgs) -> Result<()> {
         duration: secs("--duration", a.duration)?,
         run_streams: !a.lb_only,
         run_lb: !a.streams_only,
+        idle_connections: a.idle_connections,
     };
     let report = runtime()?.block_on(run_bench(&opts)).context("live bench")?;
     outln!("{}", report.table());
@@ -278,8 +282,18 @@ pub(crate) fn lb(a: LbArgs) -> Result<()> {
         bind: a.bind,
         port: a.port,
         upstream_host: a.upstream_host.clone(),
+        max_connections: a.max_connections,
+        client_header_timeout: secs("--client-header-timeout", a.client_header_timeout)?,
+        client_body_timeout: secs("--client-body-timeout", a.client_body_timeout)?,
+        max_body_bytes: a.max_body_bytes,
         ..LbOptions::default()
     };
+    if a.max_connections == 0 || a.max_body_bytes == 0 {
+        bail!("--max-connections and --max-body-bytes must be at least 1");
+    }
+    if opts.client_header_timeout.is_zero() || opts.client_body_timeout.is_zero() {
+        bail!("--client-header-timeout and --client-body-timeout must be above 0 seconds");
+    }
     runtime()?
         .block_on(async {
             let server = LbServer::bind(&scenario, opts).await?;

@@ -111,3 +111,54 @@ fn live_up_dry_run_shows_the_quantization_flag_the_scenario_asked_for() {
         "{seed}"
     );
 }
+
+#[test]
+fn lb_logs_ejections_to_stderr_as_json_lines_and_keeps_stdout_for_its_own_lines() {
+    let scenario = workspace_file(SCENARIO);
+    let mut args: Vec<String> =
+        ["lb", scenario.to_str().unwrap(), "--port", "0", "--log-format", "json"].map(String::from).to_vec();
+    // Ports 1-4 refuse connections: every backend fails its health checks and is ejected.
+    for i in 0..4 {
+        args.extend(["--set".to_string(), format!("instances.{i}.port={}", i + 1)]);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelsguard"))
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .env_remove("MODELSGUARD_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let ejected = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => {
+                let ejection = line.contains("ejected");
+                seen.push(line);
+                if ejection {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    assert!(interrupt_and_wait(child).success(), "lb exits 0 on Ctrl-C");
+    assert!(ejected, "no ejection logged on stderr; it said: {seen:#?}");
+    for line in &seen {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
+    }
+    let out: Vec<String> = stdout.lines().map_while(Result::ok).collect();
+    assert!(out.iter().any(|l| l.contains("listening on")), "{out:?}");
+    assert!(out.iter().all(|l| !l.starts_with('{')), "no log line on stdout: {out:?}");
+}

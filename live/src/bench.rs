@@ -51,6 +51,9 @@ pub struct BenchOptions {
     pub run_streams: bool,
     /// Run the LB-overhead benchmark.
     pub run_lb: bool,
+    /// Client connections held open on the LB during the LB-overhead benchmark (idle, plus one
+    /// in ten more with half a request head sent): the LB's overhead under slow clients.
+    pub idle_connections: u32,
 }
 
 /// Result of the stream benchmark.
@@ -96,6 +99,8 @@ pub struct LbBench {
     pub direct: EchoRun,
     /// Through the LB.
     pub via_lb: EchoRun,
+    /// Connections held open on the LB meanwhile (idle and half-sent).
+    pub held_connections: u32,
 }
 
 impl LbBench {
@@ -171,8 +176,8 @@ impl BenchReport {
         if let Some(b) = &self.lb {
             let _ = writeln!(
                 out,
-                "| path @ {:.0} req/s | sent | failed | achieved req/s | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | CPU cores |",
-                b.rate
+                "| path @ {:.0} req/s, {} connections held on the LB | sent | failed | achieved req/s | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | CPU cores |",
+                b.rate, b.held_connections
             );
             let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
             for (name, r) in [("direct", &b.direct), ("through LB", &b.via_lb)] {
@@ -520,14 +525,29 @@ async fn lb_bench(opts: &BenchOptions) -> Result<LbBench, BenchError> {
     let lb_task = tokio::spawn(lb.run(async move {
         let _ = stop_rx.await;
     }));
+    // Held through both paths' runs (the LB's 30 s header timeout outlasts a default bench).
+    let mut held = Vec::new();
+    let half_sent = opts.idle_connections / 10;
+    for k in 0..opts.idle_connections + half_sent {
+        let mut conn = tokio::net::TcpStream::connect(lb_addr).await.map_err(|e| {
+            BenchError::Options(format!("--idle-connections: connection {k} to the LB failed: {e}"))
+        })?;
+        if k >= opts.idle_connections {
+            use tokio::io::AsyncWriteExt as _;
+            let _ = conn.write_all(b"POST /v1/completions HTTP/1.1\r\nhost: lb\r\ncontent-le").await;
+        }
+        held.push(conn);
+    }
+    let held_connections = held.len() as u32;
     // Warm both paths (connections, caches) before measuring.
     let warm = BenchOptions { duration: Duration::from_millis(500), ..opts.clone() };
     echo_run(format!("http://{addr}"), &served, &warm).await?;
     echo_run(format!("http://{lb_addr}"), &served, &warm).await?;
     let direct = echo_run(format!("http://{addr}"), &served, opts).await?;
     let via_lb = echo_run(format!("http://{lb_addr}"), &served, opts).await?;
+    drop(held);
     let _ = stop_tx.send(());
     let _ = lb_task.await;
     emu.shutdown().await;
-    Ok(LbBench { rate: opts.rate, direct, via_lb })
+    Ok(LbBench { rate: opts.rate, direct, via_lb, held_connections })
 }

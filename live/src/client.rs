@@ -174,6 +174,8 @@ pub struct RequestRecord {
     pub end: Option<SimTime>,
     /// Output tokens: usage when the server reported it, else text chunks.
     pub output_tokens: u32,
+    /// Prompt tokens the server served from its prefix cache, when its usage said so.
+    pub cached_tokens: Option<u32>,
 }
 
 impl RequestRecord {
@@ -322,6 +324,7 @@ pub async fn execute(
     };
     rec.end = Some(clock.now());
     rec.output_tokens = interp.tokens_so_far();
+    rec.cached_tokens = interp.summary().usage.cached_tokens;
     if result.is_ok() {
         // Read the body's end (chunked terminator) so the connection goes back to the pool;
         // bounded, and after `end` was stamped, so it never shows in the latencies.

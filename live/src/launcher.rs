@@ -410,6 +410,7 @@ pub async fn live_up_until(
     };
     let mut engines = Vec::new();
     let mut exits: JoinSet<(usize, std::io::Result<ExitStatus>)> = JoinSet::new();
+    tracing::info!(engines = ids.len(), run_dir = %opts.run_dir.display(), "step 1/3: starting the engines");
     for (k, (&id, cmd)) in ids.iter().zip(&commands).enumerate() {
         let inst = &scenario.instances[id.index()];
         match spawn_engine(inst, cmd, &logs).await {
@@ -497,6 +498,7 @@ async fn supervise(
         .build()
         .map_err(|e| LaunchError::Lb(LbError::Client(e.to_string())))?;
     let deadline = Instant::now() + opts.health_timeout;
+    tracing::info!(timeout = ?opts.health_timeout, "step 2/3: waiting for every engine's /health");
     let mut pending: Vec<usize> = (0..engines.len()).collect();
     while !pending.is_empty() {
         let probes = pending.iter().map(|&i| {
@@ -537,6 +539,7 @@ async fn supervise(
         };
     };
     let lb_opts = LbOptions { upstream_host: opts.engine_host.clone(), ..lb_opts };
+    tracing::info!("step 3/3: starting the LB");
     let server = LbServer::bind(scenario, lb_opts).await?;
     let addr = server.local_addr()?;
     state.lb_url = Some(format!("http://{addr}"));
@@ -589,6 +592,12 @@ async fn teardown(
     exits: &mut JoinSet<(usize, std::io::Result<ExitStatus>)>,
     grace: Duration,
 ) {
+    if !engines.is_empty() {
+        tracing::info!(
+            engines = engines.len(),
+            "stopping the engines (SIGTERM, then SIGKILL after {grace:?})"
+        );
+    }
     for e in engines {
         signal_group(e.state.pid, Signal::SIGTERM);
     }

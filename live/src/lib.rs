@@ -14,3 +14,4 @@ pub mod scrape;
 pub mod signals;
 pub mod sse;
 pub mod step_log;
+pub mod text_tokens;

@@ -13,7 +13,7 @@ use crate::loadgen::{
     Finished, InstanceTarget, LoadConfig, LoadError, LoadReport, LoadSink, ModelTarget, RequestSource,
     Routing, StopSignal, chunk_gaps, run_load,
 };
-use crate::scrape::{ScrapeStats, ScrapeTarget, scrape_loop};
+use crate::scrape::{ScrapeStats, ScrapeTarget, spawn_scraper};
 use crate::sse::{ApiMode, DEFAULT_MAX_EVENT_BYTES};
 use crate::step_log::{StepLogTarget, StepLogs, fetch_step_logs};
 use sim::InstanceId;
@@ -249,7 +249,8 @@ pub async fn live_run_with_source(
             let host = opts.scrape_host.clone().unwrap_or(default_host);
             let targets = scrape_targets(scenario, &host);
             let (tx, rx) = mpsc::channel(1024);
-            let h = tokio::spawn(scrape_loop(http.clone(), targets, interval, clock, tx, scrape_stop_rx));
+            let h = spawn_scraper(targets, interval, clock, tx, scrape_stop_rx)
+                .map_err(|e| LiveError::Http(format!("cannot start the /metrics scraper thread: {e}")))?;
             (Some(rx), Some(h))
         }
         None => (None, None),

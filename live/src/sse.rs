@@ -234,6 +234,9 @@ pub struct Usage {
     pub prompt_tokens: Option<u32>,
     /// `usage.completion_tokens`.
     pub completion_tokens: Option<u32>,
+    /// `usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the prefix cache
+    /// (vLLM sends it when prefix caching is on and prompt token details are enabled).
+    pub cached_tokens: Option<u32>,
 }
 
 /// What a finished stream delivered.
@@ -351,6 +354,8 @@ impl StreamInterpreter {
                 prompt_tokens: as_u32(u.get("prompt_tokens")).or(self.summary.usage.prompt_tokens),
                 completion_tokens: as_u32(u.get("completion_tokens"))
                     .or(self.summary.usage.completion_tokens),
+                cached_tokens: as_u32(u.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens")))
+                    .or(self.summary.usage.cached_tokens),
             };
         }
         let choice = v.get("choices").and_then(Value::as_array).and_then(|c| c.first());
@@ -407,6 +412,17 @@ mod tests {
         let mut out = Vec::new();
         let e = p.push(bytes, &mut out).err();
         (out, e)
+    }
+
+    #[test]
+    fn usage_with_prompt_token_details_reports_the_cached_tokens() {
+        let mut i = StreamInterpreter::new(ApiMode::Completions);
+        i.on_data(r#"{"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":32}}}"#)
+            .unwrap();
+        assert_eq!(i.summary().usage.cached_tokens, Some(32));
+        let mut plain = StreamInterpreter::new(ApiMode::Completions);
+        plain.on_data(r#"{"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":2}}"#).unwrap();
+        assert_eq!(plain.summary().usage.cached_tokens, None);
     }
 
     #[test]

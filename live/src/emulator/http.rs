@@ -29,6 +29,8 @@ pub(crate) struct InstanceCtx {
     pub served_name: String,
     pub instance_name: String,
     pub max_model_len: u32,
+    /// The instance's engine has prefix caching on (usage then carries `prompt_tokens_details`).
+    pub prefix_caching: bool,
     pub naming: MetricsNaming,
     pub style: ErrorStyle,
     pub submit: mpsc::Sender<Submit>,
@@ -127,10 +129,15 @@ async fn generate(ctx: Arc<InstanceCtx>, endpoint: Endpoint, body: Bytes) -> Res
             &format!("The model `{m}` does not exist."),
         );
     }
-    let max_tokens = req.max_tokens.unwrap_or(match endpoint {
-        Endpoint::Completions => 16,
-        Endpoint::Chat => ctx.max_model_len.saturating_sub(req.num_prompt_tokens),
-    });
+    // Every emulated request runs to its length limit (there is no EOS), so `min_tokens` is met
+    // once the default length is raised to it when `max_tokens` is absent.
+    let max_tokens = req
+        .max_tokens
+        .unwrap_or(match endpoint {
+            Endpoint::Completions => 16,
+            Endpoint::Chat => ctx.max_model_len.saturating_sub(req.num_prompt_tokens),
+        })
+        .max(req.min_tokens);
     let (events, mut rx) = mpsc::unbounded_channel();
     let (accepted, accepted_rx) = oneshot::channel();
     let submit = Submit { num_prompt_tokens: req.num_prompt_tokens, max_tokens, events, accepted };
@@ -151,6 +158,8 @@ async fn generate(ctx: Arc<InstanceCtx>, endpoint: Endpoint, body: Bytes) -> Res
         id: format!("{prefix}-{}-{n}", ctx.instance_name),
         created: unix_now(),
         model: ctx.served_name.clone(),
+        // Emulated prompts carry no prefix identity, so nothing is ever served from the cache.
+        cached_tokens: ctx.prefix_caching.then_some(0),
     };
     if !req.stream {
         return whole_response(&ctx, meta, req.num_prompt_tokens, &mut rx, fault).await;

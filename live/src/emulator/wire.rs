@@ -2,11 +2,15 @@
 //! stream chunks and errors (vllm/entrypoints/openai/protocol.py, serving_completion.py,
 //! serving_chat.py).
 //!
-//! Text is not modelled: every output token is the word `" tok"`, and a text prompt counts one
-//! token per whitespace-separated word. Clients that need exact lengths send token-id prompts
-//! (which count exactly) and read `usage`. This file does no I/O.
+//! Text is not modelled: every output token is the word `" tok"`, and a text prompt counts by the
+//! declared pre-tokenizer rule of [`crate::text_tokens`] (words, punctuation and digit groups).
+//! Clients that need exact lengths send token-id prompts (which count exactly) and read `usage`.
+//! Sampling parameters are checked as vLLM checks them (vllm/sampling_params.py
+//! `SamplingParams._verify_args`): `min_tokens` must be >= 0 and <= `max_tokens`. This file does
+//! no I/O.
 
 use crate::proxy::ErrorStyle;
+use crate::text_tokens::count_text_tokens;
 use serde_json::{Value, json};
 
 /// The text of one emulated output token.
@@ -28,8 +32,10 @@ pub struct ParsedRequest {
     pub model: Option<String>,
     /// Prompt tokens (ids counted, words counted for text).
     pub num_prompt_tokens: u32,
-    /// Output tokens to generate (`None`: the endpoint's default).
+    /// Output tokens to generate at most (`None`: the endpoint's default).
     pub max_tokens: Option<u32>,
+    /// Output tokens to generate at least (vLLM's `min_tokens`; 0 when absent).
+    pub min_tokens: u32,
     /// `stream: true`.
     pub stream: bool,
     /// `stream_options.include_usage: true`.
@@ -64,19 +70,36 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, S
                 .ok_or_else(|| "`max_tokens` must be a non-negative integer".to_string())
         })
         .transpose()?;
+    let min_tokens = match v.get("min_tokens") {
+        None | Some(Value::Null) => 0,
+        Some(x) => match x.as_i64() {
+            // vllm/sampling_params.py `_verify_args`: "min_tokens must be greater than or equal
+            // to 0" and "min_tokens must be less than or equal to max_tokens".
+            Some(n) if n < 0 => {
+                return Err(format!("min_tokens must be greater than or equal to 0, got {n}."));
+            }
+            Some(n) => u32::try_from(n).map_err(|_| format!("`min_tokens` {n} is too large"))?,
+            None => return Err("`min_tokens` must be an integer".into()),
+        },
+    };
+    if let Some(max) = max_tokens
+        && min_tokens > max
+    {
+        return Err(format!("min_tokens must be less than or equal to max_tokens={max}, got {min_tokens}."));
+    }
     let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = v
         .get("stream_options")
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    Ok(ParsedRequest { model, num_prompt_tokens, max_tokens, stream, include_usage })
+    Ok(ParsedRequest { model, num_prompt_tokens, max_tokens, min_tokens, stream, include_usage })
 }
 
 fn completion_prompt_size(prompt: Option<&Value>) -> Result<u32, String> {
     let n = match prompt {
         None => return Err("the request has no `prompt`".into()),
-        Some(Value::String(s)) => words(s),
+        Some(Value::String(s)) => count_text_tokens(s),
         Some(Value::Array(items)) if items.iter().all(Value::is_number) => items.len(),
         Some(Value::Array(items)) if items.len() == 1 => return completion_prompt_size(items.first()),
         Some(Value::Array(_)) => return Err("batched prompts are not supported by the emulator".into()),
@@ -92,18 +115,14 @@ fn chat_prompt_size(messages: Option<&Value>) -> Result<u32, String> {
     let mut n = 0usize;
     for m in messages {
         n += match m.get("content") {
-            Some(Value::String(s)) => words(s),
+            Some(Value::String(s)) => count_text_tokens(s),
             Some(Value::Array(parts)) => {
-                parts.iter().filter_map(|p| p.get("text")?.as_str()).map(words).sum()
+                parts.iter().filter_map(|p| p.get("text")?.as_str()).map(count_text_tokens).sum()
             }
             _ => 0,
         };
     }
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-fn words(s: &str) -> usize {
-    s.split_whitespace().count()
 }
 
 /// Identity of one response (`id`, `created`, `model`).
@@ -117,6 +136,10 @@ pub struct ResponseMeta {
     pub created: u64,
     /// The served model name.
     pub model: String,
+    /// Prompt tokens served from the prefix cache, reported as vLLM reports them when prefix
+    /// caching is on (`usage.prompt_tokens_details.cached_tokens`, vllm/entrypoints/openai/
+    /// serving_completion.py); `None` leaves `prompt_tokens_details` out.
+    pub cached_tokens: Option<u32>,
 }
 
 impl ResponseMeta {
@@ -155,7 +178,7 @@ impl ResponseMeta {
     /// The usage chunk (`choices: []`), sent when `stream_options.include_usage` is set.
     pub fn usage_chunk(&self, prompt_tokens: u32, completion_tokens: u32) -> String {
         let mut v = self.envelope(true, json!([]));
-        v["usage"] = usage(prompt_tokens, completion_tokens);
+        v["usage"] = usage(prompt_tokens, completion_tokens, self.cached_tokens);
         sse(&v)
     }
 
@@ -171,14 +194,18 @@ impl ResponseMeta {
                 "logprobs": null, "finish_reason": finish}),
         };
         let mut v = self.envelope(false, json!([choice]));
-        v["usage"] = usage(prompt_tokens, completion_tokens);
+        v["usage"] = usage(prompt_tokens, completion_tokens, self.cached_tokens);
         v
     }
 }
 
-fn usage(prompt_tokens: u32, completion_tokens: u32) -> Value {
-    json!({"prompt_tokens": prompt_tokens, "total_tokens": u64::from(prompt_tokens) + u64::from(completion_tokens),
-        "completion_tokens": completion_tokens})
+fn usage(prompt_tokens: u32, completion_tokens: u32, cached_tokens: Option<u32>) -> Value {
+    let mut u = json!({"prompt_tokens": prompt_tokens, "total_tokens": u64::from(prompt_tokens) + u64::from(completion_tokens),
+        "completion_tokens": completion_tokens});
+    if let Some(cached) = cached_tokens {
+        u["prompt_tokens_details"] = json!({ "cached_tokens": cached });
+    }
+    u
 }
 
 /// One SSE event carrying `v`.
@@ -219,16 +246,31 @@ mod tests {
                 model: Some("m".into()),
                 num_prompt_tokens: 3,
                 max_tokens: Some(4),
+                min_tokens: 0,
                 stream: true,
                 include_usage: true
             }
         );
         let p = parse_request(Endpoint::Completions, br#"{"prompt":"one two three four"}"#).unwrap();
         assert_eq!((p.num_prompt_tokens, p.max_tokens, p.stream), (4, None, false));
+        // Punctuation is a token of its own, as a BPE pre-tokenizer splits it (not 2 words).
+        let p = parse_request(Endpoint::Completions, br#"{"prompt":"Hello, world!"}"#).unwrap();
+        assert_eq!(p.num_prompt_tokens, 4);
     }
 
     #[test]
-    fn chat_counts_the_words_of_every_message() {
+    fn min_tokens_above_max_tokens_or_negative_is_refused_as_vllm_refuses_it() {
+        let err = parse_request(Endpoint::Completions, br#"{"prompt":[1],"max_tokens":2,"min_tokens":3}"#)
+            .unwrap_err();
+        assert_eq!(err, "min_tokens must be less than or equal to max_tokens=2, got 3.");
+        assert!(parse_request(Endpoint::Completions, br#"{"prompt":[1],"min_tokens":-1}"#).is_err());
+        assert!(parse_request(Endpoint::Completions, br#"{"prompt":[1],"min_tokens":"x"}"#).is_err());
+        let p = parse_request(Endpoint::Chat, br#"{"messages":[],"max_tokens":3,"min_tokens":3}"#).unwrap();
+        assert_eq!((p.max_tokens, p.min_tokens), (Some(3), 3));
+    }
+
+    #[test]
+    fn chat_counts_the_tokens_of_every_message() {
         let p = parse_request(
             Endpoint::Chat,
             br#"{"messages":[{"role":"system","content":"a b"},
@@ -253,6 +295,7 @@ mod tests {
             id: "cmpl-1".into(),
             created: 0,
             model: "m".into(),
+            cached_tokens: Some(0),
         };
         let last: Value =
             serde_json::from_str(meta.token_chunk(true).trim_start_matches("data: ").trim()).unwrap();
@@ -262,5 +305,8 @@ mod tests {
             serde_json::from_str(meta.usage_chunk(3, 2).trim_start_matches("data: ").trim()).unwrap();
         assert_eq!(usage["choices"], json!([]));
         assert_eq!(usage["usage"]["total_tokens"], 5);
+        assert_eq!(usage["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+        let no_caching = ResponseMeta { cached_tokens: None, ..meta };
+        assert_eq!(no_caching.full_response(3, 2)["usage"].get("prompt_tokens_details"), None);
     }
 }

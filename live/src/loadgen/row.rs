@@ -54,7 +54,7 @@ pub fn request_row(
         prompt_tokens: spec.num_prompt_tokens,
         output_tokens: n,
         max_tokens: spec.max_tokens,
-        cached_tokens: None,
+        cached_tokens: rec.cached_tokens,
         preemptions: None,
         status,
         error,

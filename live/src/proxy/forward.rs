@@ -24,7 +24,8 @@ use std::time::Duration;
 pub struct RequestPeek {
     /// The `model` field (served name).
     pub model: String,
-    /// Prompt size for the router: token ids when given as ids, whitespace words otherwise.
+    /// Prompt size for the router: token ids when given as ids, else text counted by
+    /// [`crate::text_tokens::count_text_tokens`] (the emulator's rule).
     pub num_prompt_tokens: u32,
 }
 
@@ -50,11 +51,11 @@ pub fn peek_request(body: &[u8]) -> Result<RequestPeek, ProxyFailure> {
     Ok(RequestPeek { model, num_prompt_tokens: u32::try_from(n).unwrap_or(u32::MAX) })
 }
 
-/// Tokens in a prompt: an id array counts its ids, text its whitespace words; lists (batches,
-/// chat content parts) add up their items.
+/// Tokens in a prompt: an id array counts its ids, text by the declared rule of
+/// [`crate::text_tokens`]; lists (batches, chat content parts) add up their items.
 fn prompt_size(v: &Value) -> u64 {
     match v {
-        Value::String(s) => s.split_whitespace().count() as u64,
+        Value::String(s) => crate::text_tokens::count_text_tokens(s) as u64,
         Value::Array(items) if items.iter().all(Value::is_number) => items.len() as u64,
         Value::Array(items) => items.iter().map(prompt_size).sum(),
         Value::Object(part) => part.get("text").map(prompt_size).unwrap_or(0),

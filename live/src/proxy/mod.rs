@@ -9,9 +9,15 @@
 //! /v1/completions`, `POST /v1/chat/completions`, `GET /health`, `GET /v1/models` (the served
 //! names), `GET /metrics` (the LB's own Prometheus text). It does not tokenize, rewrite bodies,
 //! log prompts or terminate TLS.
+//!
+//! Client limits (`listen.rs`, `body.rs`): a connection cap answered with a 503, a header-read
+//! timeout that also closes idle keep-alive connections, a body size limit (413) and a body read
+//! timeout (408), so slow or idle clients cannot starve `/health` or the requests of others.
 
+mod body;
 mod error;
 mod forward;
+mod listen;
 mod monitor;
 pub mod prom;
 mod table;
@@ -23,12 +29,11 @@ pub use monitor::Monitors;
 pub use table::{BackendInfo, BackendStats, UpstreamErrorKind};
 
 use axum::Router as HttpRouter;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use sim::ids::{InstanceId, ModelId};
 use sim::router::build_router;
 use sim::scenario::{RouterPolicy, Scenario};
@@ -71,6 +76,18 @@ pub struct LbOptions {
     pub seed: Option<u64>,
     /// How long a shutdown waits for open responses before it drops them (default 5 s).
     pub shutdown_grace: Duration,
+    /// Client connections served at once; one more gets a 503 at once (default 4096, lowered to
+    /// what the open-files limit allows).
+    pub max_connections: usize,
+    /// Longest wait for a client's complete request head, counted from when the connection is
+    /// ready for a request: closes connections that send nothing, half a head, or stay idle
+    /// between keep-alive requests (default 30 s; nginx's `client_header_timeout` is 60 s).
+    pub client_header_timeout: Duration,
+    /// Longest wait for a client's whole request body before a 408 (default 30 s).
+    pub client_body_timeout: Duration,
+    /// Largest request body accepted; larger ones get a 413 (default 32 MiB: a 128k-token prompt
+    /// as JSON token ids is about 1 MiB).
+    pub max_body_bytes: usize,
 }
 
 impl Default for LbOptions {
@@ -89,6 +106,10 @@ impl Default for LbOptions {
             error_style: None,
             seed: None,
             shutdown_grace: Duration::from_secs(5),
+            max_connections: 4096,
+            client_header_timeout: Duration::from_secs(30),
+            client_body_timeout: Duration::from_secs(30),
+            max_body_bytes: 32 << 20,
         }
     }
 }
@@ -109,11 +130,17 @@ struct Inner {
     style: ErrorStyle,
     poll_interval: Option<Duration>,
     unknown_model_total: AtomicU64,
+    rejected_connections_total: AtomicU64,
 }
 
 impl Inner {
     fn count_unknown_model(&self) {
         self.unknown_model_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one refused connection; returns the total so far.
+    fn count_rejected_connection(&self) -> u64 {
+        self.rejected_connections_total.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
 
@@ -172,6 +199,7 @@ impl LbState {
                 style,
                 poll_interval,
                 unknown_model_total: AtomicU64::new(0),
+                rejected_connections_total: AtomicU64::new(0),
             }),
         })
     }
@@ -212,6 +240,11 @@ impl LbState {
     /// Requests that named a model no instance serves.
     pub fn unknown_model_total(&self) -> u64 {
         self.inner.unknown_model_total.load(Ordering::Relaxed)
+    }
+
+    /// Client connections answered with a 503 because the connection cap was reached.
+    pub fn rejected_connections_total(&self) -> u64 {
+        self.inner.rejected_connections_total.load(Ordering::Relaxed)
     }
 
     /// The LB's Prometheus text.
@@ -268,6 +301,14 @@ impl LbState {
         let name = "modelsguard_lb_unknown_model_total";
         prom::write_header(&mut out, name, "counter", "Requests naming a model no instance serves.");
         prom::write_sample(&mut out, name, &[], self.unknown_model_total() as f64);
+        let name = "modelsguard_lb_rejected_connections_total";
+        prom::write_header(
+            &mut out,
+            name,
+            "counter",
+            "Client connections refused (503) at the connection cap.",
+        );
+        prom::write_sample(&mut out, name, &[], self.rejected_connections_total() as f64);
         out
     }
 }
@@ -288,12 +329,18 @@ pub fn app(state: LbState) -> HttpRouter {
         .with_state(state)
 }
 
-async fn completions(State(state): State<LbState>, headers: HeaderMap, body: Bytes) -> Response {
-    forward::forward(state, "/v1/completions", headers, body).await
+async fn completions(State(state): State<LbState>, headers: HeaderMap, body: Body) -> Response {
+    match body::read_body(&state, &headers, body).await {
+        Ok(body) => forward::forward(state, "/v1/completions", headers, body).await,
+        Err(refused) => refused,
+    }
 }
 
-async fn chat_completions(State(state): State<LbState>, headers: HeaderMap, body: Bytes) -> Response {
-    forward::forward(state, "/v1/chat/completions", headers, body).await
+async fn chat_completions(State(state): State<LbState>, headers: HeaderMap, body: Body) -> Response {
+    match body::read_body(&state, &headers, body).await {
+        Ok(body) => forward::forward(state, "/v1/chat/completions", headers, body).await,
+        Err(refused) => refused,
+    }
 }
 
 async fn health() -> StatusCode {
@@ -347,36 +394,15 @@ impl LbServer {
         let grace = self.state.inner.opts.shutdown_grace;
         let _monitors = self.state.spawn_monitors();
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let mut rx2 = rx.clone();
-        let signal = async move {
+        tokio::spawn(async move {
             shutdown.await;
             let _ = tx.send(true);
-        };
-        let mut rx1 = rx;
-        // Streams are many small writes: without TCP_NODELAY, Nagle's algorithm holds each chunk
-        // until the client's delayed ACK (~40 ms on Linux).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY on an accepted connection: {e}");
-            }
         });
-        let server = axum::serve(listener, app(self.state.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = rx1.wait_for(|&stop| stop).await;
-            })
-            .into_future();
-        let forced = async move {
-            let _ = rx2.wait_for(|&stop| stop).await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::spawn(signal);
-        tokio::select! {
-            res = server => res.map_err(LbError::Serve),
-            () = forced => {
-                tracing::warn!("open responses still running {grace:?} after shutdown; dropping them");
-                Ok(())
-            }
+        let app = app(self.state.clone());
+        if !listen::serve(self.listener, app, self.state.clone(), rx, grace).await {
+            tracing::warn!("open responses still running {grace:?} after shutdown; dropping them");
         }
+        Ok(())
     }
 }
 

@@ -388,7 +388,14 @@ async fn live_run_sends_exactly_the_stream_the_simulator_generates() {
     let report = live::run::live_run(&sc, base, opts(Target::Lb(mock.url()), dir.path())).await.unwrap();
     assert_eq!((report.load.sent, report.load.ok), (6, 6));
     assert_eq!(report.workload_error, None);
+    // Every live row's send lag is accounted for, in the summary and in summary.json.
+    let lag = report.summary.send_lag.clone().expect("a live summary reports the send lag");
+    assert_eq!(lag.requests, 6);
+    assert!(lag.p50_s <= lag.p99_s && lag.p99_s <= lag.max_s && lag.p50_s >= 0.0, "{lag:?}");
     let run = read_run_dir(dir.path()).unwrap();
+    let written = run.summary.send_lag.expect("summary.json carries the send lag");
+    assert_eq!(written.requests, lag.requests);
+    assert!((written.max_s - lag.max_s).abs() < 1e-9, "{written:?} vs {lag:?}");
     let mut rows = run.requests.clone();
     rows.sort_by_key(|r| r.id);
     assert_eq!(rows.len(), planned.len());
@@ -460,4 +467,60 @@ async fn an_immediate_stop_skips_the_grace_period() {
     let run = read_run_dir(dir.path()).unwrap();
     assert_eq!(run.requests.len(), 1);
     assert!(run.requests[0].error.contains("immediately"), "{}", run.requests[0].error);
+}
+
+/// Measures send lag (send - scheduled) at 400 req/s for 5 s, with /metrics scraped every second
+/// (`MEASURE_SCRAPE=0` turns scraping off). A measurement, not a test: run it by hand with
+/// `cargo test -p live --test it measure_send_lag -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: prints the send-lag distribution"]
+async fn measure_send_lag() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // MEASURE_BIG_METRICS=1: /metrics is a ~1 MB page (a vLLM with many histograms) on its own port.
+    let metrics_port = if std::env::var("MEASURE_BIG_METRICS").as_deref() == Ok("1") {
+        let mut page = String::from("vllm:num_requests_running{model_name=\"ok\"} 1\n");
+        for i in 0..20_000 {
+            page.push_str(&format!(
+                "vllm:e2e_request_latency_seconds_bucket{{le=\"{i}.0\",model_name=\"ok\"}} {i}\n"
+            ));
+        }
+        let app = axum::Router::new()
+            .route("/metrics", axum::routing::get(move || std::future::ready(page.clone())));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        port
+    } else {
+        mock.port
+    };
+    let sc = scenario(&["ok"], vec![instance("i0", 0, metrics_port)], RouterPolicy::RoundRobin, 60.0);
+    let n: u64 = 2000;
+    let mut source = FixedSchedule::new((0..n).map(|i| req(i, i * 5 / 2, 0, 4)).collect());
+    let mut o = opts(Target::Lb(mock.url()), dir.path());
+    if std::env::var("MEASURE_SCRAPE").as_deref() != Ok("0") {
+        o.scrape_interval = Some(Duration::from_secs(1));
+        o.scrape_host = Some("127.0.0.1".into());
+    }
+    o.tokens_csv = Some(true);
+    let report = live_run_with_source(&sc, &mut source, o).await.unwrap();
+    let run = read_run_dir(dir.path()).unwrap();
+    let mut lags: Vec<f64> = run.requests.iter().map(|r| (r.send_s - r.scheduled_s) * 1e3).collect();
+    lags.sort_by(f64::total_cmp);
+    let p = |q: f64| lags[((lags.len() - 1) as f64 * q) as usize];
+    println!(
+        "sent {} ok {}: lag ms p50 {:.3} p90 {:.3} p99 {:.3} max {:.3}; over 5 ms: {}; scrape {:?}",
+        report.load.sent,
+        report.load.ok,
+        p(0.5),
+        p(0.9),
+        p(0.99),
+        lags[lags.len() - 1],
+        lags.iter().filter(|&&l| l > 5.0).count(),
+        report.scrape.map(|s| s.rows)
+    );
+    let mut late: Vec<(f64, f64)> =
+        run.requests.iter().map(|r| (r.scheduled_s, (r.send_s - r.scheduled_s) * 1e3)).collect();
+    late.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("latest 15 (scheduled s, lag ms): {:?}", &late[..15.min(late.len())]);
 }

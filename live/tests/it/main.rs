@@ -12,6 +12,7 @@ mod step_log;
 // live-server
 mod emulator;
 mod launcher;
+mod lb_limits;
 mod proxy;
 mod server_fixtures;
 

@@ -59,7 +59,10 @@ fn a_completions_stream_counts_tokens_from_the_usage_chunk() {
     let summary = summary.unwrap();
     // Two chunks carried five tokens (stream interval / stop-string holdback): usage wins.
     assert_eq!((summary.output_tokens, summary.text_chunks), (5, 2));
-    assert_eq!(summary.usage, Usage { prompt_tokens: Some(5), completion_tokens: Some(5) });
+    assert_eq!(
+        summary.usage,
+        Usage { prompt_tokens: Some(5), completion_tokens: Some(5), cached_tokens: None }
+    );
     assert_eq!(summary.finish_reason.as_deref(), Some("length"));
 }
 

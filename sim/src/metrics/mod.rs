@@ -3,10 +3,12 @@
 //! percentiles interpolated linearly between order statistics (numpy's default).
 
 mod histogram;
+mod send_lag;
 mod summary;
 pub mod table;
 
 pub use histogram::LogHistogram;
+pub use send_lag::{SEND_LAG_WARN_S, SendLagSummary};
 
 pub use summary::{GpuSummary, InstanceSummary, ModelSummary, PrefixCacheStats, RunSummary, SummaryBuilder};
 

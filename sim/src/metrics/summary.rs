@@ -1,5 +1,6 @@
 //! `summary.json`: per-model and overall aggregates of one run, built as rows stream past.
 
+use super::send_lag::{SendLagAcc, SendLagSummary};
 use super::{LatencyStats, LogHistogram};
 use crate::cluster::{elastic_kv_plan, gpu_kv_plans, static_kv_budget};
 use crate::ids::InstanceId;
@@ -58,7 +59,8 @@ pub struct ModelSummary {
 /// vllm 0.33.0 v1/core/kv_cache_manager.py `record_prefix_cache_stats`): when a request is first
 /// admitted (not when resumed after a preemption), `queries` grows by its tokens and `hits` by the
 /// tokens found cached; instances with prefix caching off count nothing. From the request rows'
-/// `cached_tokens` (the simulator's; live rows have none, so live runs report no rate).
+/// `cached_tokens` (the simulator's, or what a live server's usage reported as
+/// `prompt_tokens_details.cached_tokens`; rows without it report no rate).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PrefixCacheStats {
     /// Prompt tokens looked up at first admission.
@@ -160,6 +162,9 @@ pub struct RunSummary {
     /// KV memory per GPU, by GPU index (empty when the run's layout is unknown).
     #[serde(default)]
     pub gpus: Vec<GpuSummary>,
+    /// How late the requests were sent (live runs only; simulated requests are sent on time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag: Option<SendLagSummary>,
 }
 
 #[derive(Default)]
@@ -384,6 +389,8 @@ pub struct SummaryBuilder {
     /// Instances running with prefix caching off, whose lookups vLLM does not count (scenario
     /// runs only; otherwise every row with `cached_tokens` counts).
     caching_off: BTreeSet<String>,
+    /// Send lags (live runs only).
+    send_lag: SendLagAcc,
 }
 
 impl SummaryBuilder {
@@ -410,6 +417,7 @@ impl SummaryBuilder {
             kv_layouts: BTreeMap::new(),
             gpus: Vec::new(),
             caching_off: BTreeSet::new(),
+            send_lag: SendLagAcc::default(),
         }
     }
 
@@ -522,6 +530,7 @@ impl SummaryBuilder {
             overall: all.finish("all".to_string(), has_slo),
             instances,
             gpus: self.gpus.into_iter().map(GpuAcc::finish).collect(),
+            send_lag: if self.source == Source::Live { self.send_lag.finish() } else { None },
         }
     }
 }
@@ -530,6 +539,9 @@ impl Observer for SummaryBuilder {
     fn on_request(&mut self, row: &RequestRow) -> io::Result<()> {
         let slo = &self.slo;
         let caching = !self.caching_off.contains(&row.instance);
+        if self.source == Source::Live {
+            self.send_lag.add(row.scheduled_s, row.send_s);
+        }
         with_entry(&mut self.models, &row.model, |acc| acc.add(row, slo, caching));
         if !row.instance.is_empty() {
             with_entry(&mut self.instances, &row.instance, |inst| {

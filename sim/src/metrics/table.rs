@@ -99,6 +99,19 @@ pub fn variant_table(s: &RunSummary) -> String {
             instance_line(&mut out, i);
         }
     }
+    if let Some(lag) = &s.send_lag {
+        let _ = writeln!(
+            out,
+            "  send lag (send - scheduled): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} requests",
+            lag.p50_s * 1e3,
+            lag.p99_s * 1e3,
+            lag.max_s * 1e3,
+            lag.requests
+        );
+        if let Some(w) = lag.warning() {
+            let _ = writeln!(out, "  WARNING: {w}");
+        }
+    }
     out
 }
 
