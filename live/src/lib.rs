@@ -4,7 +4,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod client;
 pub mod emulator;
-pub mod genai_perf;
+pub mod export;
 pub mod launcher;
 pub mod loadgen;
 pub mod prom;
