@@ -8,6 +8,7 @@ mod campaign_commands;
 mod cli;
 mod commands;
 mod explain_commands;
+mod import_commands;
 mod live_commands;
 
 use clap::Parser;

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod emulator;
 pub mod export;
+pub mod import;
 pub mod launcher;
 pub mod loadgen;
 pub mod prom;
