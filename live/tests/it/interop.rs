@@ -21,45 +21,60 @@ fn tokens(dir: &Path) -> Vec<TokenRow> {
     r.deserialize().collect::<Result<_, _>>().unwrap()
 }
 
-/// Times of a run dir shifted so its first send is 0 (imports start at the first send).
-fn shifted(
-    rows: &[RequestRow],
-    toks: &[TokenRow],
-) -> Vec<(u64, String, u32, u32, Vec<f64>, [Option<f64>; 3])> {
+/// What a run dir says of one request, with times shifted so the first send is 0 (imports
+/// start at the first send).
+#[derive(Clone, Debug)]
+struct Seen {
+    id: u64,
+    model: String,
+    prompt_tokens: u32,
+    output_tokens: u32,
+    chunks: Vec<f64>,
+    /// Send, first token, end.
+    times: [Option<f64>; 3],
+}
+
+fn shifted(rows: &[RequestRow], toks: &[TokenRow]) -> Vec<Seen> {
     let t0 = rows.iter().map(|r| r.send_s).fold(f64::INFINITY, f64::min);
-    let mut out: Vec<_> = rows
+    let mut out: Vec<Seen> = rows
         .iter()
-        .map(|r| {
-            let chunks = toks.iter().filter(|t| t.id == r.id).map(|t| t.time_s - t0).collect();
-            let times = [Some(r.send_s - t0), r.first_token_s.map(|t| t - t0), r.end_s.map(|t| t - t0)];
-            (r.id, r.model.clone(), r.prompt_tokens, r.output_tokens, chunks, times)
+        .map(|r| Seen {
+            id: r.id,
+            model: r.model.clone(),
+            prompt_tokens: r.prompt_tokens,
+            output_tokens: r.output_tokens,
+            chunks: toks.iter().filter(|t| t.id == r.id).map(|t| t.time_s - t0).collect(),
+            times: [Some(r.send_s - t0), r.first_token_s.map(|t| t - t0), r.end_s.map(|t| t - t0)],
         })
         .collect();
-    out.sort_by_key(|x| x.0);
+    out.sort_by_key(|x| x.id);
     out
 }
 
-fn assert_same(
-    a: &[(u64, String, u32, u32, Vec<f64>, [Option<f64>; 3])],
-    b: &[(u64, String, u32, u32, Vec<f64>, [Option<f64>; 3])],
-) {
+fn assert_same(a: &[Seen], b: &[Seen]) {
     assert_eq!(a.len(), b.len());
     let close = |x: f64, y: f64| (x - y).abs() < 2e-9;
     for (x, y) in a.iter().zip(b) {
-        assert_eq!((x.0, &x.1, x.2, x.3), (y.0, &y.1, y.2, y.3), "request {}", x.0);
-        assert_eq!(x.4.len(), y.4.len(), "chunks of request {}", x.0);
-        assert!(
-            x.4.iter().zip(&y.4).all(|(p, q)| close(*p, *q)),
-            "chunk times of {}: {:?} vs {:?}",
-            x.0,
-            x.4,
-            y.4
+        assert_eq!(
+            (x.id, &x.model, x.prompt_tokens, x.output_tokens),
+            (y.id, &y.model, y.prompt_tokens, y.output_tokens),
+            "request {}",
+            x.id
         );
-        for (p, q) in x.5.iter().zip(&y.5) {
-            assert!(
-                matches!((p, q), (Some(p), Some(q)) if close(*p, *q)) || (p.is_none() && q.is_none()),
-                "{x:?} vs {y:?}"
-            );
+        assert_eq!(x.chunks.len(), y.chunks.len(), "chunks of request {}", x.id);
+        assert!(
+            x.chunks.iter().zip(&y.chunks).all(|(p, q)| close(*p, *q)),
+            "chunk times of {}: {:?} vs {:?}",
+            x.id,
+            x.chunks,
+            y.chunks
+        );
+        for (p, q) in x.times.iter().zip(&y.times) {
+            let same = match (p, q) {
+                (Some(p), Some(q)) => close(*p, *q),
+                (p, q) => p.is_none() && q.is_none(),
+            };
+            assert!(same, "{x:?} vs {y:?}");
         }
     }
 }
@@ -259,4 +274,30 @@ fn imports_name_the_file_line_and_field_that_is_wrong() {
     std::fs::write(&other, "{\"hello\": 1}").unwrap();
     let e = import_export(&other, &two, &dir.path().join("out3"), &import_opts()).unwrap_err().to_string();
     assert!(e.contains("x.json") && e.contains("--format"), "{e}");
+}
+
+#[test]
+fn an_imported_run_dir_replays_through_the_simulators_workload_as_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = llama_scenario();
+    import_export(&aiperf_fixture(), &sc, dir.path(), &import_opts()).unwrap();
+    let run = read_run_dir(dir.path()).unwrap();
+    let mut replay = sc.clone();
+    replay.workload.phases[0].arrival =
+        ArrivalSpec::Replay { path: dir.path().display().to_string(), speedup: 1.0 };
+    let keys: Vec<String> = replay.models.iter().map(|m| m.name.clone()).collect();
+    let mut generator =
+        sim::workload::WorkloadGenerator::with_model_keys(&replay.workload, &keys, replay.seed, dir.path())
+            .unwrap();
+    let mut stream = Vec::new();
+    while let Some(spec) = generator.pop() {
+        stream.push((spec.arrival.as_secs_f64(), spec.num_prompt_tokens, spec.max_tokens));
+    }
+    let mut want: Vec<(f64, u32, u32)> =
+        run.requests.iter().map(|r| (r.send_s, r.prompt_tokens, r.max_tokens)).collect();
+    want.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(stream.len(), want.len());
+    for (g, w) in stream.iter().zip(&want) {
+        assert!((g.0 - w.0).abs() < 1e-6 && (g.1, g.2) == (w.1, w.2), "{g:?} vs {w:?}");
+    }
 }
