@@ -30,7 +30,7 @@ fn req(id: u64, at_ms: u64, model: u32) -> RequestSpec {
         model: ModelId(model),
         num_prompt_tokens: 32,
         max_tokens: 6,
-        prefix: None,
+        content: Default::default(),
     }
 }
 

@@ -57,7 +57,7 @@ impl Arrivals<'_> {
             model: self.model,
             num_prompt_tokens: q.prompt_tokens,
             max_tokens: q.output_tokens().max(1),
-            prefix: None,
+            content: Default::default(),
         };
         sim::engine::Request::new(&spec, spec.arrival)
     }

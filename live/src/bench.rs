@@ -362,7 +362,7 @@ fn spec(id: u64, at: SimTime, prompt: u32, max_tokens: u32) -> RequestSpec {
         model: ModelId(0),
         num_prompt_tokens: prompt,
         max_tokens,
-        prefix: None,
+        content: Default::default(),
     }
 }
 

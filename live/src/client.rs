@@ -75,14 +75,17 @@ fn mix(mut z: u64) -> u64 {
 }
 
 impl PromptBuilder {
-    /// The prompt of `spec`: exactly `num_prompt_tokens` ids; the first `prefix.num_tokens` depend
-    /// only on the prefix group (so a real prefix cache hits), the rest only on the request id.
+    /// The prompt of `spec`: exactly `num_prompt_tokens` ids. Each described content segment
+    /// (`RequestSpec::content`: a prefix group, a trace's block ids, a session's context) sends
+    /// the first `num_tokens` ids of a stream that depends only on the segment's id, so requests
+    /// sharing content share token ids and a real prefix cache hits; the rest depend only on the
+    /// request id.
     pub fn token_ids(&self, spec: &RequestSpec) -> Vec<u32> {
         let n = spec.num_prompt_tokens as usize;
         let mut ids = Vec::with_capacity(n);
-        if let Some(p) = spec.prefix {
-            let mut rng = Pcg64Mcg::seed_from_u64(mix(self.seed ^ mix(p.group ^ 0x5052_4546_4958)));
-            let k = (p.num_tokens as usize).min(n);
+        for seg in spec.content.leading_segments() {
+            let mut rng = Pcg64Mcg::seed_from_u64(mix(self.seed ^ mix(seg.id ^ 0x5052_4546_4958)));
+            let k = (seg.num_tokens as usize).min(n - ids.len());
             ids.extend((0..k).map(|_| self.draw(&mut rng)));
         }
         let mut rng = Pcg64Mcg::seed_from_u64(mix(self.seed ^ mix(spec.id.0)));
@@ -349,7 +352,7 @@ mod tests {
             model: ModelId(0),
             num_prompt_tokens: n,
             max_tokens: 7,
-            prefix,
+            content: prefix.into(),
         }
     }
 

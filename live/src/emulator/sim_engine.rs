@@ -3,7 +3,7 @@
 //! instances batch, preempt and pace tokens by the same code: the same step periods, async
 //! scheduling and output delay.
 //!
-//! Emulated requests carry no prefix identity (`RequestSpec::prefix` is `None`): prompts arrive
+//! Emulated requests carry no prefix identity (`RequestSpec::content` is unique): prompts arrive
 //! as text or token ids, and the emulator does not hash them, so prefix caching never hits here.
 
 use super::EmulatorError;
@@ -54,7 +54,7 @@ impl StepEngine for SimEngine {
             model: self.model,
             num_prompt_tokens: req.num_prompt_tokens,
             max_tokens: req.max_tokens,
-            prefix: None,
+            content: Default::default(),
         };
         self.instance.add_request(Request::new(&spec, req.arrival)).map_err(|r| r.reason.clone())
     }

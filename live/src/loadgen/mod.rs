@@ -391,9 +391,10 @@ impl Driver<'_> {
         if let Some(i) = instance {
             self.per_instance[i.index()] += 1;
         }
-        self.in_flight.insert(spec.id, InFlight { spec, instance, queued_at: now, payload });
+        let id = spec.id;
+        self.in_flight.insert(id, InFlight { spec, instance, queued_at: now, payload });
         let job = Job {
-            id: spec.id,
+            id,
             http: self.http.clone(),
             url: format!("{}{}", base_url.trim_end_matches('/'), endpoint_path(self.cfg.mode)),
             body,

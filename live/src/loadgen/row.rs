@@ -80,7 +80,7 @@ mod tests {
             model: ModelId(0),
             num_prompt_tokens: 10,
             max_tokens: 4,
-            prefix: None,
+            content: Default::default(),
         }
     }
 

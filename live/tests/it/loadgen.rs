@@ -114,7 +114,7 @@ pub(crate) fn req(id: u64, at_ms: u64, model: u32, out: u32) -> RequestSpec {
         model: ModelId(model),
         num_prompt_tokens: 8,
         max_tokens: out,
-        prefix: None,
+        content: Default::default(),
     }
 }
 

@@ -141,7 +141,7 @@ fn spec(id: u64, num_prompt_tokens: u32, max_tokens: u32) -> RequestSpec {
         model: ModelId(0),
         num_prompt_tokens,
         max_tokens,
-        prefix: None,
+        content: Default::default(),
     }
 }
 

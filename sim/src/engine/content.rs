@@ -85,6 +85,28 @@ impl PromptContent {
         if list.num_tokens == 0 { PromptContent::Unique } else { PromptContent::Segments(Arc::new(list)) }
     }
 
+    /// The described content as segments in token order: one segment for a synthetic prefix
+    /// group (its stream is [`prefix_stream_id`]), none for unique content. The live client
+    /// draws a segment's token ids from its stream id, so equal segments send equal tokens.
+    pub fn leading_segments(&self) -> impl Iterator<Item = ContentSegment> + '_ {
+        let (single, list): (Option<ContentSegment>, &[ContentSegment]) = match self {
+            PromptContent::Unique => (None, &[]),
+            PromptContent::Prefix(p) => {
+                (Some(ContentSegment { id: prefix_stream_id(p.group), num_tokens: p.num_tokens }), &[])
+            }
+            PromptContent::Segments(s) => (None, s.segments()),
+        };
+        single.into_iter().chain(list.iter().copied())
+    }
+
+    /// The synthetic prefix group, when that is what the content is.
+    pub fn as_prefix(&self) -> Option<PrefixRef> {
+        match self {
+            PromptContent::Prefix(p) => Some(*p),
+            _ => None,
+        }
+    }
+
     /// Tokens covered by described content (0 for unique content).
     #[inline]
     pub fn num_shared_tokens(&self) -> u32 {

@@ -90,7 +90,7 @@ impl Request {
             arrival_time,
             num_prompt_tokens: spec.num_prompt_tokens,
             max_tokens: spec.max_tokens,
-            content: PromptContent::from(spec.prefix),
+            content: spec.content.clone(),
             model: spec.model,
             phase: spec.phase,
             num_computed_tokens: 0,
@@ -159,7 +159,7 @@ impl Request {
             model: ModelId(0),
             num_prompt_tokens: prompt,
             max_tokens,
-            prefix,
+            content: PromptContent::from(prefix),
         };
         Request::new(&spec, SimTime::ZERO)
     }
@@ -183,7 +183,7 @@ mod tests {
             model: ModelId(0),
             num_prompt_tokens: 100,
             max_tokens: 3,
-            prefix: None,
+            content: PromptContent::Unique,
         }
     }
 

@@ -18,6 +18,7 @@ use super::plan::{PhaseKind, PhasePlan, PrefixPlan, compile};
 use super::replay::{ReplayCursor, ReplayItem, scale};
 use super::spec::{PrefixRef, RequestSpec};
 use super::streams::{Stream, rng};
+use crate::engine::PromptContent;
 use crate::ids::{ModelId, RequestId};
 use crate::scenario::WorkloadSpec;
 use crate::time::{SimDuration, SimTime};
@@ -411,7 +412,7 @@ fn draw_request(
         model,
         num_prompt_tokens,
         max_tokens,
-        prefix,
+        content: PromptContent::from(prefix),
     }
 }
 

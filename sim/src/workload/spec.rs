@@ -1,5 +1,6 @@
 //! One generated request, as the simulator and the live harness both send it.
 
+use crate::engine::PromptContent;
 use crate::ids::{ModelId, RequestId};
 use crate::time::SimTime;
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ pub struct PrefixRef {
 }
 
 /// One request of the stream: the same for every variant of a scenario and for sim and live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestSpec {
     /// Issue-order id, from 0.
     pub id: RequestId,
@@ -29,6 +30,8 @@ pub struct RequestSpec {
     pub num_prompt_tokens: u32,
     /// Output tokens to generate (`max_tokens` = `min_tokens`, `ignore_eos`).
     pub max_tokens: u32,
-    /// Shared prefix, if any.
-    pub prefix: Option<PrefixRef>,
+    /// What its leading tokens share with other requests (a synthetic prefix group, a trace's
+    /// block hash ids, a session's context): the engine's prefix cache hashes its blocks from
+    /// this, and the live client draws the same token ids for the same described content.
+    pub content: PromptContent,
 }

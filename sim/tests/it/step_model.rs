@@ -115,7 +115,7 @@ fn request(id: u64, arrival: SimTime) -> Request {
         model: ModelId(0),
         num_prompt_tokens: 100,
         max_tokens: 10,
-        prefix: None,
+        content: Default::default(),
     };
     Request::new(&spec, arrival)
 }

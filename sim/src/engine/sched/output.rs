@@ -133,7 +133,7 @@ mod tests {
             model: ModelId(0),
             num_prompt_tokens: 32,
             max_tokens: 9,
-            prefix: None,
+            content: Default::default(),
         };
         let mut req = Request::new(&spec, SimTime::ZERO);
         req.num_output_tokens = 1;

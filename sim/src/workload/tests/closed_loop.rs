@@ -44,7 +44,7 @@ fn per_model(
 ) -> BTreeMap<u32, Vec<(u32, u32, Option<crate::workload::PrefixRef>)>> {
     let mut m: BTreeMap<u32, Vec<_>> = BTreeMap::new();
     for (r, _) in reqs {
-        m.entry(r.model.0).or_default().push((r.num_prompt_tokens, r.max_tokens, r.prefix));
+        m.entry(r.model.0).or_default().push((r.num_prompt_tokens, r.max_tokens, r.content.as_prefix()));
     }
     m
 }

@@ -156,12 +156,12 @@ fn prefixes_are_unique_per_model_and_group_and_never_longer_than_the_prompt() {
     let mut w = workload(vec![p]);
     w.prefix = PrefixSpec { tokens: 200, groups: 4, fraction: 0.3 };
     let reqs = all(&w, 2, 3);
-    let with: Vec<_> = reqs.iter().filter(|r| r.prefix.is_some()).collect();
+    let with: Vec<_> = reqs.iter().filter(|r| r.content.as_prefix().is_some()).collect();
     let share = with.len() as f64 / reqs.len() as f64;
     assert!((share - 0.3).abs() < 0.015, "prefix share {share}");
     let mut groups = std::collections::BTreeSet::new();
     for r in with {
-        let p = r.prefix.unwrap();
+        let p = r.content.as_prefix().unwrap();
         assert_eq!(p.group / 4, u64::from(r.model.0), "group ids are model * groups + g");
         assert_eq!(p.num_tokens, r.num_prompt_tokens.min(200));
         groups.insert(p.group);

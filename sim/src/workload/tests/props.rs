@@ -131,7 +131,7 @@ fn check_stream(w: &WorkloadSpec, reqs: &[RequestSpec]) -> Result<(), TestCaseEr
             r.num_prompt_tokens
         );
         prop_assert!((olo..=ohi).contains(&r.max_tokens), "output {} not in [{olo}, {ohi}]", r.max_tokens);
-        match r.prefix {
+        match r.content.as_prefix() {
             None => {}
             Some(PrefixRef { group, num_tokens }) => {
                 let groups = u64::from(w.prefix.groups);
@@ -213,7 +213,7 @@ proptest! {
             for m in 0..MODELS as u32 {
                 let seq = |v: &[RequestSpec]| v.iter()
                     .filter(|r| r.phase as usize == i && r.model.0 == m)
-                    .map(|r| (r.num_prompt_tokens, r.max_tokens, r.prefix))
+                    .map(|r| (r.num_prompt_tokens, r.max_tokens, r.content.as_prefix()))
                     .collect::<Vec<_>>();
                 let (x, y) = (seq(&a), seq(&b));
                 let k = x.len().min(y.len());
