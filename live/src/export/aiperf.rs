@@ -127,7 +127,7 @@ impl AiperfWriter {
         let error = if row.status == RequestStatus::Ok {
             let isl = f64::from(row.prompt_tokens);
             let osl = f64::from(row.output_tokens);
-            let latency = ms(end_ns - start_ns);
+            let latency = ms(end_ns.saturating_sub(start_ns));
             put("input_sequence_length", json!(row.prompt_tokens), "tokens");
             put("request_latency", json!(latency), "ms");
             put("output_token_count", json!(row.output_tokens), "tokens");
@@ -256,7 +256,7 @@ impl AiperfWriter {
         if let (Some(s), Some(e)) = (self.first_start_ns, self.last_end_ns) {
             one("min_request_timestamp", "Minimum Request Timestamp", "ns", s as f64);
             one("max_response_timestamp", "Maximum Response Timestamp", "ns", e as f64);
-            let duration_s = (e - s) as f64 / 1e9;
+            let duration_s = e.saturating_sub(s) as f64 / 1e9;
             one("benchmark_duration", "Benchmark Duration", "sec", duration_s);
             if duration_s > 0.0 {
                 one("request_throughput", "Request Throughput", "requests/sec", self.ok as f64 / duration_s);

@@ -65,7 +65,7 @@ impl fmt::Display for ImportedLoad {
 }
 
 /// One request as an export recorded it; times in nanoseconds since the Unix epoch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ImportedRequest {
     /// Request id, when the export carries one; else (or when not unique) assigned in send order.
     pub id: Option<u64>,
@@ -283,7 +283,7 @@ pub fn import_export(
     let mut sink = RunSink::new(writer, scenario, None, None);
     let rel = |ns: u64| SimTime(ns.saturating_sub(t0));
     for (k, &i) in order.iter().enumerate() {
-        let r = std::mem::replace(&mut reqs[i], empty_request());
+        let r = std::mem::take(&mut reqs[i]);
         let model = models[i];
         let key = scenario.models.get(model.index()).map(|m| m.name.clone()).unwrap_or_default();
         let sole: Vec<&str> =
@@ -324,21 +324,6 @@ pub fn import_export(
         summary,
         notes: export.notes,
     })
-}
-
-fn empty_request() -> ImportedRequest {
-    ImportedRequest {
-        id: None,
-        model: None,
-        send_ns: 0,
-        chunks: Vec::new(),
-        end_ns: None,
-        prompt_tokens: 0,
-        output_tokens: 0,
-        max_tokens: 0,
-        failure: None,
-        http_status: None,
-    }
 }
 
 /// The load of a genai-perf-style `{"mode": ..., "value": ...}` experiment object.
