@@ -297,7 +297,7 @@ pub fn import_export(
             model,
             num_prompt_tokens: r.prompt_tokens,
             max_tokens: r.max_tokens,
-            prefix: None,
+            content: Default::default(),
         };
         let record = RequestRecord {
             send: Some(send),
