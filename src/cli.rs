@@ -41,6 +41,8 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Simulate a live run's request stream with the matching profile and tabulate the error.
     Validate(ValidateArgs),
+    /// Turn a genai-perf profile_export.json or an aiperf profile_export.jsonl into a run dir.
+    Import(ImportArgs),
 }
 
 /// A scenario file with overrides.
@@ -397,6 +399,9 @@ pub struct LiveRunArgs {
     /// Also write genai-perf's profile_export.json.
     #[arg(long)]
     pub genai_perf: bool,
+    /// Also write aiperf's profile_export.jsonl, profile_export_aiperf.json and .csv.
+    #[arg(long)]
+    pub aiperf: bool,
     /// Simulated run dirs to compare with in the report (sim-versus-live overlays; repeatable).
     #[arg(long, value_name = "DIR")]
     pub compare: Vec<PathBuf>,
@@ -651,4 +656,40 @@ fn seed_arg(text: &str) -> Result<u64, String> {
         ));
     }
     Ok(seed)
+}
+
+/// `import` arguments.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export: genai-perf's profile_export.json or aiperf's profile_export.jsonl.
+    pub export: PathBuf,
+    /// Scenario file describing the deployment that was measured (models, GPUs, instances);
+    /// recorded in run.json so report, simulate and calibrate know it.
+    #[arg(long)]
+    pub scenario: PathBuf,
+    /// The scenario's variant (may be left out when it has exactly one).
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
+    /// Override any scenario field (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+    /// The run dir to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The export's format (default: detected from the content).
+    #[arg(long, value_enum)]
+    pub format: Option<ImportFormatArg>,
+    /// Attribute every request to this scenario model (default: the model the export names, or
+    /// the scenario's only model).
+    #[arg(long, value_name = "KEY")]
+    pub model: Option<String>,
+}
+
+/// `--format` values of `import`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormatArg {
+    /// genai-perf / perf_analyzer profile_export.json.
+    GenaiPerf,
+    /// aiperf profile_export.jsonl.
+    Aiperf,
 }

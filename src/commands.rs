@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Emulate(a) => crate::live_commands::emulate(a),
         Command::Calibrate(a) => crate::calibrate_commands::calibrate(a),
         Command::Validate(a) => crate::calibrate_commands::validate(a),
+        Command::Import(a) => crate::import_commands::import(a),
     }
 }
 

@@ -46,7 +46,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Loads the scenario file and picks its one variant to run.
-fn load_one(args: &OneVariantArgs) -> Result<(ScenarioFile, Scenario)> {
+pub(crate) fn load_one(args: &OneVariantArgs) -> Result<(ScenarioFile, Scenario)> {
     let file = crate::commands::load_file(&args.file)?;
     let scenario = match (&args.variant, file.variants.as_slice()) {
         (Some(v), _) => file.variant(v)?.clone(),
@@ -134,6 +134,7 @@ fn live_run_cmd(a: LiveRunArgs) -> Result<()> {
     opts.mode = if a.chat { ApiMode::Chat } else { ApiMode::Completions };
     opts.tokens_csv = a.tokens.then_some(true);
     opts.genai_perf_export = a.genai_perf;
+    opts.aiperf_export = a.aiperf;
     let target = match &opts.target {
         Target::Lb(u) => format!("the LB at {u}"),
         Target::Direct(h) => format!("the instances on {h}"),

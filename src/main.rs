@@ -25,6 +25,7 @@ mod campaign_commands;
 mod cli;
 mod commands;
 mod explain_commands;
+mod import_commands;
 mod live_commands;
 mod logging;
 

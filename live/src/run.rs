@@ -2,13 +2,16 @@
 //! run dir the simulator writes (`run.json` with source = live, `requests.csv` flushed as
 //! requests finish, `instances.csv` from `/metrics` scrapes, optional `tokens.csv` of chunk
 //! times, `summary.json`, `steps.csv` from the engines' `GET /steps` when they have one, and
-//! optionally genai-perf's `profile_export.json`).
+//! optionally genai-perf's `profile_export.json` and aiperf's `profile_export.jsonl`,
+//! `profile_export_aiperf.json` and `.csv`).
 //!
 //! It wires the pieces together and owns the files; sending is `loadgen`'s job, scraping
 //! `scrape`'s. It launches no engines and no LB: they must already listen.
 
 use crate::client::{PromptBuilder, RunClock};
-use crate::genai_perf::{Experiment, GenaiPerfWriter, PROFILE_EXPORT_JSON};
+use crate::export::Experiment;
+use crate::export::aiperf::AiperfWriter;
+use crate::export::genai_perf::{GenaiPerfWriter, PROFILE_EXPORT_JSON};
 use crate::loadgen::{
     Finished, InstanceTarget, LoadConfig, LoadError, LoadReport, LoadSink, ModelTarget, RequestSource,
     Routing, StopSignal, chunk_gaps, run_load,
@@ -74,6 +77,8 @@ pub struct LiveRunOptions {
     pub tokens_csv: Option<bool>,
     /// Write genai-perf's `profile_export.json` too.
     pub genai_perf_export: bool,
+    /// Write aiperf's `profile_export.jsonl`, `profile_export_aiperf.json` and `.csv` too.
+    pub aiperf_export: bool,
     /// Stop signal (None: Ctrl-C).
     pub stop: Option<StopSignal>,
     /// At the end, fetch each instance's step log (`GET /steps`) into `steps.csv`.
@@ -82,7 +87,8 @@ pub struct LiveRunOptions {
 
 impl LiveRunOptions {
     /// Defaults: 600 s per request, no deadline, scrape every 250 ms, completions mode, progress
-    /// on a terminal, 10 s grace, tokens.csv as the scenario says, no genai-perf export, Ctrl-C,
+    /// on a terminal, 10 s grace, tokens.csv as the scenario says, no genai-perf or aiperf export,
+    /// Ctrl-C,
     /// step logs fetched.
     pub fn new(target: Target, out_dir: impl Into<PathBuf>) -> Self {
         LiveRunOptions {
@@ -97,6 +103,7 @@ impl LiveRunOptions {
             grace: Duration::from_secs(10),
             tokens_csv: None,
             genai_perf_export: false,
+            aiperf_export: false,
             stop: None,
             fetch_step_logs: true,
         }
@@ -212,13 +219,12 @@ pub async fn live_run_with_source(
     } else {
         None
     };
-    let mut sink = RunSink {
-        writer,
-        summary: SummaryBuilder::for_scenario(Source::Live, scenario, false),
-        genai,
-        model_keys: scenario.models.iter().map(|m| m.name.clone()).collect(),
-        last_flush: std::time::Instant::now(),
+    let aiperf = if opts.aiperf_export {
+        Some(AiperfWriter::create(&opts.out_dir, experiment_of(scenario), epoch_ns)?)
+    } else {
+        None
     };
+    let mut sink = RunSink::new(writer, scenario, genai, aiperf);
     let progress = match opts.progress {
         ProgressMode::Auto => io::stderr().is_terminal(),
         ProgressMode::Always => true,
@@ -288,17 +294,9 @@ pub async fn live_run_with_source(
     } else {
         StepLogs::default()
     };
-    let RunSink { writer, summary, genai, .. } = sink;
-    if let Some(g) = genai {
-        g.finish()?;
-    }
-    let summary = summary.finish();
     let workload_error = source.error();
     let partial = partial_reason(&load, stop.cause(), workload_error.as_deref());
-    let run_dir = match &partial {
-        Some(why) => writer.finish_partial(&summary, why)?,
-        None => writer.finish(&summary)?,
-    };
+    let (run_dir, summary) = sink.finish(partial.as_deref())?;
     Ok(LiveRunReport { run_dir, load, scrape, summary, workload_error, step_logs, partial })
 }
 
@@ -411,21 +409,59 @@ fn experiment_of(scenario: &Scenario) -> Experiment {
             ArrivalSpec::Poisson { rate } | ArrivalSpec::Constant { rate } | ArrivalSpec::Gamma { rate, .. },
         ) => Experiment::RequestRate(*rate),
         Some(ArrivalSpec::Ramp { end_rate, .. }) => Experiment::RequestRate(*end_rate),
-        Some(ArrivalSpec::Replay { .. }) | None => Experiment::RequestRate(0.0),
+        Some(ArrivalSpec::Replay { .. }) | None => Experiment::Replay,
     }
 }
 
 /// How long rows may sit in the writer's buffers: even SIGKILL loses at most this much.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Writes rows to the run dir and the summary as the load generator reports them; every request
-/// row is flushed at once, scrape samples at least every [`FLUSH_EVERY`].
-struct RunSink {
+/// Writes rows to the run dir, the summary and the exports as the load generator (or an
+/// import) reports them; every request row is flushed at once, scrape samples at least every
+/// [`FLUSH_EVERY`].
+pub(crate) struct RunSink {
     writer: RunDirWriter,
     summary: SummaryBuilder,
     genai: Option<GenaiPerfWriter>,
+    aiperf: Option<AiperfWriter>,
     model_keys: Vec<String>,
     last_flush: std::time::Instant,
+}
+
+impl RunSink {
+    /// A sink writing to `writer` (and the exports given) for a live run of `scenario`.
+    pub(crate) fn new(
+        writer: RunDirWriter,
+        scenario: &Scenario,
+        genai: Option<GenaiPerfWriter>,
+        aiperf: Option<AiperfWriter>,
+    ) -> Self {
+        RunSink {
+            writer,
+            summary: SummaryBuilder::for_scenario(Source::Live, scenario, false),
+            genai,
+            aiperf,
+            model_keys: scenario.models.iter().map(|m| m.name.clone()).collect(),
+            last_flush: std::time::Instant::now(),
+        }
+    }
+
+    /// Closes the exports, writes `summary.json` (and the `PARTIAL` marker with `partial`, the
+    /// reason the run is partial); returns the run dir and the summary.
+    pub(crate) fn finish(self, partial: Option<&str>) -> io::Result<(PathBuf, RunSummary)> {
+        if let Some(g) = self.genai {
+            g.finish()?;
+        }
+        if let Some(a) = self.aiperf {
+            a.finish()?;
+        }
+        let summary = self.summary.finish();
+        let run_dir = match partial {
+            Some(why) => self.writer.finish_partial(&summary, why)?,
+            None => self.writer.finish(&summary)?,
+        };
+        Ok((run_dir, summary))
+    }
 }
 
 impl LoadSink for RunSink {
@@ -439,8 +475,11 @@ impl LoadSink for RunSink {
                 self.summary.on_itl(key, gap, 1)?;
             }
             if let (Some(g), Some(p)) = (self.genai.as_mut(), payload.as_deref()) {
-                g.add(p, &record)?;
+                g.add(p, &row, &record)?;
             }
+        }
+        if let Some(a) = self.aiperf.as_mut() {
+            a.add(&row, &record)?;
         }
         if self.writer.wants_tokens() {
             for (k, c) in record.chunks.iter().enumerate() {

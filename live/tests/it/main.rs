@@ -3,11 +3,13 @@
 // Test helpers outside #[test] functions may unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod interop;
 mod loadgen;
 mod mock;
 mod prom;
 mod sse;
 mod step_log;
+mod tool_parsers;
 
 // live-server
 mod emulator;
