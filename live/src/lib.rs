@@ -8,6 +8,7 @@ pub mod genai_perf;
 pub mod launcher;
 pub mod loadgen;
 pub mod prom;
+pub mod prompt_ids;
 pub mod proxy;
 pub mod run;
 pub mod scrape;

@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use sim::ids::{InstanceId, ModelId};
 use sim::router::build_router;
-use sim::scenario::{RouterPolicy, Scenario};
+use sim::scenario::{RouterPolicy, RouterSpec, Scenario};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -107,6 +107,8 @@ struct Inner {
     opts: LbOptions,
     style: ErrorStyle,
     poll_interval: Option<Duration>,
+    /// The router's settings (the prefix-aware policy hashes prompts by its block size).
+    router: RouterSpec,
     unknown_model_total: AtomicU64,
 }
 
@@ -158,8 +160,9 @@ impl LbState {
             .map_err(|e| LbError::Client(e.to_string()))?;
         let style =
             opts.error_style.unwrap_or_else(|| ErrorStyle::of_preset(scenario.instances[0].engine.preset));
-        let poll_interval = (scenario.router.policy == RouterPolicy::QueueAware)
-            .then(|| Duration::from_secs_f64(scenario.router.poll_interval_s.max(0.001)));
+        let polls = matches!(scenario.router.policy, RouterPolicy::QueueAware | RouterPolicy::PrefixAware);
+        let poll_interval =
+            polls.then(|| Duration::from_secs_f64(scenario.router.poll_interval_s.max(0.001)));
         Ok(LbState {
             inner: Arc::new(Inner {
                 table,
@@ -170,6 +173,7 @@ impl LbState {
                 opts,
                 style,
                 poll_interval,
+                router: scenario.router.clone(),
                 unknown_model_total: AtomicU64::new(0),
             }),
         })

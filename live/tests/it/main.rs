@@ -14,6 +14,7 @@ mod emulator;
 mod launcher;
 mod proxy;
 mod server_fixtures;
+mod sessions;
 
 // The Python reference engine (needs MODELSGUARD_REFENGINE_PYTHON; skipped without it outside CI).
 mod reference_engine;
