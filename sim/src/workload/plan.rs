@@ -94,8 +94,14 @@ impl PhasePlan {
     pub(crate) fn planned(&self) -> Option<u64> {
         match &self.kind {
             PhaseKind::Replay(r) => Some(r.planned),
-            PhaseKind::Open(_) | PhaseKind::Closed { .. } | PhaseKind::Sessions(_) => {
+            PhaseKind::Open(_) | PhaseKind::Closed { .. } => {
                 self.duration.is_none().then_some(self.limit).flatten()
+            }
+            // Sessions may end before the count bound (num_sessions, max_context_tokens).
+            PhaseKind::Sessions(s) => {
+                (self.duration.is_none() && s.num_sessions.is_none() && s.max_context_tokens.is_none())
+                    .then_some(self.limit)
+                    .flatten()
             }
         }
     }

@@ -129,3 +129,44 @@ fn a_time_bounded_session_phase_sends_nothing_after_its_end_and_the_next_phase_s
     assert_eq!(second.len(), 3);
     assert!((secs(second[0].0.arrival) - 5.1).abs() < 1e-9, "{}", secs(second[0].0.arrival));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the bounds and service times: the generator never stalls, never exceeds its
+    /// count bound, and every session's turns chain (prompt growth, sent after the previous ends).
+    #[test]
+    fn sessions_always_chain_their_turns_and_respect_the_bounds(
+        seed in 0u64..1000,
+        closed in proptest::bool::ANY,
+        n in 1u32..4,
+        turns in 1u32..6,
+        limit in 1u64..40,
+        timed in proptest::bool::ANY,
+        service_ms in 1u64..2000,
+    ) {
+        let start = if closed { SessionStart::Concurrent(n) } else { SessionStart::Rate(f64::from(n)) };
+        let mut spec = sessions(start, turns, 0.1);
+        if let ArrivalSpec::Sessions(s) = &mut spec {
+            s.turns = LengthDist::Uniform { min: 1, max: turns };
+            s.num_sessions = Some(u64::from(n) * 3);
+        }
+        let p = if timed { super::timed(spec, 5.0) } else { counted(spec, limit) };
+        let w = workload(vec![p]);
+        let mut g = generator(&w, 1, seed);
+        let reqs = drive(&mut g, |r| SimDuration::from_millis(service_ms + u64::from(r.num_prompt_tokens % 7)));
+        if !timed {
+            proptest::prop_assert!(reqs.len() as u64 <= limit);
+        } else {
+            proptest::prop_assert!(reqs.iter().all(|(r, _)| secs(r.arrival) < 5.0));
+        }
+        for turns in by_session(&reqs).values() {
+            proptest::prop_assert!(turns.len() as u32 <= 6);
+            for pair in turns.windows(2) {
+                let ((prev, prev_end), (next, _)) = (&pair[0], &pair[1]);
+                proptest::prop_assert_eq!(next.num_prompt_tokens, prev.num_prompt_tokens + prev.max_tokens + 20);
+                proptest::prop_assert!(next.arrival >= *prev_end);
+            }
+        }
+    }
+}
