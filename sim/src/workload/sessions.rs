@@ -189,6 +189,12 @@ impl Sessions {
         let l = &self.lengths[model.index()];
         let prompt = l.input.sample(&mut r);
         let output = l.output.sample(&mut r);
+        // A first turn longer than the context is cut to fit (never skipped: a closed-loop slot
+        // would die with it).
+        let prompt = match self.plan.max_context_tokens {
+            Some(m) if prompt.saturating_add(output) > m => prompt.min(m.saturating_sub(output).max(1)),
+            _ => prompt,
+        };
         let prefix = self.prefix.and_then(|p| {
             let u: f64 = r.random();
             let g = r.random_range(0..p.groups);
@@ -197,12 +203,6 @@ impl Sessions {
                 num_tokens: p.tokens.min(prompt),
             })
         });
-        // A first turn longer than the context is cut to fit (never skipped: a closed-loop slot
-        // would die with it).
-        let prompt = match self.plan.max_context_tokens {
-            Some(m) if prompt.saturating_add(output) > m => prompt.min(m.saturating_sub(output).max(1)),
-            _ => prompt,
-        };
         let session = Session {
             rng: r,
             model,

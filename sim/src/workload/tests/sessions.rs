@@ -2,7 +2,7 @@ use super::*;
 use crate::engine::ContentSegment;
 use crate::ids::RequestId;
 use crate::scenario::{DelayDist, SessionSpec, SessionStart};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 fn sessions(start: SessionStart, turns: u32, think: f64) -> ArrivalSpec {
     ArrivalSpec::Sessions(SessionSpec {
@@ -169,4 +169,20 @@ proptest::proptest! {
             }
         }
     }
+}
+
+#[test]
+fn sessions_that_drew_the_shared_prefix_start_every_turn_with_it() {
+    let mut w = workload(vec![counted(sessions(SessionStart::Concurrent(3), 2, 0.0), 6)]);
+    w.prefix = PrefixSpec { tokens: 64, groups: 1, fraction: 1.0 };
+    let mut g = generator(&w, 1, 4);
+    let reqs = drive(&mut g, |_| SimDuration::from_millis(10));
+    let firsts: BTreeSet<u64> = reqs.iter().map(|(r, _)| segments(r)[0].id).collect();
+    assert_eq!(firsts.len(), 1, "one shared prefix stream");
+    for (r, _) in &reqs {
+        let s = segments(r);
+        assert_eq!((s.len(), s[0].num_tokens), (2, 64));
+        assert_eq!(s[0].num_tokens + s[1].num_tokens, r.num_prompt_tokens);
+    }
+    assert_eq!(by_session(&reqs).len(), 3, "each session keeps its own stream after the prefix");
 }
