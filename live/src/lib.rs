@@ -9,6 +9,7 @@ pub mod import;
 pub mod launcher;
 pub mod loadgen;
 pub mod prom;
+pub mod prompt_ids;
 pub mod proxy;
 pub mod run;
 pub mod scrape;

@@ -22,7 +22,7 @@ use crate::step_log::{StepLogTarget, StepLogs, fetch_step_logs};
 use sim::InstanceId;
 use sim::metrics::{RunSummary, SummaryBuilder};
 use sim::observe::Observer;
-use sim::scenario::{ArrivalSpec, Scenario};
+use sim::scenario::{ArrivalSpec, Scenario, SessionStart};
 use sim::trace::{InstanceRow, RequestStatus, RunDirWriter, RunMeta, SCHEMA_VERSION, Source, TokenRow};
 use sim::workload::WorkloadGenerator;
 use std::io::{self, IsTerminal};
@@ -377,7 +377,8 @@ fn routing_for(scenario: &Scenario, target: &Target) -> Result<(Routing, String,
                 })
                 .collect();
             let router = sim::router::build_router(&scenario.router, scenario.models.len(), scenario.seed);
-            Ok((Routing::Direct { instances, router }, format!("instances on {host}"), host.clone()))
+            let spec = scenario.router.clone();
+            Ok((Routing::Direct { instances, router, spec }, format!("instances on {host}"), host.clone()))
         }
     }
 }
@@ -409,6 +410,15 @@ fn experiment_of(scenario: &Scenario) -> Experiment {
             ArrivalSpec::Poisson { rate } | ArrivalSpec::Constant { rate } | ArrivalSpec::Gamma { rate, .. },
         ) => Experiment::RequestRate(*rate),
         Some(ArrivalSpec::Ramp { end_rate, .. }) => Experiment::RequestRate(*end_rate),
+        // Closed-loop sessions keep that many sessions (not requests) in flight per model.
+        Some(ArrivalSpec::Sessions(s)) => match s.start {
+            SessionStart::Concurrent(n) => {
+                let models = first.map_or(1, |p| p.mix.len().max(1)) as u32;
+                Experiment::Concurrency(n.saturating_mul(models))
+            }
+            // Open-loop sessions: labelled with the request rate actually sent, as a replay.
+            SessionStart::Rate(_) => Experiment::Replay,
+        },
         Some(ArrivalSpec::Replay { .. }) | None => Experiment::Replay,
     }
 }

@@ -32,7 +32,7 @@ use crate::engine::{Request, StepEvents};
 use crate::ids::{InstanceId, ModelId};
 use crate::instance::Instance;
 use crate::observe::Observer;
-use crate::router::{PolledLoad, ReplicaSnapshot, RouteRequest, Router, build_router};
+use crate::router::{PolledLoad, ReplicaSnapshot, RouteRequest, Router, build_router, route_block_hashes};
 use crate::scenario::Scenario;
 use crate::time::{SimDuration, SimTime};
 use crate::trace::{InstanceRow, RequestRow, RequestStatus, TokenRow};
@@ -418,7 +418,12 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
 
     fn arrive(&mut self, spec: RequestSpec, now: SimTime) -> Result<(), SimError> {
         self.stats.requests += 1;
-        let route = RouteRequest { model: spec.model, num_prompt_tokens: spec.num_prompt_tokens };
+        let hashes = route_block_hashes(&self.scenario.router, &spec.content);
+        let route = RouteRequest {
+            model: spec.model,
+            num_prompt_tokens: spec.num_prompt_tokens,
+            block_hashes: &hashes,
+        };
         let replicas = &self.replicas[spec.model.index()];
         let Some(pick) = self.router.route(&route, replicas) else {
             let req = Request::new(&spec, now);

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Duration, Instant, sleep_until};
 
 /// A request handed to the engine model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewRequest {
     /// Its id (unique per engine lifetime).
     pub id: RequestId,
@@ -30,6 +30,8 @@ pub struct NewRequest {
     pub num_prompt_tokens: u32,
     /// Output tokens to generate.
     pub max_tokens: u32,
+    /// The prompt's token ids, which the engine hashes into prefix blocks (empty: nothing shared).
+    pub token_ids: Vec<u32>,
 }
 
 /// What one step produced.
@@ -64,6 +66,10 @@ pub struct EngineLoad {
     pub num_gpu_blocks: u32,
     /// Tokens per block.
     pub block_size: u32,
+    /// Prompt tokens of finished requests looked up in the prefix cache, since start.
+    pub prefix_cache_queries_total: u64,
+    /// Of those, tokens found cached (vLLM's `num_cached_tokens`), since start.
+    pub prefix_cache_hits_total: u64,
 }
 
 /// What the emulator needs from an engine model. The simulator's `sim::instance::Instance`
@@ -97,6 +103,7 @@ enum Timer {
 pub(crate) struct Submit {
     pub num_prompt_tokens: u32,
     pub max_tokens: u32,
+    pub token_ids: Vec<u32>,
     /// Where its tokens go.
     pub events: mpsc::UnboundedSender<TokenEvent>,
     /// Whether the engine took it.
@@ -238,8 +245,13 @@ pub(crate) async fn run(
         };
         let id = RequestId(next_id);
         next_id += 1;
-        let req =
-            NewRequest { id, arrival, num_prompt_tokens: sub.num_prompt_tokens, max_tokens: sub.max_tokens };
+        let req = NewRequest {
+            id,
+            arrival,
+            num_prompt_tokens: sub.num_prompt_tokens,
+            max_tokens: sub.max_tokens,
+            token_ids: sub.token_ids,
+        };
         match engine.add_request(req) {
             Ok(()) => {
                 counters.prompt_tokens += u64::from(sub.num_prompt_tokens);
@@ -286,6 +298,8 @@ fn publish(stats: &watch::Sender<EngineStats>, engine: &dyn StepEngine, c: &Coun
         requests_finished_total: c.finished,
         num_gpu_blocks: l.num_gpu_blocks,
         block_size: l.block_size,
+        prefix_cache_queries_total: l.prefix_cache_queries_total,
+        prefix_cache_hits_total: l.prefix_cache_hits_total,
     });
 }
 
@@ -361,7 +375,9 @@ pub(crate) mod tests {
     async fn submit(tx: &mpsc::Sender<Submit>, max_tokens: u32) -> mpsc::UnboundedReceiver<TokenEvent> {
         let (events, rx) = mpsc::unbounded_channel();
         let (accepted, ok) = oneshot::channel();
-        tx.send(Submit { num_prompt_tokens: 3, max_tokens, events, accepted }).await.unwrap();
+        tx.send(Submit { num_prompt_tokens: 3, max_tokens, token_ids: Vec::new(), events, accepted })
+            .await
+            .unwrap();
         ok.await.unwrap().unwrap();
         rx
     }

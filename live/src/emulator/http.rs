@@ -140,7 +140,13 @@ async fn generate(ctx: Arc<InstanceCtx>, endpoint: Endpoint, body: Bytes) -> Res
         .max(req.min_tokens);
     let (events, mut rx) = mpsc::unbounded_channel();
     let (accepted, accepted_rx) = oneshot::channel();
-    let submit = Submit { num_prompt_tokens: req.num_prompt_tokens, max_tokens, events, accepted };
+    let submit = Submit {
+        num_prompt_tokens: req.num_prompt_tokens,
+        max_tokens,
+        token_ids: req.token_ids,
+        events,
+        accepted,
+    };
     let engine_gone =
         || vllm_error_response(ctx.style, StatusCode::SERVICE_UNAVAILABLE, "the engine is not running");
     if ctx.submit.send(submit).await.is_err() {

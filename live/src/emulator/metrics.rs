@@ -48,6 +48,10 @@ pub struct EngineStats {
     pub num_gpu_blocks: u32,
     /// Tokens per KV block.
     pub block_size: u32,
+    /// Prompt tokens looked up in the prefix cache since start.
+    pub prefix_cache_queries_total: u64,
+    /// Prompt tokens found there since start.
+    pub prefix_cache_hits_total: u64,
 }
 
 /// Renders `stats` for `model_name` in `naming`.
@@ -89,6 +93,17 @@ pub fn render(naming: MetricsNaming, model_name: &str, stats: &EngineStats) -> S
             "vllm:generation_tokens_total",
             "Number of generation tokens processed.",
             stats.generation_tokens_total,
+        ),
+        // vLLM V1's names (vllm/v1/metrics/loggers.py: `vllm:prefix_cache_queries`, `_hits`).
+        (
+            "vllm:prefix_cache_queries_total",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            stats.prefix_cache_queries_total,
+        ),
+        (
+            "vllm:prefix_cache_hits_total",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            stats.prefix_cache_hits_total,
         ),
     ];
     for (name, help, value) in counters {

@@ -3,12 +3,14 @@
 //! instances batch, preempt and pace tokens by the same code: the same step periods, async
 //! scheduling and output delay.
 //!
-//! Emulated requests carry no prefix identity (`RequestSpec::content` is unique): prompts arrive
-//! as text or token ids, and the emulator does not hash them, so prefix caching never hits here.
+//! Prefix caching: the emulator hashes each prompt's token ids itself, one content segment per
+//! full block chained like vLLM's `hash_block_tokens` (`PromptContent::from_token_ids`; text
+//! prompts count one pseudo-id per word, `crate::prompt_ids`), so prompts that share leading
+//! token blocks hit the engine model's prefix cache exactly as they would in vLLM.
 
 use super::EmulatorError;
 use super::engine_loop::{EngineLoad, NewRequest, StepEngine, StepOutput};
-use sim::engine::{Request, StepEvents};
+use sim::engine::{PromptContent, Request, StepEvents};
 use sim::ids::{InstanceId, ModelId};
 use sim::instance::Instance;
 use sim::scenario::Scenario;
@@ -21,6 +23,8 @@ pub struct SimEngine {
     model: ModelId,
     block_size: u32,
     events: StepEvents,
+    /// Prompt tokens of finished requests, and those of them that hit the prefix cache.
+    prefix_cache: (u64, u64),
 }
 
 impl SimEngine {
@@ -41,6 +45,7 @@ impl SimEngine {
             model: spec.model,
             block_size: spec.engine.block_size,
             events: StepEvents::default(),
+            prefix_cache: (0, 0),
         })
     }
 }
@@ -54,7 +59,7 @@ impl StepEngine for SimEngine {
             model: self.model,
             num_prompt_tokens: req.num_prompt_tokens,
             max_tokens: req.max_tokens,
-            content: Default::default(),
+            content: PromptContent::from_token_ids(&req.token_ids, self.block_size),
         };
         self.instance.add_request(Request::new(&spec, req.arrival)).map_err(|r| r.reason.clone())
     }
@@ -72,6 +77,10 @@ impl StepEngine for SimEngine {
         self.instance.end_step(now, &mut self.events);
         out.tokens.extend_from_slice(&self.events.tokens);
         out.finished.extend(self.events.finished.iter().map(|r| r.request_id));
+        for r in &self.events.finished {
+            self.prefix_cache.0 += u64::from(r.num_prompt_tokens);
+            self.prefix_cache.1 += u64::from(r.num_cached_tokens.unwrap_or(0));
+        }
     }
 
     fn load(&self) -> EngineLoad {
@@ -83,6 +92,8 @@ impl StepEngine for SimEngine {
             preemptions_total: s.num_preemptions_total(),
             num_gpu_blocks: s.num_gpu_blocks(),
             block_size: self.block_size,
+            prefix_cache_queries_total: self.prefix_cache.0,
+            prefix_cache_hits_total: self.prefix_cache.1,
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct ParsedRequest {
     pub stream: bool,
     /// `stream_options.include_usage: true`.
     pub include_usage: bool,
+    /// The prompt's token ids (`crate::prompt_ids`), which the engine hashes into prefix blocks.
+    pub token_ids: Vec<u32>,
 }
 
 /// Reads a completions or chat body; `Err` is a 400 message.
@@ -93,7 +95,8 @@ pub fn parse_request(endpoint: Endpoint, body: &[u8]) -> Result<ParsedRequest, S
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    Ok(ParsedRequest { model, num_prompt_tokens, max_tokens, min_tokens, stream, include_usage })
+    let token_ids = crate::prompt_ids::prompt_token_ids(&v);
+    Ok(ParsedRequest { model, num_prompt_tokens, max_tokens, min_tokens, stream, include_usage, token_ids })
 }
 
 fn completion_prompt_size(prompt: Option<&Value>) -> Result<u32, String> {
@@ -248,7 +251,8 @@ mod tests {
                 max_tokens: Some(4),
                 min_tokens: 0,
                 stream: true,
-                include_usage: true
+                include_usage: true,
+                token_ids: vec![5, 6, 7],
             }
         );
         let p = parse_request(Endpoint::Completions, br#"{"prompt":"one two three four"}"#).unwrap();

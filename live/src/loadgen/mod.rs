@@ -28,7 +28,8 @@ use crate::client::{ExchangeOptions, PromptBuilder, RequestFailure, RequestRecor
 use crate::client::{endpoint_path, request_body};
 use crate::sse::ApiMode;
 use progress::Progress;
-use sim::router::{PolledLoad, ReplicaSnapshot, RouteRequest, Router};
+use sim::router::{PolledLoad, ReplicaSnapshot, RouteRequest, Router, route_block_hashes};
+use sim::scenario::RouterSpec;
 use sim::trace::{InstanceRow, RequestRow, RequestStatus};
 use sim::workload::RequestSpec;
 use sim::{InstanceId, ModelId, RequestId, SimTime};
@@ -73,6 +74,8 @@ pub enum Routing {
         instances: Vec<InstanceTarget>,
         /// The scenario's routing policy.
         router: Box<dyn Router>,
+        /// Its settings (the prefix-aware policy hashes each request's content by its block size).
+        spec: RouterSpec,
     },
 }
 
@@ -360,7 +363,7 @@ impl Driver<'_> {
         };
         let (base_url, instance) = match &mut self.cfg.routing {
             Routing::Lb { base_url } => (base_url.clone(), None),
-            Routing::Direct { instances, router } => {
+            Routing::Direct { instances, router, spec: router_spec } => {
                 let candidates: Vec<usize> =
                     (0..instances.len()).filter(|&i| instances[i].model == spec.model).collect();
                 let snaps: Vec<ReplicaSnapshot> = candidates
@@ -372,7 +375,12 @@ impl Driver<'_> {
                         polled: self.polled[i],
                     })
                     .collect();
-                let req = RouteRequest { model: spec.model, num_prompt_tokens: spec.num_prompt_tokens };
+                let hashes = route_block_hashes(router_spec, &spec.content);
+                let req = RouteRequest {
+                    model: spec.model,
+                    num_prompt_tokens: spec.num_prompt_tokens,
+                    block_hashes: &hashes,
+                };
                 match router.route(&req, &snaps).and_then(|k| candidates.get(k)) {
                     Some(&i) => (instances[i].base_url.clone(), Some(InstanceId(i as u32))),
                     None => {

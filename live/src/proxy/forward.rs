@@ -11,12 +11,15 @@
 use super::LbState;
 use super::error::ProxyFailure;
 use super::table::{Lease, UpstreamErrorKind};
+use crate::prompt_ids::prompt_token_ids;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, header};
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use serde_json::Value;
-use sim::router::RouteRequest;
+use sim::engine::PromptContent;
+use sim::router::{RouteRequest, route_block_hashes};
+use sim::scenario::RouterPolicy;
 use std::time::Duration;
 
 /// What the LB reads from a request body.
@@ -84,7 +87,19 @@ pub async fn forward(state: LbState, path: &'static str, headers: HeaderMap, bod
         state.inner.count_unknown_model();
         return ProxyFailure::UnknownModel(peek.model).into_response(style);
     };
-    let req = RouteRequest { model, num_prompt_tokens: peek.num_prompt_tokens };
+    // The prefix-aware policy hashes the prompt's token blocks itself (`crate::prompt_ids`).
+    let hashes = match state.inner.router.policy {
+        RouterPolicy::PrefixAware => serde_json::from_slice::<Value>(&body).map_or_else(
+            |_| Vec::new(),
+            |v| {
+                let ids = prompt_token_ids(&v);
+                let content = PromptContent::from_token_ids(&ids, state.inner.router.prefix.block_tokens);
+                route_block_hashes(&state.inner.router, &content)
+            },
+        ),
+        _ => Vec::new(),
+    };
+    let req = RouteRequest { model, num_prompt_tokens: peek.num_prompt_tokens, block_hashes: &hashes };
     let table = &state.inner.table;
     let Some(mut lease) = table.lease(&req, &[]) else {
         return ProxyFailure::NoHealthyReplica(peek.model).into_response(style);

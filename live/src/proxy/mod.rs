@@ -36,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sim::ids::{InstanceId, ModelId};
 use sim::router::build_router;
-use sim::scenario::{RouterPolicy, Scenario};
+use sim::scenario::{RouterPolicy, RouterSpec, Scenario};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -129,6 +129,8 @@ struct Inner {
     opts: LbOptions,
     style: ErrorStyle,
     poll_interval: Option<Duration>,
+    /// The router's settings (the prefix-aware policy hashes prompts by its block size).
+    router: RouterSpec,
     unknown_model_total: AtomicU64,
     rejected_connections_total: AtomicU64,
 }
@@ -186,8 +188,9 @@ impl LbState {
             .map_err(|e| LbError::Client(e.to_string()))?;
         let style =
             opts.error_style.unwrap_or_else(|| ErrorStyle::of_preset(scenario.instances[0].engine.preset));
-        let poll_interval = (scenario.router.policy == RouterPolicy::QueueAware)
-            .then(|| Duration::from_secs_f64(scenario.router.poll_interval_s.max(0.001)));
+        let polls = matches!(scenario.router.policy, RouterPolicy::QueueAware | RouterPolicy::PrefixAware);
+        let poll_interval =
+            polls.then(|| Duration::from_secs_f64(scenario.router.poll_interval_s.max(0.001)));
         Ok(LbState {
             inner: Arc::new(Inner {
                 table,
@@ -198,6 +201,7 @@ impl LbState {
                 opts,
                 style,
                 poll_interval,
+                router: scenario.router.clone(),
                 unknown_model_total: AtomicU64::new(0),
                 rejected_connections_total: AtomicU64::new(0),
             }),

@@ -287,7 +287,8 @@ mod tests {
         Arc::new(BackendTable::new(infos, 2, router, 2))
     }
 
-    const REQ: RouteRequest = RouteRequest { model: ModelId(0), num_prompt_tokens: 4 };
+    const REQ: RouteRequest<'static> =
+        RouteRequest { model: ModelId(0), num_prompt_tokens: 4, block_hashes: &[] };
 
     #[test]
     fn a_lease_holds_one_in_flight_slot_until_dropped() {
@@ -325,6 +326,9 @@ mod tests {
     #[test]
     fn a_model_without_replicas_has_no_route() {
         let t = table(Box::new(RoundRobin::new(2)));
-        assert!(t.lease(&RouteRequest { model: ModelId(5), num_prompt_tokens: 1 }, &[]).is_none());
+        assert!(
+            t.lease(&RouteRequest { model: ModelId(5), num_prompt_tokens: 1, block_hashes: &[] }, &[])
+                .is_none()
+        );
     }
 }

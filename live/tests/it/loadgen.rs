@@ -85,7 +85,12 @@ pub(crate) fn scenario(
         }],
         models: models.iter().map(|m| model(m)).collect(),
         instances,
-        router: RouterSpec { policy, poll_interval_s: 1.0, score: LoadScore::RunningPlusWaiting },
+        router: RouterSpec {
+            policy,
+            poll_interval_s: 1.0,
+            score: LoadScore::RunningPlusWaiting,
+            prefix: Default::default(),
+        },
         workload: WorkloadSpec {
             phases: vec![PhaseSpec {
                 name: "p".into(),

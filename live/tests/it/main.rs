@@ -17,6 +17,7 @@ mod launcher;
 mod lb_limits;
 mod proxy;
 mod server_fixtures;
+mod sessions;
 
 // The Python reference engine (needs MODELSGUARD_REFENGINE_PYTHON; skipped without it outside CI).
 mod reference_engine;

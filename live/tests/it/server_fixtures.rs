@@ -98,7 +98,12 @@ pub fn scenario(policy: RouterPolicy, ports: [u16; 3]) -> Scenario {
             instance("a#1", 0, ports[1]),
             instance("b#0", 1, ports[2]),
         ],
-        router: RouterSpec { policy, poll_interval_s: 3600.0, score: LoadScore::RunningPlusWaiting },
+        router: RouterSpec {
+            policy,
+            poll_interval_s: 3600.0,
+            score: LoadScore::RunningPlusWaiting,
+            prefix: Default::default(),
+        },
         workload: WorkloadSpec {
             phases: vec![],
             prefix: PrefixSpec { tokens: 0, groups: 0, fraction: 0.0 },

@@ -108,6 +108,7 @@ pub fn scenario(name: &str, variant: &str, elastic: bool) -> Scenario {
             policy: RouterPolicy::RoundRobin,
             poll_interval_s: 1.0,
             score: LoadScore::RunningPlusWaiting,
+            prefix: Default::default(),
         },
         workload: WorkloadSpec {
             phases: vec![PhaseSpec {

@@ -99,6 +99,21 @@ impl PromptContent {
         single.into_iter().chain(list.iter().copied())
     }
 
+    /// The content of a prompt known by its token ids (the emulator and the LB, which receive
+    /// them): one segment per full block of `block_size` tokens, whose stream id chains the
+    /// block's ids onto the previous block's (vLLM's `hash_block_tokens`), so two prompts get
+    /// equal block hashes exactly over their equal leading full blocks. The partial last block
+    /// is left out (never cached, as in vLLM).
+    pub fn from_token_ids(ids: &[u32], block_size: u32) -> PromptContent {
+        let block_size = block_size.max(1);
+        let mut parent = NONE_HASH;
+        PromptContent::segments(ids.chunks_exact(block_size as usize).map(|block| {
+            let content = block.iter().fold(0u64, |h, &t| mix(h.rotate_left(5) ^ u64::from(t)));
+            parent = hash_block(parent, content);
+            ContentSegment { id: parent, num_tokens: block_size }
+        }))
+    }
+
     /// The synthetic prefix group, when that is what the content is.
     pub fn as_prefix(&self) -> Option<PrefixRef> {
         match self {
@@ -301,6 +316,25 @@ mod tests {
         assert_eq!(cache.block_hashes(3, 16, 10), &full[..]);
         assert_eq!(cache.block_hashes(3, 16, 2), &full[..2]);
         assert_ne!(cache.block_hashes(4, 16, 1), &full[..1]);
+    }
+
+    #[test]
+    fn token_id_prompts_share_block_hashes_exactly_over_equal_leading_blocks() {
+        let a: Vec<u32> = (0..100).collect();
+        let mut b = a.clone();
+        b[40] = 7; // inside block 2 (tokens 32..48)
+        let ha = hashes(&PromptContent::from_token_ids(&a, 16), 16);
+        let hb = hashes(&PromptContent::from_token_ids(&b, 16), 16);
+        assert_eq!(ha.len(), 6, "the partial last block is not hashed");
+        assert_eq!(ha[..2], hb[..2]);
+        assert!(ha[2..].iter().zip(&hb[2..]).all(|(x, y)| x != y), "chained past the difference");
+        let short = hashes(&PromptContent::from_token_ids(&a[..50], 16), 16);
+        assert_eq!(short[..], ha[..3]);
+        // Hashing by 16-token segments and grouping them in 32-token engine blocks still chains.
+        let wide_a = hashes(&PromptContent::from_token_ids(&a, 16), 32);
+        let wide_b = hashes(&PromptContent::from_token_ids(&b, 16), 32);
+        assert_eq!(wide_a[0], wide_b[0]);
+        assert_ne!(wide_a[1], wide_b[1]);
     }
 
     #[test]

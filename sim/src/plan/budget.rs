@@ -10,7 +10,7 @@
 //! least 1) and a replay's speedup. Arrival gaps are drawn as unit variates divided by the rate,
 //! so a scaled stream has the same requests, closer together. This module runs nothing.
 
-use crate::scenario::{ArrivalSpec, PhaseSpec, WorkloadSpec};
+use crate::scenario::{ArrivalSpec, PhaseSpec, SessionStart, WorkloadSpec};
 use serde::Serialize;
 
 /// What `budget` did to the workload.
@@ -110,6 +110,13 @@ pub fn scale_load(w: &mut WorkloadSpec, s: f64) {
                 *speedup *= s;
                 p.duration_s = p.duration_s.map(|d| d / s);
             }
+            ArrivalSpec::Sessions(sessions) => match &mut sessions.start {
+                SessionStart::Concurrent(n) => *n = ((f64::from(*n) * s).round() as u32).max(1),
+                SessionStart::Rate(rate) => {
+                    *rate *= s;
+                    p.duration_s = p.duration_s.map(|d| d / s);
+                }
+            },
         }
     }
 }

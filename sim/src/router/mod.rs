@@ -7,19 +7,38 @@
 //! both worlds. (vidur's global scheduler vs replica scheduler: this is the global one.)
 
 mod policies;
+mod prefix;
 
 pub use policies::{LeastOutstanding, PowerOfTwo, QueueAware, RandomChoice, RoundRobin};
+pub use prefix::{MAX_PREFIX_BLOCKS, PrefixAware};
 
+use crate::engine::PromptContent;
 use crate::ids::{InstanceId, ModelId};
 use crate::scenario::{RouterPolicy, RouterSpec};
 
 /// The request facts a router may look at.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RouteRequest {
+pub struct RouteRequest<'a> {
     /// The model asked for.
     pub model: ModelId,
     /// Prompt length in tokens.
     pub num_prompt_tokens: u32,
+    /// Chained hashes of the prompt's leading blocks of `router.prefix_block_tokens` tokens (see
+    /// [`route_block_hashes`]); empty unless the policy is prefix-aware.
+    pub block_hashes: &'a [u64],
+}
+
+/// The block hashes a prefix-aware router of `spec` looks at for a prompt of `content` (the
+/// simulator passes the request's described content, the LB and the emulator
+/// [`PromptContent::from_token_ids`] of the ids they receive); empty for other policies, which
+/// never look at them.
+pub fn route_block_hashes(spec: &RouterSpec, content: &PromptContent) -> Vec<u64> {
+    match spec.policy {
+        RouterPolicy::PrefixAware => {
+            content.block_hashes(spec.prefix.block_tokens).take(MAX_PREFIX_BLOCKS).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Load figures last polled from an instance's `/metrics`.
@@ -50,7 +69,7 @@ pub struct ReplicaSnapshot {
 /// exists. Implementations must be deterministic given their seed.
 pub trait Router: Send {
     /// Picks a replica for `req` among `replicas` (all serve `req.model`).
-    fn route(&mut self, req: &RouteRequest, replicas: &[ReplicaSnapshot]) -> Option<usize>;
+    fn route(&mut self, req: &RouteRequest<'_>, replicas: &[ReplicaSnapshot]) -> Option<usize>;
 }
 
 /// Builds the router a scenario asks for. `seed` feeds the randomised policies.
@@ -61,5 +80,8 @@ pub fn build_router(spec: &RouterSpec, num_models: usize, seed: u64) -> Box<dyn 
         RouterPolicy::LeastOutstanding => Box::new(LeastOutstanding),
         RouterPolicy::PowerOfTwo => Box::new(PowerOfTwo::new(seed)),
         RouterPolicy::Random => Box::new(RandomChoice::new(seed)),
+        RouterPolicy::PrefixAware => {
+            Box::new(PrefixAware::new(spec.prefix.block_tokens, spec.prefix.index_blocks))
+        }
     }
 }

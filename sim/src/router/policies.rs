@@ -20,7 +20,7 @@ impl RoundRobin {
 }
 
 impl Router for RoundRobin {
-    fn route(&mut self, req: &RouteRequest, replicas: &[ReplicaSnapshot]) -> Option<usize> {
+    fn route(&mut self, req: &RouteRequest<'_>, replicas: &[ReplicaSnapshot]) -> Option<usize> {
         let n = replicas.len();
         if self.next.len() <= req.model.index() {
             self.next.resize(req.model.index() + 1, 0);
@@ -61,7 +61,7 @@ impl QueueAware {
 }
 
 impl Router for QueueAware {
-    fn route(&mut self, _req: &RouteRequest, replicas: &[ReplicaSnapshot]) -> Option<usize> {
+    fn route(&mut self, _req: &RouteRequest<'_>, replicas: &[ReplicaSnapshot]) -> Option<usize> {
         argmin(replicas, |r| self.score(r))
     }
 }
@@ -71,7 +71,7 @@ impl Router for QueueAware {
 pub struct LeastOutstanding;
 
 impl Router for LeastOutstanding {
-    fn route(&mut self, _req: &RouteRequest, replicas: &[ReplicaSnapshot]) -> Option<usize> {
+    fn route(&mut self, _req: &RouteRequest<'_>, replicas: &[ReplicaSnapshot]) -> Option<usize> {
         argmin(replicas, |r| f64::from(r.in_flight))
     }
 }
@@ -90,7 +90,7 @@ impl PowerOfTwo {
 }
 
 impl Router for PowerOfTwo {
-    fn route(&mut self, _req: &RouteRequest, replicas: &[ReplicaSnapshot]) -> Option<usize> {
+    fn route(&mut self, _req: &RouteRequest<'_>, replicas: &[ReplicaSnapshot]) -> Option<usize> {
         let healthy: Vec<usize> = (0..replicas.len()).filter(|&i| replicas[i].healthy).collect();
         match healthy.len() {
             0 => None,
@@ -122,7 +122,7 @@ impl RandomChoice {
 }
 
 impl Router for RandomChoice {
-    fn route(&mut self, _req: &RouteRequest, replicas: &[ReplicaSnapshot]) -> Option<usize> {
+    fn route(&mut self, _req: &RouteRequest<'_>, replicas: &[ReplicaSnapshot]) -> Option<usize> {
         let healthy: Vec<usize> = (0..replicas.len()).filter(|&i| replicas[i].healthy).collect();
         if healthy.is_empty() { None } else { Some(healthy[self.rng.random_range(0..healthy.len())]) }
     }
@@ -162,7 +162,8 @@ mod tests {
             .collect()
     }
 
-    const REQ: RouteRequest = RouteRequest { model: ModelId(0), num_prompt_tokens: 10 };
+    const REQ: RouteRequest<'static> =
+        RouteRequest { model: ModelId(0), num_prompt_tokens: 10, block_hashes: &[] };
 
     #[test]
     fn round_robin_cycles_and_skips_ejected_replicas() {

@@ -7,7 +7,10 @@
 
 use super::error::{Ctx, ScenarioError, quoted_list};
 use super::raw::{RawArrival, RawDelay, RawDelayDist, RawDist, RawPhase, RawPrefix, RawWorkload};
-use super::types::{ArrivalSpec, DelayDist, LengthDist, ModelSpec, PhaseSpec, PrefixSpec, WorkloadSpec};
+use super::types::{
+    ArrivalSpec, DelayDist, LengthDist, ModelSpec, PhaseSpec, PrefixSpec, SessionSpec, SessionStart,
+    WorkloadSpec,
+};
 use crate::ids::ModelId;
 use crate::workload::{load_empirical_column, phase_from_custom_json};
 
@@ -185,6 +188,7 @@ fn resolve_arrival(
             let reissue_delay_s = resolve_delay(ctx, &f("reissue_delay_s"), reissue_delay_s.as_ref())?;
             ArrivalSpec::ClosedLoop { concurrency, reissue_delay_s }
         }
+        RawArrival::Sessions { .. } => ArrivalSpec::Sessions(resolve_sessions(ctx, field, raw)?),
         RawArrival::Replay { ref path, speedup } => {
             positive(ctx, f("speedup"), speedup, "speedup")?;
             let resolved = ctx.resolve_path(path);
@@ -193,6 +197,52 @@ fn resolve_arrival(
             }
             ArrivalSpec::Replay { path: resolved.display().to_string(), speedup }
         }
+    })
+}
+
+/// `arrival = { process = "sessions", ... }`: multi-turn sessions (`workload::sessions`).
+fn resolve_sessions(ctx: Ctx<'_>, field: &str, raw: &RawArrival) -> Result<SessionSpec, ScenarioError> {
+    let RawArrival::Sessions {
+        concurrency,
+        rate,
+        turns,
+        think_time_s,
+        user_tokens,
+        num_sessions,
+        max_context_tokens,
+    } = raw
+    else {
+        return Err(ctx.err(field, "expected process = \"sessions\""));
+    };
+    let f = |name: &str| format!("{field}.{name}");
+    let start = match (concurrency, rate) {
+        (Some(0), None) => return Err(ctx.err(f("concurrency"), "concurrency must be at least 1 session")),
+        (Some(n), None) => SessionStart::Concurrent(*n),
+        (None, Some(r)) => {
+            positive(ctx, f("rate"), *r, "the session arrival rate (sessions/s)")?;
+            SessionStart::Rate(*r)
+        }
+        _ => {
+            return Err(ctx.err(
+                field,
+                "give exactly one of concurrency (closed loop: sessions running at once per model) \
+                 and rate (open loop: new sessions per second)",
+            ));
+        }
+    };
+    if *num_sessions == Some(0) {
+        return Err(ctx.err(f("num_sessions"), "num_sessions must be at least 1"));
+    }
+    if *max_context_tokens == Some(0) {
+        return Err(ctx.err(f("max_context_tokens"), "max_context_tokens must be at least 1 token"));
+    }
+    Ok(SessionSpec {
+        start,
+        turns: resolve_dist(ctx, &f("turns"), turns)?,
+        think_time_s: resolve_delay(ctx, &f("think_time_s"), think_time_s.as_ref())?,
+        user_tokens: resolve_dist(ctx, &f("user_tokens"), user_tokens)?,
+        num_sessions: *num_sessions,
+        max_context_tokens: *max_context_tokens,
     })
 }
 
@@ -298,11 +348,12 @@ fn resolve_phase(
     };
     let arrival = resolve_arrival(ctx, &f("arrival"), arrival, raw.duration_s)?;
     let is_replay = matches!(arrival, ArrivalSpec::Replay { .. });
-    if raw.duration_s.is_none() && raw.num_requests.is_none() && !is_replay {
+    let counted_sessions = matches!(&arrival, ArrivalSpec::Sessions(s) if s.num_sessions.is_some());
+    if raw.duration_s.is_none() && raw.num_requests.is_none() && !is_replay && !counted_sessions {
         return Err(ctx.err(
             field,
-            "the phase never ends: set duration_s, num_requests or both (only a replay may omit \
-             them)",
+            "the phase never ends: set duration_s, num_requests or both (only a replay, or \
+             sessions with arrival.num_sessions, may omit them)",
         ));
     }
     let mix = resolve_mix(ctx, &f("mix"), raw, models)?;

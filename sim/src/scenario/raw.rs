@@ -285,11 +285,21 @@ pub(crate) struct RawRouter {
     pub poll_interval_s: f64,
     #[serde(default = "default_score")]
     pub score: LoadScore,
+    /// Prefix-aware routing: tokens per hashed block.
+    pub prefix_block_tokens: Option<u32>,
+    /// Prefix-aware routing: blocks remembered per replica.
+    pub prefix_index_blocks: Option<u32>,
 }
 
 impl Default for RawRouter {
     fn default() -> Self {
-        Self { policy: default_policy(), poll_interval_s: one(), score: default_score() }
+        Self {
+            policy: default_policy(),
+            poll_interval_s: one(),
+            score: default_score(),
+            prefix_block_tokens: None,
+            prefix_index_blocks: None,
+        }
     }
 }
 
@@ -392,6 +402,16 @@ pub(crate) enum RawArrival {
         path: String,
         #[serde(default = "one")]
         speedup: f64,
+    },
+    /// Multi-turn sessions (see `SessionSpec`): exactly one of `concurrency` and `rate`.
+    Sessions {
+        concurrency: Option<u32>,
+        rate: Option<f64>,
+        turns: RawDist,
+        think_time_s: Option<RawDelay>,
+        user_tokens: RawDist,
+        num_sessions: Option<u64>,
+        max_context_tokens: Option<u32>,
     },
 }
 

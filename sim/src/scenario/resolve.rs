@@ -23,7 +23,7 @@ use super::raw::RawContention;
 use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel, RawModelSettings};
 use super::types::{
     ContentionSpec, EngineGeneration, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec,
-    OutputSpec, RouterSpec, Scenario, SloSpec, WeightFormat,
+    OutputSpec, PrefixRouting, RouterSpec, Scenario, SloSpec, WeightFormat,
 };
 use crate::ids::{GpuId, ModelId};
 use std::collections::BTreeMap;
@@ -219,7 +219,18 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
             format!("must be a positive number of seconds, got {}", r.poll_interval_s),
         ));
     }
-    let router = RouterSpec { policy: r.policy, poll_interval_s: r.poll_interval_s, score: r.score };
+    let mut prefix = PrefixRouting::default();
+    for (name, given, slot) in [
+        ("prefix_block_tokens", r.prefix_block_tokens, &mut prefix.block_tokens),
+        ("prefix_index_blocks", r.prefix_index_blocks, &mut prefix.index_blocks),
+    ] {
+        match given {
+            Some(0) => return Err(ctx.err(format!("router.{name}"), "must be at least 1")),
+            Some(v) => *slot = v,
+            None => {}
+        }
+    }
+    let router = RouterSpec { policy: r.policy, poll_interval_s: r.poll_interval_s, score: r.score, prefix };
     let workload = resolve_workload(ctx, &raw.workload, &Models { catalog: &model_cat, used: &models })?;
 
     let s = &raw.slo;

@@ -457,6 +457,26 @@ pub struct RouterSpec {
     pub poll_interval_s: f64,
     /// What "busy" means for queue-aware routing.
     pub score: LoadScore,
+    /// The prefix-aware policy's block hashing and index.
+    #[serde(default)]
+    pub prefix: PrefixRouting,
+}
+
+/// The prefix-aware router's approximate index (`router::PrefixAware`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixRouting {
+    /// Tokens per hashed prompt block (llm-d auto-tunes it to the engine's block size, vLLM's
+    /// default 16).
+    pub block_tokens: u32,
+    /// Blocks the router remembers per replica, least recently routed forgotten first
+    /// (llm-d's `defaultLRUCapacityPerServer`).
+    pub index_blocks: u32,
+}
+
+impl Default for PrefixRouting {
+    fn default() -> Self {
+        PrefixRouting { block_tokens: 16, index_blocks: 31_250 }
+    }
 }
 
 /// Routing policies (identical in the simulator and the live proxy).
@@ -473,6 +493,9 @@ pub enum RouterPolicy {
     PowerOfTwo,
     /// Uniformly random replica.
     Random,
+    /// The replica most likely to hold the prompt's leading blocks, balanced against its polled
+    /// waiting queue (llm-d's prefix-cache + load-aware scorers; `router::PrefixAware`).
+    PrefixAware,
 }
 
 /// The busy-ness score queue-aware routing minimises.
@@ -555,6 +578,9 @@ pub enum ArrivalSpec {
         #[serde(default)]
         reissue_delay_s: DelayDist,
     },
+    /// Multi-turn chat sessions (`workload::sessions`): each turn's prompt repeats the previous
+    /// turn's prompt and answer, the next turn is sent a think time after the answer ends.
+    Sessions(SessionSpec),
     /// Arrivals, models and lengths replayed from a recorded run dir or trace CSV.
     Replay {
         /// Path of a run dir (`requests.csv`) or an Azure-format trace CSV.
@@ -569,6 +595,36 @@ impl ArrivalSpec {
     pub fn closed_loop(concurrency: u32) -> ArrivalSpec {
         ArrivalSpec::ClosedLoop { concurrency, reissue_delay_s: DelayDist::default() }
     }
+}
+
+/// Multi-turn sessions: how sessions start, how many turns each has, how long its user thinks
+/// and how many new tokens each later turn adds. The phase's `input_tokens` is the first turn's
+/// prompt, its `output_tokens` every turn's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionSpec {
+    /// Closed loop (a fixed number of concurrent sessions) or open loop (a session arrival rate).
+    pub start: SessionStart,
+    /// Turns per session.
+    pub turns: LengthDist,
+    /// Seconds between a turn's answer ending and the next turn's send.
+    pub think_time_s: DelayDist,
+    /// New user tokens appended by each turn after the first.
+    pub user_tokens: LengthDist,
+    /// No session starts after this many (in the phase).
+    pub num_sessions: Option<u64>,
+    /// A session ends early rather than send a turn whose prompt + answer exceed this.
+    pub max_context_tokens: Option<u32>,
+}
+
+/// How sessions start.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStart {
+    /// Closed loop: this many sessions per model of the mix run at once; a session that ends is
+    /// replaced by a new one at once.
+    Concurrent(u32),
+    /// Open loop: new sessions arrive as a Poisson process of this many sessions per second.
+    Rate(f64),
 }
 
 /// A distribution of delays in seconds (a closed-loop client's re-issue delay).

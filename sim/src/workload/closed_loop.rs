@@ -44,16 +44,21 @@ impl ReissueDelay {
     /// The next delay of a client of `model`.
     fn draw(&mut self, model: ModelId) -> SimDuration {
         let Some(rng) = self.rngs.get_mut(model.index()) else { return SimDuration::ZERO };
-        let secs = match self.dist {
-            DelayDist::Fixed { value } => value,
-            DelayDist::Uniform { min, max } => min + (max - min) * rng.random::<f64>(),
-            DelayDist::Exponential { mean } => {
-                let e: f64 = Exp1.sample(rng);
-                mean * e
-            }
-        };
-        SimDuration::from_secs_f64(secs.max(0.0))
+        sample_delay(&self.dist, rng)
     }
+}
+
+/// One draw of `dist` (a fixed delay draws nothing); also a session's think time.
+pub(crate) fn sample_delay<R: Rng + ?Sized>(dist: &DelayDist, rng: &mut R) -> SimDuration {
+    let secs = match *dist {
+        DelayDist::Fixed { value } => value,
+        DelayDist::Uniform { min, max } => min + (max - min) * rng.random::<f64>(),
+        DelayDist::Exponential { mean } => {
+            let e: f64 = Exp1.sample(rng);
+            mean * e
+        }
+    };
+    SimDuration::from_secs_f64(secs.max(0.0))
 }
 
 /// The clients of one closed-loop phase.

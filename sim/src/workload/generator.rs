@@ -16,6 +16,7 @@ use super::closed_loop::{ClosedLoop, ReissueDelay};
 pub use super::error::WorkloadError;
 use super::plan::{PhaseKind, PhasePlan, PrefixPlan, compile};
 use super::replay::{ReplayCursor, ReplayItem, scale};
+use super::sessions::{Sessions, SessionsSetup};
 use super::spec::{PrefixRef, RequestSpec};
 use super::streams::{Stream, rng};
 use crate::engine::PromptContent;
@@ -66,6 +67,7 @@ struct Active {
 enum ActiveKind {
     Open(OpenLoop),
     Closed(ClosedLoop),
+    Sessions(Box<Sessions>),
 }
 
 impl Active {
@@ -73,6 +75,16 @@ impl Active {
         match &self.kind {
             ActiveKind::Open(o) => o.pending.map(|p| p.time),
             ActiveKind::Closed(c) => c.peek(),
+            ActiveKind::Sessions(s) => s.peek(),
+        }
+    }
+
+    /// A phase whose sends wait on completions, and its window end: (is over, ended by count, end).
+    fn completion_driven(&self) -> Option<(bool, bool, Option<SimTime>)> {
+        match &self.kind {
+            ActiveKind::Open(_) => None,
+            ActiveKind::Closed(c) => Some((c.is_over(), c.ended_by_count(), c.end())),
+            ActiveKind::Sessions(s) => Some((s.is_over(), s.ended_by_count(), s.end())),
         }
     }
 }
@@ -182,7 +194,7 @@ impl WorkloadGenerator {
     pub fn peek_time(&self) -> Option<SimTime> {
         let current = self.current.as_ref()?;
         current.peek().or_else(|| match current.kind {
-            ActiveKind::Closed(_) => self.lookahead.as_ref().and_then(Active::peek),
+            ActiveKind::Closed(_) | ActiveKind::Sessions(_) => self.lookahead.as_ref().and_then(Active::peek),
             ActiveKind::Open(_) => None,
         })
     }
@@ -244,6 +256,20 @@ impl WorkloadGenerator {
                     self.current = Some(self.lookahead.take()?);
                     self.refresh_lookahead();
                 }
+                ActiveKind::Sessions(sessions) => {
+                    if let Some(req) = sessions.pop(id) {
+                        let over = sessions.is_over();
+                        self.next_id += 1;
+                        if over {
+                            self.current = self.lookahead.take();
+                            self.refresh_lookahead();
+                        }
+                        return Some(req);
+                    }
+                    // As for closed loop: the next request is the lookahead phase's.
+                    self.current = Some(self.lookahead.take()?);
+                    self.refresh_lookahead();
+                }
             }
         }
     }
@@ -255,12 +281,16 @@ impl WorkloadGenerator {
     /// ignored.
     pub fn on_request_finished(&mut self, id: RequestId, now: SimTime) {
         let Some(active) = self.current.as_mut() else { return };
-        let ActiveKind::Closed(c) = &mut active.kind else { return };
-        c.finished(id, now);
-        if !c.is_over() {
+        match &mut active.kind {
+            ActiveKind::Open(_) => return,
+            ActiveKind::Closed(c) => c.finished(id, now),
+            ActiveKind::Sessions(s) => s.finished(id, now),
+        }
+        let Some((over, by_count, _)) = active.completion_driven() else { return };
+        if !over {
             return;
         }
-        if c.ended_by_count() {
+        if by_count {
             // All requests ended before the window end: the next phase starts now.
             let next = active.phase + 1;
             let started = self.start_phase(next, now);
@@ -310,6 +340,16 @@ impl WorkloadGenerator {
                     last: None,
                     pending: None,
                 }),
+                PhaseKind::Sessions(p) => ActiveKind::Sessions(Box::new(Sessions::start(SessionsSetup {
+                    plan: p,
+                    lengths: &plan.lengths,
+                    prefix: self.prefix,
+                    seed: self.seed,
+                    phase,
+                    start: at,
+                    end,
+                    limit: plan.limit,
+                }))),
                 PhaseKind::Replay(r) => ActiveKind::Open(OpenLoop {
                     source: OpenSource::Replay { cursor: r.open()?, speedup: r.speedup },
                     end,
@@ -331,6 +371,7 @@ impl WorkloadGenerator {
             let ended = match &mut active.kind {
                 ActiveKind::Open(o) => o.advance(at)?,
                 ActiveKind::Closed(c) => c.peek().is_none().then(|| end.unwrap_or(at)),
+                ActiveKind::Sessions(s) => s.peek().is_none().then(|| end.unwrap_or(at)),
             };
             match ended {
                 None => return Ok(Some(active)),
@@ -346,11 +387,11 @@ impl WorkloadGenerator {
     /// The phase after a time-bounded closed-loop `current`, started at its window end.
     fn lookahead_for_current(&self) -> Result<Option<Active>, WorkloadError> {
         match &self.current {
-            Some(Active { phase, kind: ActiveKind::Closed(c), .. }) => match c.end() {
-                Some(end) => self.start_phase(phase + 1, end),
+            Some(a) => match a.completion_driven().and_then(|(_, _, end)| end) {
+                Some(end) => self.start_phase(a.phase + 1, end),
                 None => Ok(None),
             },
-            _ => Ok(None),
+            None => Ok(None),
         }
     }
 
@@ -424,12 +465,12 @@ pub fn open_loop_requests(
     seed: u64,
     base_dir: &Path,
 ) -> Result<Vec<RequestSpec>, WorkloadError> {
-    if let Some((index, p)) = spec
-        .phases
-        .iter()
-        .enumerate()
-        .find(|(_, p)| matches!(p.arrival, crate::scenario::ArrivalSpec::ClosedLoop { .. }))
-    {
+    if let Some((index, p)) = spec.phases.iter().enumerate().find(|(_, p)| {
+        matches!(
+            p.arrival,
+            crate::scenario::ArrivalSpec::ClosedLoop { .. } | crate::scenario::ArrivalSpec::Sessions(_)
+        )
+    }) {
         return Err(WorkloadError::ClosedLoop { index, name: p.name.clone() });
     }
     let mut g = WorkloadGenerator::new(spec, num_models, seed, base_dir)?;

@@ -13,6 +13,7 @@ mod generator;
 mod lengths;
 mod plan;
 mod replay;
+mod sessions;
 mod spec;
 mod streams;
 #[cfg(test)]

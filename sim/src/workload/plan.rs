@@ -6,6 +6,7 @@ use super::arrivals::ArrivalProcess;
 use super::error::WorkloadError;
 use super::lengths::LengthSampler;
 use super::replay::ReplayPlan;
+use super::sessions::SessionPlan;
 use crate::ids::ModelId;
 use crate::scenario::{ArrivalSpec, DelayDist, PhaseSpec, WorkloadSpec};
 use crate::time::SimDuration;
@@ -43,6 +44,8 @@ pub(crate) enum PhaseKind {
     },
     /// A recorded trace.
     Replay(ReplayPlan),
+    /// Multi-turn sessions.
+    Sessions(SessionPlan),
 }
 
 /// A model mix with weights normalised to its total.
@@ -93,6 +96,12 @@ impl PhasePlan {
             PhaseKind::Replay(r) => Some(r.planned),
             PhaseKind::Open(_) | PhaseKind::Closed { .. } => {
                 self.duration.is_none().then_some(self.limit).flatten()
+            }
+            // Sessions may end before the count bound (num_sessions, max_context_tokens).
+            PhaseKind::Sessions(s) => {
+                (self.duration.is_none() && s.num_sessions.is_none() && s.max_context_tokens.is_none())
+                    .then_some(self.limit)
+                    .flatten()
             }
         }
     }
@@ -213,6 +222,16 @@ fn compile_phase(p: &PhaseSpec, model_keys: &[String], base_dir: &Path) -> Resul
                 reissue_delay: reissue_delay_s.clone(),
             }
         }
+        ArrivalSpec::Sessions(spec) => PhaseKind::Sessions(SessionPlan {
+            start: spec.start,
+            turns: LengthSampler::new(&spec.turns).map_err(|e| format!("sessions turns: {e}"))?,
+            think: spec.think_time_s.clone(),
+            user_tokens: LengthSampler::new(&spec.user_tokens)
+                .map_err(|e| format!("sessions user_tokens: {e}"))?,
+            num_sessions: spec.num_sessions,
+            max_context_tokens: spec.max_context_tokens,
+            mix: need_mix(&mix, "a sessions phase")?,
+        }),
         ArrivalSpec::Replay { path, speedup } => {
             if !speedup.is_finite() || *speedup <= 0.0 {
                 return Err(format!("replay speedup must be a finite number > 0, got {speedup}").into());
@@ -226,7 +245,8 @@ fn compile_phase(p: &PhaseSpec, model_keys: &[String], base_dir: &Path) -> Resul
             PhaseKind::Replay(plan)
         }
     };
-    if !bounded && !matches!(kind, PhaseKind::Replay(_)) {
+    let counted_sessions = matches!(&kind, PhaseKind::Sessions(s) if s.num_sessions.is_some());
+    if !bounded && !matches!(kind, PhaseKind::Replay(_)) && !counted_sessions {
         return Err(unbounded(if matches!(kind, PhaseKind::Closed { .. }) {
             "a closed-loop phase"
         } else {

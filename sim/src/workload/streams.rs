@@ -33,6 +33,14 @@ pub(crate) enum Stream {
         /// Model index.
         model: u32,
     },
+    /// Everything one multi-turn session draws (turns, lengths, think times, prefix), in its
+    /// turn order; sessions are numbered in start order within the phase.
+    Session {
+        /// Phase index.
+        phase: u32,
+        /// Session index.
+        session: u32,
+    },
 }
 
 /// SplitMix64's finaliser: a bijection on `u64` with full avalanche.
@@ -50,6 +58,7 @@ pub(crate) fn rng(seed: u64, stream: Stream) -> Pcg64Mcg {
         Stream::ModelChoice { phase } => (2, phase, 0),
         Stream::Attributes { phase, model } => (3, phase, model),
         Stream::Reissue { phase, model } => (4, phase, model),
+        Stream::Session { phase, session } => (5, phase, session),
     };
     let mut h = splitmix64(seed);
     h = splitmix64(h ^ kind);

@@ -14,6 +14,7 @@ mod scenario_fuzz;
 mod scenario_load;
 mod scenario_overrides;
 mod scenario_presets;
+mod sessions;
 mod simulation;
 mod step_model;
 mod sweep;

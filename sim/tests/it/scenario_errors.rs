@@ -476,3 +476,44 @@ fn a_block_count_override_on_an_elastic_instance_is_an_error_not_ignored() {
         "kv_cache = \"elastic\"",
     );
 }
+
+const SESSIONS: &str = "workload.phases.0.arrival={ process = \"sessions\", concurrency = 2, turns = { dist = \"fixed\", value = 3 }, user_tokens = { dist = \"fixed\", value = 20 } }";
+
+#[test]
+fn a_sessions_phase_is_valid_and_needs_exactly_one_of_concurrency_and_rate() {
+    parse(BASE, &[SESSIONS]).unwrap();
+    let both = SESSIONS.replace("concurrency = 2,", "concurrency = 2, rate = 1.0,");
+    fails(BASE, &[&both], "workload.phases[0].arrival", "exactly one of concurrency");
+    let neither = SESSIONS.replace("concurrency = 2,", "");
+    fails(BASE, &[&neither], "workload.phases[0].arrival", "exactly one of concurrency");
+    let zero = SESSIONS.replace("concurrency = 2", "concurrency = 0");
+    fails(BASE, &[&zero], "workload.phases[0].arrival.concurrency", "at least 1");
+    let rate = SESSIONS.replace("concurrency = 2", "rate = -1.0");
+    fails(BASE, &[&rate], "workload.phases[0].arrival.rate", "positive");
+}
+
+#[test]
+fn bad_session_fields_are_named() {
+    let turns = SESSIONS.replace("value = 3", "value = 0");
+    fails(BASE, &[&turns], "workload.phases[0].arrival.turns.value", "at least 1");
+    let think = SESSIONS.replace("user_tokens", "think_time_s = -1.0, user_tokens");
+    fails(BASE, &[&think], "workload.phases[0].arrival.think_time_s", "[0, 86400]");
+    let ctx = SESSIONS.replace("concurrency = 2,", "concurrency = 2, max_context_tokens = 0,");
+    fails(BASE, &[&ctx], "workload.phases[0].arrival.max_context_tokens", "at least 1");
+    let sessions = SESSIONS.replace("concurrency = 2,", "concurrency = 2, num_sessions = 0,");
+    fails(BASE, &[&sessions], "workload.phases[0].arrival.num_sessions", "at least 1");
+}
+
+#[test]
+fn num_sessions_bounds_a_sessions_phase_on_its_own() {
+    let text = BASE.replace("duration_s = 10\n", "");
+    fails(&text, &[SESSIONS], "workload.phases[0]", "never ends");
+    let counted = SESSIONS.replace("concurrency = 2,", "concurrency = 2, num_sessions = 5,");
+    parse(&text, &[&counted]).unwrap();
+}
+
+#[test]
+fn a_zero_prefix_block_size_is_rejected() {
+    fails(BASE, &["router.prefix_block_tokens=0"], "router.prefix_block_tokens", "at least 1");
+    parse(BASE, &["router.policy=prefix_aware", "router.prefix_index_blocks=100"]).unwrap();
+}
