@@ -9,7 +9,7 @@
 //! draw reports.
 
 use super::SweepError;
-use super::metrics::{METRICS, metric_value};
+use super::metrics::{METRICS, clamp_interval, metric_value};
 use super::plan::SweepPlan;
 use super::schema::{self, ParamValue, SweepMeta, SweepRow, files};
 use super::shard::Shard;
@@ -170,8 +170,8 @@ fn aggregate(
                 model: model.to_string(),
                 metric: metric.to_string(),
                 value: e.mean,
-                ci_low: e.ci.map(|c| c.0),
-                ci_high: e.ci.map(|c| c.1),
+                ci_low: e.ci.map(|c| clamp_interval(metric, c).0),
+                ci_high: e.ci.map(|c| clamp_interval(metric, c).1),
                 n: e.n,
                 params: params.clone(),
             });
