@@ -1,7 +1,11 @@
 //! Percentile bars of one model: a subplot per latency (TTFT, TPOT, E2E), groups p50/p90/p99, one
 //! bar per run dir, and above every bar but the reference's its difference to the reference
-//! (first run dir), green when lower, red when higher. Values come from each run's
-//! `summary.json`.
+//! (first run dir). Between runs of one source the difference is green when lower (faster), red
+//! when higher; between a simulated and a live run it says how the simulator errs: amber where it
+//! predicts lower latency than measured ("simulator optimistic"), blue where higher ("simulator
+//! pessimistic"). The legend names the colours. Values come from each run's `summary.json` and
+//! cover successful requests only: the title says so and a run's legend entry gives its ok share
+//! when some requests did not finish ok.
 
 use super::render;
 use crate::error::ReportError;
@@ -10,7 +14,95 @@ use crate::stats::{LatencyMetric, Percentile, TimeUnit, fmt_pct, fmt_tick, rel_d
 use crate::style::{self, Header, LegendItem, Mark};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use sim::metrics::ModelSummary;
+use sim::trace::Source;
 use std::path::Path;
+
+/// What a difference of a run to the reference means, which picks its colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DiffMeaning {
+    /// Same source, lower latency.
+    Faster,
+    /// Same source, higher latency.
+    Slower,
+    /// Sim against live: the simulator predicts lower latency than measured.
+    SimOptimistic,
+    /// Sim against live: the simulator predicts higher latency than measured.
+    SimPessimistic,
+    /// No difference.
+    Equal,
+}
+
+impl DiffMeaning {
+    /// The colour of a difference label.
+    pub(crate) fn color(self) -> RGBColor {
+        match self {
+            DiffMeaning::Faster => style::GOOD,
+            DiffMeaning::Slower => style::BAD,
+            DiffMeaning::SimOptimistic => style::OPTIMISTIC,
+            DiffMeaning::SimPessimistic => style::PESSIMISTIC,
+            DiffMeaning::Equal => style::MUTED,
+        }
+    }
+
+    /// The legend text of the colour.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            DiffMeaning::Faster => "lower: faster",
+            DiffMeaning::Slower => "higher: slower",
+            DiffMeaning::SimOptimistic => "simulator optimistic (predicts lower than live)",
+            DiffMeaning::SimPessimistic => "simulator pessimistic (predicts higher than live)",
+            DiffMeaning::Equal => "equal",
+        }
+    }
+}
+
+/// The meaning of relative difference `d` (run minus reference, over the reference) of a run of
+/// source `run` against a reference of source `reference`. A live reference makes a lower
+/// simulated value optimistic; a simulated reference makes a lower live value pessimistic (the
+/// simulator predicted more than was measured).
+pub(crate) fn diff_meaning(reference: Source, run: Source, d: f64) -> DiffMeaning {
+    if d == 0.0 || d.is_nan() {
+        return DiffMeaning::Equal;
+    }
+    let lower = d < 0.0;
+    match (reference, run) {
+        (Source::Live, Source::Sim) if lower => DiffMeaning::SimOptimistic,
+        (Source::Live, Source::Sim) => DiffMeaning::SimPessimistic,
+        (Source::Sim, Source::Live) if lower => DiffMeaning::SimPessimistic,
+        (Source::Sim, Source::Live) => DiffMeaning::SimOptimistic,
+        _ if lower => DiffMeaning::Faster,
+        _ => DiffMeaning::Slower,
+    }
+}
+
+/// Legend entries naming the difference colours used against a reference of source `reference`
+/// by runs of sources `others` (nothing without other runs).
+pub(crate) fn diff_legend(reference: Source, others: &[Source]) -> Vec<LegendItem> {
+    let mut pairs: Vec<(DiffMeaning, DiffMeaning)> = Vec::new();
+    for &o in others {
+        let pair = (diff_meaning(reference, o, -1.0), diff_meaning(reference, o, 1.0));
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
+    }
+    pairs
+        .into_iter()
+        .flat_map(|(lo, hi)| [lo, hi])
+        .map(|m| LegendItem::new(m.label(), m.color(), Mark::Box))
+        .collect()
+}
+
+/// A run's legend label: its label, with its ok share when some of `model`'s requests did not
+/// finish ok (the percentiles cover the ok ones only).
+pub(crate) fn run_legend_label(label: &str, model: Option<&ModelSummary>) -> String {
+    match model {
+        Some(m) if m.ok < m.requests => {
+            format!("{label} (ok {:.1}%: {} of {})", m.success_rate * 100.0, m.ok, m.requests)
+        }
+        _ => label.to_string(),
+    }
+}
 
 /// Value of `p` of `metric` for `model` in `run`, seconds.
 fn value(run: &Run, model: &str, metric: LatencyMetric, p: Percentile) -> Option<f64> {
@@ -26,14 +118,24 @@ pub(crate) fn render_percentiles(
     model: &str,
 ) -> Result<(), ReportError> {
     let reference = runs.first().map(|r| r.label.clone()).unwrap_or_default();
+    let ref_source = runs.first().map_or(Source::Sim, |r| r.dir.meta.source);
+    let mut legend: Vec<LegendItem> = runs
+        .iter()
+        .map(|r| {
+            let m = r.dir.summary.models.iter().find(|m| m.model == model);
+            LegendItem::new(run_legend_label(&r.label, m), style::color(r.index), Mark::Box)
+        })
+        .collect();
+    let others: Vec<Source> = runs.iter().skip(1).map(|r| r.dir.meta.source).collect();
+    legend.extend(diff_legend(ref_source, &others));
     let header = Header {
         title: if runs.len() > 1 {
-            format!("{model}: latency percentiles, difference vs {reference}")
+            format!("{model}: latency percentiles of successful requests, difference vs {reference}")
         } else {
-            format!("{model}: latency percentiles")
+            format!("{model}: latency percentiles of successful requests")
         },
         subtitle: style::runs_subtitle(runs),
-        legend: runs.iter().map(|r| LegendItem::new(&r.label, style::color(r.index), Mark::Box)).collect(),
+        legend,
     };
     render(path, size, |root| {
         let body = style::draw_header(root, &header)?;
@@ -87,13 +189,7 @@ pub(crate) fn render_percentiles(
                         c.filled(),
                     )))?;
                     let Some(d) = base.filter(|_| i > 0).and_then(|b| rel_diff(v, b)) else { continue };
-                    let color = if d < 0.0 {
-                        style::GOOD
-                    } else if d > 0.0 {
-                        style::BAD
-                    } else {
-                        style::MUTED
-                    };
+                    let color = diff_meaning(ref_source, run.dir.meta.source, d).color();
                     let label = fmt_pct(d);
                     let at = (x0 + bw / 2.0, y + y_max * 0.012);
                     let flat = style::bold(13.0, color);
@@ -123,5 +219,66 @@ fn group_label(v: &f64) -> String {
         Percentile::ALL.get(centre as usize).map_or(String::new(), |p| p.label().to_string())
     } else {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn against_a_live_reference_a_lower_simulated_value_is_optimistic_not_good() {
+        assert_eq!(diff_meaning(Source::Live, Source::Sim, -0.3), DiffMeaning::SimOptimistic);
+        assert_eq!(diff_meaning(Source::Live, Source::Sim, 0.3), DiffMeaning::SimPessimistic);
+        assert_ne!(DiffMeaning::SimOptimistic.color(), style::GOOD);
+        assert_ne!(DiffMeaning::SimPessimistic.color(), style::BAD);
+    }
+
+    #[test]
+    fn against_a_simulated_reference_a_lower_live_value_makes_the_simulator_pessimistic() {
+        assert_eq!(diff_meaning(Source::Sim, Source::Live, -0.3), DiffMeaning::SimPessimistic);
+        assert_eq!(diff_meaning(Source::Sim, Source::Live, 0.3), DiffMeaning::SimOptimistic);
+    }
+
+    #[test]
+    fn between_runs_of_one_source_lower_is_faster_and_green() {
+        for s in [Source::Sim, Source::Live] {
+            assert_eq!(diff_meaning(s, s, -0.1).color(), style::GOOD);
+            assert_eq!(diff_meaning(s, s, 0.1).color(), style::BAD);
+            assert_eq!(diff_meaning(s, s, 0.0), DiffMeaning::Equal);
+        }
+    }
+
+    #[test]
+    fn the_legend_names_the_difference_colours_once_per_kind_of_pair() {
+        let labels =
+            |r, o: &[Source]| -> Vec<String> { diff_legend(r, o).into_iter().map(|i| i.label).collect() };
+        assert_eq!(
+            labels(Source::Live, &[Source::Sim, Source::Sim]),
+            [DiffMeaning::SimOptimistic.label(), DiffMeaning::SimPessimistic.label()]
+        );
+        assert_eq!(labels(Source::Sim, &[Source::Sim]), ["lower: faster", "higher: slower"]);
+        assert_eq!(labels(Source::Sim, &[Source::Sim, Source::Live]).len(), 4);
+        assert!(labels(Source::Sim, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_run_whose_requests_did_not_all_finish_shows_its_ok_share_in_the_legend() {
+        let mut m = sim::metrics::SummaryBuilder::new(
+            Source::Sim,
+            "s",
+            "v",
+            false,
+            sim::scenario::SloSpec::default(),
+            vec!["m".into()],
+            vec![],
+        )
+        .finish()
+        .overall;
+        (m.requests, m.ok, m.success_rate) = (1000, 780, 0.78);
+        assert_eq!(run_legend_label("trace", Some(&m)), "trace (ok 78.0%: 780 of 1000)");
+        m.ok = 1000;
+        assert_eq!(run_legend_label("trace", Some(&m)), "trace");
+        assert_eq!(run_legend_label("trace", None), "trace");
     }
 }
