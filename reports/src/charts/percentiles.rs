@@ -1,9 +1,9 @@
 //! Percentile bars of one model: a subplot per latency (TTFT, TPOT, E2E), groups p50/p90/p99, one
 //! bar per run dir, and above every bar but the reference's its difference to the reference
 //! (first run dir). Between runs of one source the difference is green when lower (faster), red
-//! when higher; between a simulated and a live run it says how the simulator errs: amber where it
-//! predicts lower latency than measured ("simulator optimistic"), blue where higher ("simulator
-//! pessimistic"). The legend names the colours. Values come from each run's `summary.json` and
+//! when higher; between a simulated and a live run it says how the simulator errs: purple where it
+//! predicts lower latency than measured ("simulator optimistic"), teal where higher ("simulator
+//! pessimistic"). The subtitle names the colours in the colours themselves. Values come from each run's `summary.json` and
 //! cover successful requests only: the title says so and a run's legend entry gives its ok share
 //! when some requests did not finish ok.
 
@@ -48,10 +48,10 @@ impl DiffMeaning {
     /// The legend text of the colour.
     pub(crate) fn label(self) -> &'static str {
         match self {
-            DiffMeaning::Faster => "lower: faster",
-            DiffMeaning::Slower => "higher: slower",
-            DiffMeaning::SimOptimistic => "simulator optimistic (predicts lower than live)",
-            DiffMeaning::SimPessimistic => "simulator pessimistic (predicts higher than live)",
+            DiffMeaning::Faster => "lower = faster",
+            DiffMeaning::Slower => "higher = slower",
+            DiffMeaning::SimOptimistic => "simulator optimistic",
+            DiffMeaning::SimPessimistic => "simulator pessimistic",
             DiffMeaning::Equal => "equal",
         }
     }
@@ -76,21 +76,25 @@ pub(crate) fn diff_meaning(reference: Source, run: Source, d: f64) -> DiffMeanin
     }
 }
 
-/// Legend entries naming the difference colours used against a reference of source `reference`
-/// by runs of sources `others` (nothing without other runs).
-pub(crate) fn diff_legend(reference: Source, others: &[Source]) -> Vec<LegendItem> {
-    let mut pairs: Vec<(DiffMeaning, DiffMeaning)> = Vec::new();
+/// Subtitle pieces naming, each in its own colour, the difference colours used against a reference
+/// of source `reference` by runs of sources `others` (nothing without other runs).
+pub(crate) fn diff_key(reference: Source, others: &[Source]) -> Vec<(String, RGBColor)> {
+    let mut kinds: Vec<[DiffMeaning; 2]> = Vec::new();
     for &o in others {
-        let pair = (diff_meaning(reference, o, -1.0), diff_meaning(reference, o, 1.0));
-        if !pairs.contains(&pair) {
-            pairs.push(pair);
+        let (lo, hi) = (diff_meaning(reference, o, -1.0), diff_meaning(reference, o, 1.0));
+        // The optimistic side first, whichever side of the reference the simulator is on.
+        let kind = if hi == DiffMeaning::SimOptimistic { [hi, lo] } else { [lo, hi] };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
         }
     }
-    pairs
-        .into_iter()
-        .flat_map(|(lo, hi)| [lo, hi])
-        .map(|m| LegendItem::new(m.label(), m.color(), Mark::Box))
-        .collect()
+    let mut out: Vec<(String, RGBColor)> = Vec::new();
+    for (i, m) in kinds.into_iter().flatten().enumerate() {
+        let sep = if i == 0 { "   ·   " } else { ", " };
+        out.push((sep.into(), style::MUTED));
+        out.push((m.label().into(), m.color()));
+    }
+    out
 }
 
 /// A run's legend label: its label, with its ok share when some of `model`'s requests did not
@@ -119,7 +123,7 @@ pub(crate) fn render_percentiles(
 ) -> Result<(), ReportError> {
     let reference = runs.first().map(|r| r.label.clone()).unwrap_or_default();
     let ref_source = runs.first().map_or(Source::Sim, |r| r.dir.meta.source);
-    let mut legend: Vec<LegendItem> = runs
+    let legend: Vec<LegendItem> = runs
         .iter()
         .map(|r| {
             let m = r.dir.summary.models.iter().find(|m| m.model == model);
@@ -127,14 +131,15 @@ pub(crate) fn render_percentiles(
         })
         .collect();
     let others: Vec<Source> = runs.iter().skip(1).map(|r| r.dir.meta.source).collect();
-    legend.extend(diff_legend(ref_source, &others));
+    let mut subtitle = style::runs_subtitle(runs);
+    subtitle.extend(diff_key(ref_source, &others));
     let header = Header {
         title: if runs.len() > 1 {
             format!("{model}: latency percentiles of successful requests, difference vs {reference}")
         } else {
             format!("{model}: latency percentiles of successful requests")
         },
-        subtitle: style::runs_subtitle(runs),
+        subtitle,
         legend,
     };
     render(path, size, |root| {
@@ -250,16 +255,22 @@ mod tests {
     }
 
     #[test]
-    fn the_legend_names_the_difference_colours_once_per_kind_of_pair() {
-        let labels =
-            |r, o: &[Source]| -> Vec<String> { diff_legend(r, o).into_iter().map(|i| i.label).collect() };
+    fn the_subtitle_names_the_difference_colours_once_per_kind_of_pair() {
+        let labels = |r, o: &[Source]| -> Vec<(String, RGBColor)> {
+            diff_key(r, o).into_iter().skip(1).step_by(2).collect()
+        };
+        let sim_vs_live = [
+            (DiffMeaning::SimOptimistic.label().to_string(), style::OPTIMISTIC),
+            (DiffMeaning::SimPessimistic.label().to_string(), style::PESSIMISTIC),
+        ];
+        assert_eq!(labels(Source::Live, &[Source::Sim, Source::Sim]), sim_vs_live);
+        assert_eq!(labels(Source::Sim, &[Source::Live]), sim_vs_live);
         assert_eq!(
-            labels(Source::Live, &[Source::Sim, Source::Sim]),
-            [DiffMeaning::SimOptimistic.label(), DiffMeaning::SimPessimistic.label()]
+            labels(Source::Sim, &[Source::Sim]),
+            [("lower = faster".to_string(), style::GOOD), ("higher = slower".to_string(), style::BAD)]
         );
-        assert_eq!(labels(Source::Sim, &[Source::Sim]), ["lower: faster", "higher: slower"]);
         assert_eq!(labels(Source::Sim, &[Source::Sim, Source::Live]).len(), 4);
-        assert!(labels(Source::Sim, &[]).is_empty());
+        assert!(diff_key(Source::Sim, &[]).is_empty());
     }
 
     #[test]
