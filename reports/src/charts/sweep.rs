@@ -193,7 +193,7 @@ pub(crate) fn render_sweep_metric(
     }
     if is_latency(metric) {
         legend.push(LegendItem::new(
-            "knee: first point above 2 × lowest-load value or the SLO",
+            "knee: first point risen past 2 × the lowest-load value or across the SLO",
             style::INK,
             Mark::Ring,
         ));
