@@ -191,7 +191,8 @@ fn key_rows() -> Vec<KeyRow> {
         fmt: |v| format!("{:.1}%", v * 100.0),
     });
     // The split of what did not finish ok: the latencies above cover only the ok requests.
-    let counts: [(&str, fn(&ModelSummary) -> u64); 4] = [
+    type Count = fn(&ModelSummary) -> u64;
+    let counts: [(&str, Count); 4] = [
         ("requests ok", |s| s.ok),
         ("rejected", |s| s.rejected),
         ("timed out", |s| s.timeout),
