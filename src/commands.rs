@@ -6,7 +6,7 @@ use crate::cli::{
 };
 use anyhow::{Context, Result, bail};
 use reports::{ReportOptions, write_report};
-use sim::metrics::table::{comparison_table, variant_table};
+use sim::metrics::table::{comparison_table, outcome_warning, variant_table};
 use sim::runner::{simulate_summary, simulate_to_dir};
 use sim::scenario::{Override, Scenario, ScenarioFile, load_scenario};
 use sim::simulation::SimOptions;
@@ -120,6 +120,8 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         );
         if !args.quiet {
             outln!("{}", variant_table(&run.summary));
+        } else if let Some(w) = outcome_warning(&run.summary) {
+            eprintln!("WARNING: {} / {}: {w}", scenario.name, scenario.variant);
         }
         summaries.push(run.summary);
     }

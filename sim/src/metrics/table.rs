@@ -88,7 +88,19 @@ fn outcome_lines(out: &mut String, s: &RunSummary) {
             m.model, m.requests, m.ok, m.rejected, m.timeout, m.error
         );
     }
+    if let Some(w) = outcome_warning(s) {
+        let _ = writeln!(out, "  WARNING: {w}");
+    }
+}
+
+/// The warning when some request of the run did not finish ok: how many, why (timed out,
+/// rejected, failed) and that latency percentiles cover the ok ones only. None when all finished
+/// ok. The variant table prints it; a caller that prints no table (`simulate -q`) can print it alone.
+pub fn outcome_warning(s: &RunSummary) -> Option<String> {
     let o = &s.overall;
+    if !has_failures(o) {
+        return None;
+    }
     let mut why: Vec<String> = Vec::new();
     if o.timeout > 0 {
         why.push(format!("{} timed out, still queued or running at the deadline", o.timeout));
@@ -99,15 +111,13 @@ fn outcome_lines(out: &mut String, s: &RunSummary) {
     if o.error > 0 {
         why.push(format!("{} failed", o.error));
     }
-    let _ = writeln!(
-        out,
-        "  WARNING: {} of {} requests did not finish ({}); latency percentiles cover the {} ok \
-         requests only",
+    Some(format!(
+        "{} of {} requests did not finish ({}); latency percentiles cover the {} ok requests only",
         o.requests - o.ok,
         o.requests,
         why.join(", "),
         o.ok
-    );
+    ))
 }
 
 /// One variant's table: a row per model and one for all models. Latencies in ms. Below it, when
@@ -317,6 +327,7 @@ mod tests {
     fn a_table_whose_requests_all_finished_ok_stays_as_wide_as_before_and_quiet() {
         let t = variant_table(&failing(1000, 0, 0, 0));
         assert!(!t.contains("not all ok") && !t.contains("WARNING"), "{t}");
+        assert_eq!(outcome_warning(&failing(1000, 0, 0, 0)), None);
         assert_eq!(t.lines().count(), 4, "title, header, model, all: {t}");
     }
 
