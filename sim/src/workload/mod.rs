@@ -13,6 +13,7 @@ mod generator;
 mod lengths;
 mod plan;
 mod replay;
+mod reuse;
 mod spec;
 mod streams;
 #[cfg(test)]
@@ -20,4 +21,6 @@ mod tests;
 
 pub use custom::{load_empirical_column, phase_from_custom_json};
 pub use generator::{WorkloadError, WorkloadGenerator, open_loop_requests};
+pub use replay::ReplayStats;
+pub use reuse::{ReuseBound, prefix_reuse_bound};
 pub use spec::{PrefixRef, RequestSpec};

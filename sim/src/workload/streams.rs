@@ -26,6 +26,11 @@ pub(crate) enum Stream {
         /// Model index.
         model: u32,
     },
+    /// Which rows (and copies) a replay phase's `rate_scale` keeps.
+    ReplayThinning {
+        /// Phase index.
+        phase: u32,
+    },
     /// Re-issue delays of one model's closed-loop clients in one phase (in completion order).
     Reissue {
         /// Phase index.
@@ -50,6 +55,7 @@ pub(crate) fn rng(seed: u64, stream: Stream) -> Pcg64Mcg {
         Stream::ModelChoice { phase } => (2, phase, 0),
         Stream::Attributes { phase, model } => (3, phase, model),
         Stream::Reissue { phase, model } => (4, phase, model),
+        Stream::ReplayThinning { phase } => (5, phase, 0),
     };
     let mut h = splitmix64(seed);
     h = splitmix64(h ^ kind);

@@ -5,6 +5,7 @@ mod custom;
 mod open_loop;
 mod props;
 mod replay;
+mod trace_formats;
 
 use super::{RequestSpec, WorkloadGenerator};
 use crate::ids::ModelId;
