@@ -81,6 +81,19 @@ fn progress_printer(label: String, planned: Option<u64>) -> impl FnMut(u64) {
     }
 }
 
+/// Prints what each replay phase does with its file's rows (read, skipped and why, sent).
+pub(crate) fn print_replay_stats(scenario: &Scenario, base_dir: &std::path::Path) -> Result<()> {
+    let workload = sim::simulation::scenario_workload(scenario, base_dir)
+        .with_context(|| format!("building the workload of variant '{}'", scenario.variant))?;
+    for (phase, stats) in workload.replay_stats() {
+        eprintln!(
+            "replay phase {phase}: {stats} (rows longer than an instance's max_model_len are sent and \
+             rejected, as vLLM does)"
+        );
+    }
+    Ok(())
+}
+
 fn simulate(args: SimulateArgs) -> Result<()> {
     let (file, variants) = load(&args.scenario)?;
     if args.explain && variants.len() != 2 {
@@ -95,7 +108,12 @@ fn simulate(args: SimulateArgs) -> Result<()> {
     let started = now_rfc3339();
     let mut summaries = Vec::new();
     let mut run_dirs = Vec::new();
+    let mut reported: Option<&sim::scenario::WorkloadSpec> = None;
     for scenario in &variants {
+        if reported != Some(&scenario.workload) {
+            print_replay_stats(scenario, &file.base_dir)?;
+            reported = Some(&scenario.workload);
+        }
         let dir = out.join(&scenario.variant);
         run_dirs.push(dir.clone());
         let mut progress = progress_printer(scenario.variant.clone(), None);

@@ -104,6 +104,7 @@ fn live_run_cmd(a: LiveRunArgs) -> Result<()> {
         scenario.variant,
         out.display()
     );
+    crate::commands::print_replay_stats(&scenario, &file.base_dir)?;
     let rt = runtime()?;
     let report = rt
         .block_on(live_run(&scenario, &file.base_dir, opts))

@@ -8,6 +8,7 @@ mod mock;
 mod prom;
 mod sse;
 mod step_log;
+mod trace_replay;
 
 // live-server
 mod emulator;

@@ -6,7 +6,10 @@ use sim::scenario::{ArrivalSpec, ReplayModels, TraceFormat, parse_scenario};
 
 /// BASE with its phase replaced by a replay of `trace.csv` with `extra` arrival keys, parsed in
 /// a dir holding that trace.
-fn replay(extra: &str, phase_extra: &str) -> Result<sim::scenario::ScenarioFile, sim::scenario::ScenarioError> {
+fn replay(
+    extra: &str,
+    phase_extra: &str,
+) -> Result<sim::scenario::ScenarioFile, sim::scenario::ScenarioError> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("trace.csv"), "TIMESTAMP,ContextTokens,GeneratedTokens\n").unwrap();
     let text = BASE
