@@ -91,6 +91,20 @@ pub(crate) fn print_replay_stats(scenario: &Scenario, base_dir: &std::path::Path
              rejected, as vLLM does)"
         );
     }
+    let bounds = sim::workload::scenario_reuse_bounds(scenario, base_dir)
+        .with_context(|| format!("building the workload of variant '{}'", scenario.variant))?;
+    let pct =
+        |b: &sim::workload::ReuseBound| b.hit_rate().map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+    for b in bounds {
+        eprintln!(
+            "prefix hits the requests allow for {} (one at a time): {} with an infinite cache, {} with \
+             an LRU cache of its replicas' {} blocks (README, \"Replaying traces\")",
+            b.model,
+            pct(&b.infinite),
+            pct(&b.finite),
+            b.cache_blocks
+        );
+    }
     Ok(())
 }
 

@@ -220,6 +220,9 @@ fn resolve_arrival(
                 };
                 ctx.err(name, reason)
             })?;
+            // Absolute, so the workload (which joins paths to its base dir) finds it from any
+            // working directory (a relative scenario path would otherwise be joined twice).
+            let resolved = std::fs::canonicalize(&resolved).unwrap_or(resolved);
             ArrivalSpec::Replay { path: resolved.display().to_string(), speedup, options }
         }
     })

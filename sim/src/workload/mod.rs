@@ -22,5 +22,5 @@ mod tests;
 pub use custom::{load_empirical_column, phase_from_custom_json};
 pub use generator::{WorkloadError, WorkloadGenerator, open_loop_requests};
 pub use replay::ReplayStats;
-pub use reuse::{ReuseBound, prefix_reuse_bound};
+pub use reuse::{ModelReuse, ReuseBound, prefix_reuse_bound, scenario_reuse_bounds};
 pub use spec::{PrefixRef, RequestSpec};

@@ -82,6 +82,67 @@ pub fn prefix_reuse_bound<'a>(
     bound
 }
 
+/// The reuse bounds of one model of a scenario (see [`scenario_reuse_bounds`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelReuse {
+    /// The model's scenario key.
+    pub model: String,
+    /// With an infinite cache.
+    pub infinite: ReuseBound,
+    /// With one LRU cache as large as all the model's replicas' static KV caches together.
+    pub finite: ReuseBound,
+    /// That cache's size in blocks.
+    pub cache_blocks: u64,
+}
+
+/// The reuse bounds of every model served with prefix caching on, for a scenario whose phases
+/// are all open loop and whose requests carry described content (a trace's block ids or the
+/// synthetic prefix); empty otherwise. Requests longer than the model's smallest `max_model_len`
+/// are left out (rejected). Several replicas are taken as one cache of their summed size: an
+/// upper bound for any routing.
+pub fn scenario_reuse_bounds(
+    scenario: &crate::scenario::Scenario,
+    base_dir: &std::path::Path,
+) -> Result<Vec<ModelReuse>, super::WorkloadError> {
+    use crate::scenario::ArrivalSpec;
+    if scenario.workload.phases.iter().any(|p| matches!(p.arrival, ArrivalSpec::ClosedLoop { .. })) {
+        return Ok(Vec::new());
+    }
+    let mut g = crate::simulation::scenario_workload(scenario, base_dir)?;
+    let requests: Vec<RequestSpec> = std::iter::from_fn(|| g.pop()).collect();
+    if requests.iter().all(|r| r.content.num_shared_tokens() == 0) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (m, model) in scenario.models.iter().enumerate() {
+        let replicas: Vec<_> = scenario
+            .instances
+            .iter()
+            .filter(|i| i.model.index() == m && i.engine.enable_prefix_caching)
+            .collect();
+        let Some(first) = replicas.first() else { continue };
+        let block_size = first.engine.block_size;
+        let max_len = replicas.iter().map(|i| i.engine.max_model_len).min().unwrap_or(0);
+        let cache_blocks: u64 = replicas
+            .iter()
+            .map(|i| {
+                let budget =
+                    crate::cluster::static_kv_budget(model, &scenario.gpus[i.gpu.index()], &i.engine);
+                u64::from(budget.num_gpu_blocks)
+            })
+            .sum();
+        let mine = || requests.iter().filter(|r| r.model.index() == m);
+        let admit = |r: &RequestSpec| r.num_prompt_tokens.saturating_add(r.max_tokens) <= max_len;
+        out.push(ModelReuse {
+            model: model.name.clone(),
+            infinite: prefix_reuse_bound(mine(), block_size, None, admit),
+            finite: prefix_reuse_bound(mine(), block_size, Some(cache_blocks), admit),
+            cache_blocks,
+        });
+    }
+    Ok(out)
+}
+
 /// An identity for block `index` of the `n`-th request's own (unshared) tokens.
 fn own_hash(n: u64, index: u64) -> u64 {
     // Odd constant multiply + rotate: distinct (n, index) pairs give distinct values with

@@ -76,3 +76,43 @@ fn unknown_formats_and_model_sources_are_named() {
     let e = replay(", window = 3", "").unwrap_err();
     assert!(e.reason.contains("unknown field"), "{e}");
 }
+
+#[test]
+fn a_load_multiplier_compresses_a_replay_window_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = "time_s,input_tokens,output_tokens\n".to_string();
+    for i in 0..50 {
+        text += &format!("{},{},1\n", f64::from(i) * 0.5, i + 1);
+    }
+    std::fs::write(dir.path().join("t.csv"), text).unwrap();
+    let scenario = BASE.replace(
+        "arrival = { process = \"poisson\", rate = 5.0 }",
+        "arrival = { process = \"replay\", path = \"t.csv\", start_s = 2 }",
+    );
+    let f = parse_scenario(&scenario, &dir.path().join("s.toml"), &[]).unwrap();
+    let base = f.variants[0].workload.clone();
+    let rows = |w: &sim::scenario::WorkloadSpec| {
+        sim::workload::open_loop_requests(w, 2, 1, dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.num_prompt_tokens, r.arrival.as_secs_f64()))
+            .collect::<Vec<_>>()
+    };
+    let at_1 = rows(&base);
+    assert_eq!(
+        at_1.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (5..=24).collect::<Vec<_>>(),
+        "window [2, 12) s"
+    );
+    for s in [0.5, 2.0, 8.0] {
+        let mut w = base.clone();
+        sim::plan::scale_load(&mut w, s);
+        assert_eq!(w.phases[0].duration_s, Some(10.0), "the window is source time");
+        let scaled = rows(&w);
+        assert_eq!(scaled.len(), at_1.len(), "load x{s}: the same rows");
+        for (a, b) in scaled.iter().zip(&at_1) {
+            assert_eq!(a.0, b.0);
+            assert!((a.1 - b.1 / s).abs() < 1e-6, "load x{s}: {} vs {}", a.1, b.1 / s);
+        }
+    }
+}

@@ -191,6 +191,17 @@ impl ReplayPlan {
                 content,
             });
         }
+        if items.is_empty() {
+            return Err(WorkloadError::File {
+                path,
+                reason: format!(
+                    "none of its {} rows is inside the replay window (start_s = {}, end = {}); the window is in seconds after the file's first row",
+                    stats.rows_read,
+                    opts.start_s,
+                    end.map_or("the end of the file".to_string(), |e| format!("{} s", e as f64 / 1e9)),
+                ),
+            });
+        }
         let window_ns = end.map(|e| e - start);
         if opts.rate_scale != 1.0 && !items.is_empty() {
             let span = window_ns.unwrap_or_else(|| items.last().map_or(1, |i| i.offset_ns.saturating_add(1)));

@@ -307,3 +307,13 @@ fn bad_replay_options_are_rejected_by_the_workload_too() {
     let e = WorkloadGenerator::new(&w, 2, 0, dir.path()).unwrap_err().to_string();
     assert!(e.contains("never added to replayed rows"), "{e}");
 }
+
+#[test]
+fn a_window_holding_no_row_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_all(dir.path());
+    let e = build(dir.path(), vec![trace_phase("generic.csv", 1.0, opts(|o| o.start_s = 60.0))])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("generic.csv: none of its 4 rows is inside the replay window (start_s = 60"), "{e}");
+}
