@@ -46,7 +46,8 @@ pub struct WorkloadGenerator {
     /// issues once the closed loop has no pending send (a time-ordered driver then is past the end).
     lookahead: Option<Active>,
     next_id: u64,
-    /// A replay file that failed on its second pass (it changed after the up-front check).
+    /// An error met while generating (none today: replay files are read in full at construction;
+    /// kept so sources that read lazily can report one).
     error: Option<WorkloadError>,
 }
 
@@ -293,8 +294,9 @@ impl WorkloadGenerator {
             .collect()
     }
 
-    /// The error that stopped the stream early, if any: a replay file that changed after it was
-    /// checked at construction. Drivers should check it once the generator is exhausted.
+    /// The error that stopped the stream early, if any (replay files are read and checked in full
+    /// at construction, so today there is none). Drivers should check it once the generator is
+    /// exhausted.
     pub fn error(&self) -> Option<&WorkloadError> {
         self.error.as_ref()
     }

@@ -1,6 +1,6 @@
 //! The generic trace CSV, for traces of any origin: `time_s` (seconds, any origin),
 //! `input_tokens`, `output_tokens`, and optional `model` (scenario key or a `model_map` name),
-//! `session_id` (read and checked, not used yet) and `block_ids` (space-separated prefix-block
+//! `session_id` (accepted and ignored for now) and `block_ids` (space-separated prefix-block
 //! ids of `block_size` tokens each, as Mooncake's `hash_ids`).
 
 use super::TraceRow;

@@ -342,9 +342,13 @@ fn map_model(
     let index = model_keys.iter().position(|k| k == key).ok_or_else(|| WorkloadError::Line {
         path: path.into(),
         line: row.line,
-        reason: format!(
-            "model {name:?} is not in this scenario (models: {model_keys:?}); map it with model_map = {{ {name:?} = \"<model key>\" }}, take models from the phase mix with models = \"mix\", or replay it in a scenario that serves it"
-        ),
+        reason: if key == name {
+            format!(
+                "model {name:?} is not in this scenario (models: {model_keys:?}); map it with model_map = {{ {name:?} = \"<model key>\" }}, take models from the phase mix with models = \"mix\", or replay it in a scenario that serves it"
+            )
+        } else {
+            format!("model_map maps model {name:?} to {key:?}, which is not a model of this scenario (models: {model_keys:?})")
+        },
     })?;
     Ok(ModelId(index as u32))
 }

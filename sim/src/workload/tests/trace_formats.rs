@@ -236,6 +236,9 @@ fn trace_models_map_through_model_map_and_unknown_ones_name_the_line() {
     let e =
         build(dir.path(), vec![trace_phase("b.csv", 1.0, map(&[("ChatGPT", "b")]))]).unwrap_err().to_string();
     assert!(e.contains("b.csv:3: model \"GPT-4\" is not in this scenario") && e.contains("model_map"), "{e}");
+    let bad_map = map(&[("ChatGPT", "c"), ("GPT-4", "a")]);
+    let e = build(dir.path(), vec![trace_phase("b.csv", 1.0, bad_map)]).unwrap_err().to_string();
+    assert!(e.contains("b.csv:2: model_map maps model \"ChatGPT\" to \"c\", which is not a model"), "{e}");
     let e =
         build(dir.path(), vec![trace_phase("b.csv", 1.0, opts(|o| o.format = Some(TraceFormat::Mooncake)))])
             .unwrap_err()
@@ -302,6 +305,9 @@ fn bad_replay_options_are_rejected_by_the_workload_too() {
     let both =
         PhaseSpec { duration_s: Some(1.0), ..trace_phase("azure.csv", 1.0, opts(|o| o.end_s = Some(2.0))) };
     assert!(build(dir.path(), vec![both]).unwrap_err().to_string().contains("not both"));
+    let dir_as_azure = trace_phase(".", 1.0, opts(|o| o.format = Some(TraceFormat::Azure)));
+    let e = build(dir.path(), vec![dir_as_azure]).unwrap_err().to_string();
+    assert!(e.contains("format = \"azure\" but this is a directory"), "{e}");
     let mut w = workload(vec![trace_phase("azure.csv", 1.0, opts(|_| {}))]);
     w.prefix = PrefixSpec { tokens: 64, groups: 1, fraction: 1.0 };
     let e = WorkloadGenerator::new(&w, 2, 0, dir.path()).unwrap_err().to_string();
