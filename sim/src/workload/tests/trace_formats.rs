@@ -323,3 +323,48 @@ fn a_window_holding_no_row_is_an_error_naming_the_file() {
         .to_string();
     assert!(e.contains("generic.csv: none of its 4 rows is inside the replay window (start_s = 60"), "{e}");
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Superposing k copies sends every row of the window exactly k times, inside the window
+        /// and in time order; and a speedup changes the spacing, never the rows.
+        #[test]
+        fn whole_rate_scales_send_every_row_k_times_and_speedups_keep_the_rows(
+            gaps in proptest::collection::vec(0u32..5_000, 1..40),
+            k in 1u32..5,
+            speedup in 0.1f64..20.0,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut text = "time_s,input_tokens,output_tokens\n".to_string();
+            let mut t = 0u64;
+            for (i, g) in gaps.iter().enumerate() {
+                t += u64::from(*g);
+                text += &format!("{},{},1\n", t as f64 / 1000.0, i + 1);
+            }
+            fs::write(dir.path().join("t.csv"), text).unwrap();
+            let window = t as f64 / 1000.0 + 1.0;
+            let run = |scale: f64, speedup: f64| {
+                let o = opts(|o| (o.rate_scale, o.end_s) = (scale, Some(window)));
+                requests(dir.path(), vec![trace_phase("t.csv", speedup, o)])
+            };
+            let one = run(1.0, 1.0);
+            prop_assert_eq!(one.len(), gaps.len());
+            let many = run(f64::from(k), 1.0);
+            let mut got: Vec<u32> = many.iter().map(|r| r.num_prompt_tokens).collect();
+            got.sort_unstable();
+            let mut want: Vec<u32> = (1..=gaps.len() as u32).flat_map(|n| vec![n; k as usize]).collect();
+            want.sort_unstable();
+            prop_assert_eq!(got, want);
+            prop_assert!(many.windows(2).all(|w| w[0].arrival <= w[1].arrival));
+            prop_assert!(many.iter().all(|r| secs(r.arrival) < window + 1e-6));
+            let fast = run(1.0, speedup);
+            let rows = |v: &[RequestSpec]| v.iter().map(|r| r.num_prompt_tokens).collect::<Vec<_>>();
+            prop_assert_eq!(rows(&fast), rows(&one));
+        }
+    }
+}
