@@ -83,13 +83,41 @@ fn progress_printer(label: String, planned: Option<u64>) -> impl FnMut(u64) {
 
 /// Prints what each replay phase does with its file's rows (read, skipped and why, sent).
 pub(crate) fn print_replay_stats(scenario: &Scenario, base_dir: &std::path::Path) -> Result<()> {
-    let workload = sim::simulation::scenario_workload(scenario, base_dir)
+    let mut workload = sim::simulation::scenario_workload(scenario, base_dir)
         .with_context(|| format!("building the workload of variant '{}'", scenario.variant))?;
-    for (phase, stats) in workload.replay_stats() {
-        eprintln!(
-            "replay phase {phase}: {stats} (rows longer than an instance's max_model_len are sent and \
-             rejected, as vLLM does)"
-        );
+    let stats = workload.replay_stats();
+    if stats.is_empty() {
+        return Ok(());
+    }
+    // Requests no replica of their model can take (prompt + max_tokens > max_model_len), per phase;
+    // only listed in advance when every phase is open loop.
+    let closed = scenario
+        .workload
+        .phases
+        .iter()
+        .any(|p| matches!(p.arrival, sim::scenario::ArrivalSpec::ClosedLoop { .. }));
+    let mut too_long = vec![0u64; scenario.workload.phases.len()];
+    if !closed {
+        let max_len: Vec<u32> = (0..scenario.models.len())
+            .map(|m| {
+                let lens = scenario.instances.iter().filter(|i| i.model.index() == m);
+                lens.map(|i| i.engine.max_model_len).max().unwrap_or(0)
+            })
+            .collect();
+        while let Some(r) = workload.pop() {
+            if r.num_prompt_tokens.saturating_add(r.max_tokens) > max_len[r.model.index()] {
+                too_long[r.phase as usize] += 1;
+            }
+        }
+    }
+    for (phase, stats) in stats {
+        let long = match too_long[phase] {
+            0 => String::new(),
+            n => format!(
+                "; {n} of them longer than max_model_len: sent and rejected, as vLLM does (in reqs, not in ok)"
+            ),
+        };
+        eprintln!("replay phase {phase}: {stats}{long}");
     }
     let bounds = sim::workload::scenario_reuse_bounds(scenario, base_dir)
         .with_context(|| format!("building the workload of variant '{}'", scenario.variant))?;
