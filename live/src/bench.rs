@@ -307,7 +307,7 @@ impl StepEngine for BenchEngine {
             r.produced += 1;
             r.next_due = self.ticks + self.period;
             if r.produced == r.max_tokens {
-                out.finished.push(r.id);
+                out.finished.push((r.id, 0));
             }
         }
         self.running.retain(|r| r.produced < r.max_tokens);

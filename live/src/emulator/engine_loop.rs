@@ -39,8 +39,9 @@ pub struct NewRequest {
 pub struct StepOutput {
     /// `(request, output token index from 0)` of every token sampled in the step.
     pub tokens: Vec<(RequestId, u32)>,
-    /// Requests that produced their last token in the step.
-    pub finished: Vec<RequestId>,
+    /// Requests that produced their last token in the step, with their prompt tokens found in
+    /// the prefix cache (vLLM's `num_cached_tokens`, reported as usage `cached_tokens`).
+    pub finished: Vec<(RequestId, u32)>,
 }
 
 impl StepOutput {
@@ -115,8 +116,8 @@ pub(crate) struct Submit {
 pub(crate) enum TokenEvent {
     /// Output token `index` (from 0) was sampled.
     Token { index: u32 },
-    /// The last token was sampled.
-    Finished,
+    /// The last token was sampled; `cached_tokens` of the prompt came from the prefix cache.
+    Finished { cached_tokens: u32 },
 }
 
 /// Virtual time <-> wall clock: virtual `t` happens at `epoch + t x scale`.
@@ -277,9 +278,9 @@ fn dispatch(
             let _ = tx.send(TokenEvent::Token { index });
         }
     }
-    for id in &out.finished {
-        if let Some(tx) = clients.remove(id) {
-            let _ = tx.send(TokenEvent::Finished);
+    for &(id, cached_tokens) in &out.finished {
+        if let Some(tx) = clients.remove(&id) {
+            let _ = tx.send(TokenEvent::Finished { cached_tokens });
         }
     }
     counters.generation_tokens += out.tokens.len() as u64;
@@ -351,7 +352,7 @@ pub(crate) mod tests {
                 out.tokens.push((r.0, r.1));
                 r.1 += 1;
                 if r.1 == r.2 {
-                    out.finished.push(r.0);
+                    out.finished.push((r.0, 0));
                 }
             }
             self.running.retain(|r| r.1 < r.2);
@@ -417,7 +418,7 @@ pub(crate) mod tests {
         // Step k ends at k x 10 ms; its token arrives 25 ms later, steps keep running meanwhile.
         let expected: Vec<_> = (0..5u32)
             .map(|k| (TokenEvent::Token { index: k }, Duration::from_millis(10 * u64::from(k + 1) + 25)))
-            .chain([(TokenEvent::Finished, Duration::from_millis(75))])
+            .chain([(TokenEvent::Finished { cached_tokens: 0 }, Duration::from_millis(75))])
             .collect();
         assert_eq!(at, expected);
     }
@@ -486,7 +487,7 @@ pub(crate) mod tests {
         let _b = submit(&tx, 3).await;
         let s = *stats_rx.borrow();
         assert_eq!((s.running, s.waiting), (1, 1));
-        while a.recv().await != Some(TokenEvent::Finished) {}
+        while !matches!(a.recv().await, Some(TokenEvent::Finished { .. }) | None) {}
         tokio::time::sleep(Duration::from_millis(100)).await;
         let s = *stats_rx.borrow();
         assert_eq!(

@@ -164,7 +164,7 @@ async fn generate(ctx: Arc<InstanceCtx>, endpoint: Endpoint, body: Bytes) -> Res
         id: format!("{prefix}-{}-{n}", ctx.instance_name),
         created: unix_now(),
         model: ctx.served_name.clone(),
-        // Emulated prompts carry no prefix identity, so nothing is ever served from the cache.
+        // Filled in from the engine when the request finishes (the usage chunk comes last).
         cached_tokens: ctx.prefix_caching.then_some(0),
     };
     if !req.stream {
@@ -192,7 +192,7 @@ async fn generate(ctx: Arc<InstanceCtx>, endpoint: Endpoint, body: Bytes) -> Res
 
 async fn whole_response(
     ctx: &InstanceCtx,
-    meta: ResponseMeta,
+    mut meta: ResponseMeta,
     prompt_tokens: u32,
     rx: &mut mpsc::UnboundedReceiver<TokenEvent>,
     fault: Fault,
@@ -201,7 +201,10 @@ async fn whole_response(
     loop {
         match rx.recv().await {
             Some(TokenEvent::Token { .. }) => tokens += 1,
-            Some(TokenEvent::Finished) => break,
+            Some(TokenEvent::Finished { cached_tokens }) => {
+                meta.cached_tokens = meta.cached_tokens.map(|_| cached_tokens);
+                break;
+            }
             None => {
                 return vllm_error_response(
                     ctx.style,
@@ -280,7 +283,8 @@ impl SseStream {
                     self.sent += 1;
                     self.pending.push_back(self.meta.token_chunk(index + 1 >= self.max_tokens));
                 }
-                Some(TokenEvent::Finished) => {
+                Some(TokenEvent::Finished { cached_tokens }) => {
+                    self.meta.cached_tokens = self.meta.cached_tokens.map(|_| cached_tokens);
                     if self.include_usage {
                         self.pending.push_back(self.meta.usage_chunk(self.prompt_tokens, self.sent));
                     }

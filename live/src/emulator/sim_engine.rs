@@ -76,7 +76,8 @@ impl StepEngine for SimEngine {
         self.events.clear();
         self.instance.end_step(now, &mut self.events);
         out.tokens.extend_from_slice(&self.events.tokens);
-        out.finished.extend(self.events.finished.iter().map(|r| r.request_id));
+        out.finished
+            .extend(self.events.finished.iter().map(|r| (r.request_id, r.num_cached_tokens.unwrap_or(0))));
         for r in &self.events.finished {
             self.prefix_cache.0 += u64::from(r.num_prompt_tokens);
             self.prefix_cache.1 += u64::from(r.num_cached_tokens.unwrap_or(0));

@@ -46,7 +46,7 @@ impl StepEngine for ToyEngine {
             out.tokens.push((r.0, r.1));
             r.1 += 1;
             if r.1 == r.2 {
-                out.finished.push(r.0);
+                out.finished.push((r.0, 0));
             }
         }
         self.running.retain(|r| r.1 < r.2);
@@ -541,4 +541,26 @@ async fn time_scales_outside_the_documented_range_are_refused_before_serving() {
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("out of range"), "time scale {bad}: {text}");
     }
+}
+
+#[tokio::test]
+async fn a_repeated_prompt_reports_its_cached_blocks_in_usage_as_vllm_does() {
+    let mut sc = free_port_scenario();
+    sc.instances[0].engine.enable_prefix_caching = true;
+    let block = sc.instances[0].engine.block_size;
+    let h = EmulatorHandle::start(&sc, Some(vec![InstanceId(0)]), EmulatorOptions::default()).await.unwrap();
+    // Four full blocks and a partial one: the second request finds the four full blocks cached.
+    let prompt: Vec<u32> = (1..=4 * block + 3).collect();
+    let body = json!({"model": "org/a", "prompt": prompt, "max_tokens": 2, "stream": true,
+        "stream_options": {"include_usage": true}});
+    let cached = |text: String| {
+        let ev = events(&text);
+        let usage: Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
+        usage["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64()
+    };
+    let first = cached(post(&h, 0, "/v1/completions", body.clone()).await.text().await.unwrap());
+    let second = cached(post(&h, 0, "/v1/completions", body).await.text().await.unwrap());
+    assert_eq!(first, Some(0), "nothing is cached before the first request");
+    assert_eq!(second, Some(u64::from(4 * block)), "the full blocks of the first prompt are hits");
+    h.shutdown().await;
 }
