@@ -10,6 +10,7 @@ mod prom;
 mod sse;
 mod step_log;
 mod tool_parsers;
+mod trace_replay;
 
 // live-server
 mod emulator;

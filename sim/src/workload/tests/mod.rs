@@ -6,6 +6,7 @@ mod open_loop;
 mod props;
 mod replay;
 mod sessions;
+mod trace_formats;
 
 use super::{RequestSpec, WorkloadGenerator};
 use crate::ids::ModelId;
