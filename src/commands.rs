@@ -82,6 +82,29 @@ fn progress_printer(label: String, planned: Option<u64>) -> impl FnMut(u64) {
     }
 }
 
+/// The progress bar of a sweep (or an explanation's runs) on stderr, drawn only when stderr is a
+/// terminal, and the callback that moves it; finish it with `finish_and_clear` after the runs.
+pub(crate) fn sweep_progress_bar() -> (indicatif::ProgressBar, sim::sweep::SweepProgress) {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("sweep [{elapsed_precise}] {wide_bar} {pos}/{len} runs, ETA {eta}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let moved = bar.clone();
+    let progress = sim::sweep::SweepProgress(std::sync::Arc::new(move |done, total| {
+        moved.set_length(total);
+        moved.set_position(done);
+    }));
+    (bar, progress)
+}
+
 /// Prints what each replay phase does with its file's rows (read, skipped and why, sent).
 pub(crate) fn print_replay_stats(scenario: &Scenario, base_dir: &std::path::Path) -> Result<()> {
     let mut workload = sim::simulation::scenario_workload(scenario, base_dir)
@@ -375,11 +398,12 @@ fn sweep(args: SweepArgs) -> Result<()> {
     let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
     let plan = sweep_plan(&spec)?;
     let out = args.out.unwrap_or_else(|| plan.default_out(shard));
+    let (bar, progress) = sweep_progress_bar();
     let opts = SweepOptions {
         shard,
         jobs: args.jobs,
         run_dirs: args.run_dirs,
-        progress: true,
+        progress: Some(progress),
         stop: Some(stop_on_signals()?),
     };
     let runs = plan.runs(shard.unwrap_or(Shard::WHOLE));
@@ -393,7 +417,9 @@ fn sweep(args: SweepArgs) -> Result<()> {
         out.display()
     );
     let t0 = Instant::now();
-    let done = run_sweep(&plan, &out, &opts)?;
+    let done = run_sweep(&plan, &out, &opts);
+    bar.finish_and_clear();
+    let done = done?;
     let wall = t0.elapsed().as_secs_f64();
     eprintln!(
         "swept {} runs ({} simulated requests) in {wall:.1} s -> {} ({} rows)",

@@ -82,8 +82,11 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         }
     }
     let t0 = Instant::now();
-    let opts = SweepOptions { shard, jobs: args.jobs, run_dirs: false, progress: true, stop: None };
-    let done = explain_run(&plan, &out, &opts)?;
+    let (bar, progress) = crate::commands::sweep_progress_bar();
+    let opts = SweepOptions { shard, jobs: args.jobs, run_dirs: false, progress: Some(progress), stop: None };
+    let done = explain_run(&plan, &out, &opts);
+    bar.finish_and_clear();
+    let done = done?;
     eprintln!("ran in {:.1} s", t0.elapsed().as_secs_f64());
     match done {
         Some(e) => {

@@ -17,10 +17,8 @@ use super::stats::estimate;
 use crate::metrics::{ModelSummary, RunSummary};
 use crate::runner::{simulate_summary, simulate_to_dir};
 use crate::simulation::SimOptions;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,11 +32,22 @@ pub struct SweepOptions {
     pub jobs: Option<usize>,
     /// Also write a run dir per simulation under `<out>/runs/p<point>-<variant>-r<rep>/`.
     pub run_dirs: bool,
-    /// Show a progress bar with ETA on stderr (drawn only when stderr is a terminal).
-    pub progress: bool,
+    /// Called after each run with (runs done, runs in all), from the worker threads: the CLI
+    /// draws its progress bar from it (the library draws nothing).
+    pub progress: Option<SweepProgress>,
     /// Set (by a signal handler) to stop: runs not yet started are skipped, the sweep dir gets
     /// the (point, variant) groups whose every replication finished and a `PARTIAL` marker.
     pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// A sweep's progress callback: `(runs done, runs in all)`.
+#[derive(Clone)]
+pub struct SweepProgress(pub Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for SweepProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SweepProgress(..)")
+    }
 }
 
 /// What a finished sweep wrote.
@@ -94,7 +103,14 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
                 .flat_map(move |variant| (0..reps).map(move |rep| Job { point, variant, rep }))
         })
         .collect();
-    let bar = progress_bar(opts.progress, jobs.len() as u64);
+    let total = jobs.len() as u64;
+    let ran = std::sync::atomic::AtomicU64::new(0);
+    let tick = || {
+        let done = ran.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(p) = &opts.progress {
+            (p.0)(done, total);
+        }
+    };
     let started_at = started_at();
     let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
     let run_one = |job: &Job| -> Result<Option<RunSummary>, SweepError> {
@@ -110,7 +126,7 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
         } else {
             simulate_summary(&scenario, &plan.base_dir, SimOptions::default())
         };
-        bar.inc(1);
+        tick();
         result.map(|r| Some(r.summary)).map_err(|error| SweepError::Sim {
             point: planned.point.index,
             at: planned.point.describe(&plan.spec.axes),
@@ -127,7 +143,6 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
             .map_err(|e| SweepError::Pool { jobs: n, reason: e.to_string() })?
             .install(|| jobs.par_iter().map(run_one).collect()),
     };
-    bar.finish_and_clear();
     let summaries = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     let requests = summaries.iter().flatten().map(|s| s.overall.requests).sum();
     let done = summaries.iter().flatten().count();
@@ -208,19 +223,6 @@ fn aggregate(
             });
         }
     }
-}
-
-fn progress_bar(show: bool, total: u64) -> ProgressBar {
-    if !show || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("sweep [{elapsed_precise}] {wide_bar} {pos}/{len} runs, ETA {eta}")
-    {
-        bar.set_style(style);
-    }
-    bar
 }
 
 /// Informational start time for `run.json` of run dirs; never part of the sweep's own files.

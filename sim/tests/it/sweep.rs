@@ -238,3 +238,19 @@ fn a_stopped_sweep_skips_the_runs_not_started_and_marks_its_dir_partial() {
     assert_eq!((whole.runs, whole.partial), (8, None));
     assert!(!dir.path().join(sim::sweep::PARTIAL_FILE).exists());
 }
+
+#[test]
+fn the_progress_callback_counts_every_run_up_to_the_total() {
+    use std::sync::{Arc, Mutex};
+    let plan = plan(&small_spec()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let progress =
+        sim::sweep::SweepProgress(Arc::new(move |done, total| log.lock().unwrap().push((done, total))));
+    let opts = SweepOptions { jobs: Some(2), progress: Some(progress), ..SweepOptions::default() };
+    run_sweep(&plan, dir.path(), &opts).unwrap();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=8).map(|d| (d, 8)).collect::<Vec<_>>(), "one call per run, each count once");
+}
