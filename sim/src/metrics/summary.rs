@@ -167,9 +167,41 @@ pub struct RunSummary {
     pub send_lag: Option<SendLagSummary>,
 }
 
+/// Requests counted by how they ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct StatusCounts {
+    ok: u64,
+    error: u64,
+    timeout: u64,
+    rejected: u64,
+}
+
+impl StatusCounts {
+    fn add(&mut self, status: RequestStatus) {
+        let n = match status {
+            RequestStatus::Ok => &mut self.ok,
+            RequestStatus::Error => &mut self.error,
+            RequestStatus::Timeout => &mut self.timeout,
+            RequestStatus::Rejected => &mut self.rejected,
+        };
+        *n += 1;
+    }
+
+    fn merge(&mut self, o: &StatusCounts) {
+        self.ok += o.ok;
+        self.error += o.error;
+        self.timeout += o.timeout;
+        self.rejected += o.rejected;
+    }
+
+    fn total(&self) -> u64 {
+        self.ok + self.error + self.timeout + self.rejected
+    }
+}
+
 #[derive(Default)]
 struct ModelAcc {
-    statuses: [u64; 4],
+    statuses: StatusCounts,
     ttft: Vec<f64>,
     tpot: Vec<f64>,
     e2e: Vec<f64>,
@@ -188,13 +220,7 @@ impl ModelAcc {
         if let (true, Some(cached)) = (caching, row.cached_tokens) {
             self.prefix_cache.add(row.prompt_tokens, cached);
         }
-        let k = match row.status {
-            RequestStatus::Ok => 0,
-            RequestStatus::Error => 1,
-            RequestStatus::Timeout => 2,
-            RequestStatus::Rejected => 3,
-        };
-        self.statuses[k] += 1;
+        self.statuses.add(row.status);
         self.preemptions += u64::from(row.preemptions.unwrap_or(0));
         self.first_send = Some(self.first_send.map_or(row.send_s, |f| f.min(row.send_s)));
         if let Some(end) = row.end_s {
@@ -219,9 +245,7 @@ impl ModelAcc {
     }
 
     fn merge_from(&mut self, o: &ModelAcc) {
-        for k in 0..4 {
-            self.statuses[k] += o.statuses[k];
-        }
+        self.statuses.merge(&o.statuses);
         self.ttft.extend_from_slice(&o.ttft);
         self.tpot.extend_from_slice(&o.tpot);
         self.e2e.extend_from_slice(&o.e2e);
@@ -242,8 +266,8 @@ impl ModelAcc {
     }
 
     fn finish(mut self, model: String, has_slo: bool) -> ModelSummary {
-        let requests: u64 = self.statuses.iter().sum();
-        let ok = self.statuses[0];
+        let requests = self.statuses.total();
+        let ok = self.statuses.ok;
         let duration_s = match (self.first_send, self.last_end) {
             (Some(a), Some(b)) if b > a => b - a,
             _ => 0.0,
@@ -266,9 +290,9 @@ impl ModelAcc {
             model,
             requests,
             ok,
-            error: self.statuses[1],
-            timeout: self.statuses[2],
-            rejected: self.statuses[3],
+            error: self.statuses.error,
+            timeout: self.statuses.timeout,
+            rejected: self.statuses.rejected,
             success_rate: if requests > 0 { ok as f64 / requests as f64 } else { 0.0 },
             duration_s,
             request_throughput: per_s(ok as f64),
