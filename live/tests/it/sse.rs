@@ -259,7 +259,8 @@ fn hostile_chunk() -> impl Strategy<Value = String> {
         "[]",
         "{}",
     ]);
-    let text = prop::sample::select(vec!["\"\"", "\"a\"", "null", "7", "[\"a\"]", "{\"x\":1}", "\"\\ud800\""]);
+    let text =
+        prop::sample::select(vec!["\"\"", "\"a\"", "null", "7", "[\"a\"]", "{\"x\":1}", "\"\\ud800\""]);
     prop_oneof![
         (text.clone(), num.clone()).prop_map(|(t, n)| format!(
             "{{\"choices\":[{{\"text\":{t},\"finish_reason\":{t}}}],\"usage\":{{\"completion_tokens\":{n}}}}}"
