@@ -33,6 +33,12 @@ const CELLS: &[&str] = &[
     "\"",
 ];
 
+const FLOATS: &[&str] = &["NaN", "inf", "-inf", "1e308", "-1e308", "-1", "1e-320", "0", "1e12"];
+
+/// The float columns of requests.csv (scheduled_s..end_s, ttft_s..itl_max_s), instances.csv
+/// (time_s, kv_cache_usage) and tokens.csv (time_s).
+const FLOAT_COLS: [&[usize]; 3] = [&[4, 5, 6, 7, 15, 16, 17, 18, 19], &[0, 6], &[2]];
+
 const JSON_VALUES: &[&str] =
     &["0", "-1", "1e308", "-1e308", "18446744073709551615", "null", "\"x\"", "[]", "{}", "0.5"];
 
@@ -43,6 +49,9 @@ enum Edit {
     Cell { file: u8, row: usize, col: usize, value: usize },
     /// Replace the `n`-th number in a JSON file (0: summary, 1: run) with a hostile value.
     JsonNumber { file: u8, n: usize, value: usize },
+    /// Replace a float cell with a non-finite, huge or negative one (keeps the row readable, so the
+    /// value reaches the charts).
+    Float { file: u8, row: usize, col: usize, value: usize },
     /// Cut a file (0..5) at a fraction of its length.
     Truncate { file: u8, at: f64 },
     /// Drop every data row but `keep` of requests.csv.
@@ -53,6 +62,8 @@ fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         4 => (0u8..3, any::<usize>(), any::<usize>(), 0..CELLS.len())
             .prop_map(|(file, row, col, value)| Edit::Cell { file, row, col, value }),
+        4 => (0u8..3, any::<usize>(), any::<usize>(), 0..FLOATS.len())
+            .prop_map(|(file, row, col, value)| Edit::Float { file, row, col, value }),
         2 => (0u8..2, any::<usize>(), 0..JSON_VALUES.len())
             .prop_map(|(file, n, value)| Edit::JsonNumber { file, n, value }),
         1 => (0u8..5, 0.0f64..1.0).prop_map(|(file, at)| Edit::Truncate { file, at }),
@@ -63,22 +74,30 @@ fn edit() -> impl Strategy<Value = Edit> {
 const FILES: [&str; 5] =
     [files::REQUESTS_CSV, files::INSTANCES_CSV, files::TOKENS_CSV, files::SUMMARY_JSON, files::RUN_JSON];
 
+/// Replaces cell (`row` mod data rows, `col` mod columns) of CSV file `file` with `value`.
+fn set_cell(dir: &Path, file: u8, row: usize, col: usize, value: &str) {
+    let path = dir.join(FILES[file as usize]);
+    let text = fs::read_to_string(&path).unwrap_or_default();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    if lines.len() < 2 {
+        return;
+    }
+    let r = 1 + row % (lines.len() - 1);
+    let mut cells: Vec<&str> = lines[r].split(',').collect();
+    let c = col % cells.len();
+    cells[c] = value;
+    lines[r] = cells.join(",");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
 fn apply(dir: &Path, e: &Edit) {
     match *e {
-        Edit::Cell { file, row, col, value } => {
-            let path = dir.join(FILES[file as usize]);
-            let text = fs::read_to_string(&path).unwrap_or_default();
-            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-            if lines.len() < 2 {
-                return;
-            }
-            let r = 1 + row % (lines.len() - 1);
-            let mut cells: Vec<&str> = lines[r].split(',').collect();
-            let c = col % cells.len();
-            cells[c] = CELLS[value];
-            lines[r] = cells.join(",");
-            fs::write(&path, lines.join("\n") + "\n").unwrap();
+        Edit::Float { file, row, col, value } => {
+            let cols = FLOAT_COLS[file as usize];
+            let col = cols[col % cols.len()];
+            set_cell(dir, file, row, col, FLOATS[value]);
         }
+        Edit::Cell { file, row, col, value } => set_cell(dir, file, row, col, CELLS[value]),
         Edit::JsonNumber { file, n, value } => {
             let path = dir.join(FILES[3 + file as usize]);
             let text = fs::read_to_string(&path).unwrap_or_default();
@@ -166,4 +185,23 @@ fn a_negative_percentile_in_summary_json_renders_without_that_bar() {
     let opts = ReportOptions { out_dir: tmp.path().join("report"), ..ReportOptions::default() };
     let res = write_report(&[good, bad], &opts).unwrap();
     assert!(res.charts.iter().any(|c| c.to_string_lossy().contains("percentiles_")));
+}
+
+/// Regression (found by the suite): a negative `e2e_s` in an edited `requests.csv` panicked the
+/// CDF chart the same way; such values are left out of the samples.
+#[test]
+fn a_negative_latency_in_requests_csv_renders_without_that_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = write_run(&tmp.path().join("good"), "fuzz", "baseline", Shape::default());
+    let bad = write_run(&tmp.path().join("bad"), "fuzz", "baseline", Shape::default());
+    // Row 1 (id 0) is ok; column 16 is e2e_s.
+    set_cell(&bad, 0, 0, 16, "-1e308");
+    let opts = ReportOptions {
+        out_dir: tmp.path().join("report"),
+        width: 200,
+        height: 150,
+        ..ReportOptions::default()
+    };
+    let res = write_report(&[good, bad], &opts).unwrap();
+    assert!(res.charts.iter().any(|c| c.to_string_lossy().contains("cdf_e2e")));
 }
