@@ -82,6 +82,61 @@ fn progress_printer(label: String, planned: Option<u64>) -> impl FnMut(u64) {
     }
 }
 
+/// Prints what each replay phase does with its file's rows (read, skipped and why, sent).
+pub(crate) fn print_replay_stats(scenario: &Scenario, base_dir: &std::path::Path) -> Result<()> {
+    let mut workload = sim::simulation::scenario_workload(scenario, base_dir)
+        .with_context(|| format!("building the workload of variant '{}'", scenario.variant))?;
+    let stats = workload.replay_stats();
+    if stats.is_empty() {
+        return Ok(());
+    }
+    // Requests no replica of their model can take (prompt + max_tokens > max_model_len), per phase;
+    // only listed in advance when every phase is open loop.
+    let closed = scenario
+        .workload
+        .phases
+        .iter()
+        .any(|p| matches!(p.arrival, sim::scenario::ArrivalSpec::ClosedLoop { .. }));
+    let mut too_long = vec![0u64; scenario.workload.phases.len()];
+    if !closed {
+        let max_len: Vec<u32> = (0..scenario.models.len())
+            .map(|m| {
+                let lens = scenario.instances.iter().filter(|i| i.model.index() == m);
+                lens.map(|i| i.engine.max_model_len).max().unwrap_or(0)
+            })
+            .collect();
+        while let Some(r) = workload.pop() {
+            if r.num_prompt_tokens.saturating_add(r.max_tokens) > max_len[r.model.index()] {
+                too_long[r.phase as usize] += 1;
+            }
+        }
+    }
+    for (phase, stats) in stats {
+        let long = match too_long[phase] {
+            0 => String::new(),
+            n => format!(
+                "; {n} of them longer than max_model_len: sent and rejected, as vLLM does (in reqs, not in ok)"
+            ),
+        };
+        eprintln!("replay phase {phase}: {stats}{long}");
+    }
+    let bounds = sim::workload::scenario_reuse_bounds(scenario, base_dir)
+        .with_context(|| format!("building the workload of variant '{}'", scenario.variant))?;
+    let pct =
+        |b: &sim::workload::ReuseBound| b.hit_rate().map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+    for b in bounds {
+        eprintln!(
+            "prefix hits the requests allow for {} (one at a time): {} with an infinite cache, {} with \
+             an LRU cache of its replicas' {} blocks (README, \"Replaying traces\")",
+            b.model,
+            pct(&b.infinite),
+            pct(&b.finite),
+            b.cache_blocks
+        );
+    }
+    Ok(())
+}
+
 fn simulate(args: SimulateArgs) -> Result<()> {
     let (file, variants) = load(&args.scenario)?;
     if args.explain && variants.len() != 2 {
@@ -96,7 +151,12 @@ fn simulate(args: SimulateArgs) -> Result<()> {
     let started = now_rfc3339();
     let mut summaries = Vec::new();
     let mut run_dirs = Vec::new();
+    let mut reported: Option<&sim::scenario::WorkloadSpec> = None;
     for scenario in &variants {
+        if reported != Some(&scenario.workload) {
+            print_replay_stats(scenario, &file.base_dir)?;
+            reported = Some(&scenario.workload);
+        }
         let dir = out.join(&scenario.variant);
         run_dirs.push(dir.clone());
         let mut progress = progress_printer(scenario.variant.clone(), None);

@@ -145,6 +145,7 @@ fn live_run_cmd(a: LiveRunArgs) -> Result<()> {
         scenario.variant,
         out.display()
     );
+    crate::commands::print_replay_stats(&scenario, &file.base_dir)?;
     let rt = runtime()?;
     {
         // Listen for the stop signals before the run dir exists, so none kills the process.

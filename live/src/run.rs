@@ -161,10 +161,10 @@ pub enum LiveError {
     Load(#[from] LoadError),
 }
 
-/// The scenario's request stream, exactly as the simulator generates it.
-fn workload_source(scenario: &Scenario, base_dir: &Path) -> Result<WorkloadGenerator, LiveError> {
-    let keys: Vec<String> = scenario.models.iter().map(|m| m.name.clone()).collect();
-    WorkloadGenerator::with_model_keys(&scenario.workload, &keys, scenario.seed, base_dir)
+/// The scenario's request stream, exactly as the simulator generates it
+/// (`sim::simulation::scenario_workload`).
+pub fn workload_source(scenario: &Scenario, base_dir: &Path) -> Result<WorkloadGenerator, LiveError> {
+    sim::simulation::scenario_workload(scenario, base_dir)
         .map_err(|e| LiveError::Workload { scenario: scenario.name.clone(), reason: e.to_string() })
 }
 

@@ -104,10 +104,16 @@ pub fn simulate(
     observer: &mut dyn Observer,
     opts: SimOptions<'_>,
 ) -> Result<SimStats, SimError> {
-    // A replayed run dir names its models by their scenario keys, as `live run` maps them.
-    let keys: Vec<String> = scenario.models.iter().map(|m| m.name.clone()).collect();
-    let workload = WorkloadGenerator::with_model_keys(&scenario.workload, &keys, scenario.seed, base_dir)?;
+    let workload = scenario_workload(scenario, base_dir)?;
     Simulation::new(scenario, workload, observer, opts).run()
+}
+
+/// The scenario's request stream, as `simulate` and `live run` both draw it: a replayed trace's
+/// model column maps to the scenario's model keys (`Scenario::models[i].name`), and relative
+/// replay paths resolve against `base_dir`.
+pub fn scenario_workload(scenario: &Scenario, base_dir: &Path) -> Result<WorkloadGenerator, WorkloadError> {
+    let keys: Vec<String> = scenario.models.iter().map(|m| m.name.clone()).collect();
+    WorkloadGenerator::with_model_keys(&scenario.workload, &keys, scenario.seed, base_dir)
 }
 
 struct Simulation<'s, 'o, 'p> {

@@ -28,7 +28,7 @@ pub trait RequestSource: Send {
         None
     }
 
-    /// Why the stream stopped early, if it did (e.g. a replay file changed mid-run).
+    /// Why the stream stopped early, if it did (e.g. a source reading its file lazily that fails mid-run).
     fn error(&self) -> Option<String> {
         None
     }

@@ -89,7 +89,8 @@ async fn live_exports_parse_like_the_tools_and_import_back_to_the_same_requests(
     let dir = tempfile::tempdir().unwrap();
     let mut sc = scenario(&["ok", "err500"], vec![], RouterPolicy::RoundRobin, 60.0);
     // A replay: the genai-perf export must say the rate it was sent at, not 0.0.
-    sc.workload.phases[0].arrival = ArrivalSpec::Replay { path: "trace.csv".into(), speedup: 1.0 };
+    sc.workload.phases[0].arrival =
+        ArrivalSpec::Replay { path: "trace.csv".into(), speedup: 1.0, options: Default::default() };
     let mut source = FixedSchedule::new(vec![
         req(0, 0, 0, 3),
         req(1, 20, 0, 5),
@@ -283,8 +284,11 @@ fn an_imported_run_dir_replays_through_the_simulators_workload_as_recorded() {
     import_export(&aiperf_fixture(), &sc, dir.path(), &import_opts()).unwrap();
     let run = read_run_dir(dir.path()).unwrap();
     let mut replay = sc.clone();
-    replay.workload.phases[0].arrival =
-        ArrivalSpec::Replay { path: dir.path().display().to_string(), speedup: 1.0 };
+    replay.workload.phases[0].arrival = ArrivalSpec::Replay {
+        path: dir.path().display().to_string(),
+        speedup: 1.0,
+        options: Default::default(),
+    };
     let keys: Vec<String> = replay.models.iter().map(|m| m.name.clone()).collect();
     let mut generator =
         sim::workload::WorkloadGenerator::with_model_keys(&replay.workload, &keys, replay.seed, dir.path())

@@ -11,6 +11,7 @@ mod prom;
 mod sse;
 mod step_log;
 mod tool_parsers;
+mod trace_replay;
 
 // live-server
 mod emulator;

@@ -78,7 +78,29 @@ pub fn prefix_stream_id(group: u64) -> u64 {
     mix(PREFIX_DOMAIN ^ group)
 }
 
+/// The token-stream id of a trace's prefix block `block` (a Mooncake `hash_ids` entry), kept
+/// apart from [`prefix_stream_id`]'s domain so trace blocks never alias synthetic prefixes.
+pub fn trace_block_stream_id(block: u64) -> u64 {
+    mix(TRACE_BLOCK_DOMAIN ^ mix(block))
+}
+
 impl PromptContent {
+    /// The leading content of a `num_prompt_tokens`-token prompt whose trace blocks of
+    /// `block_size` tokens are `blocks` (block 0 first): block k is `block_size` tokens (the last
+    /// one: what is left of the prompt) of the stream [`trace_block_stream_id`]`(blocks[k])`.
+    /// Chained hashing then shares engine block j exactly when every trace block up to it is
+    /// equal, whatever the engine's block size. Ids past the prompt's end are ignored; tokens past
+    /// the last id are unique to the request.
+    pub fn trace_blocks(blocks: &[u64], block_size: u32, num_prompt_tokens: u32) -> PromptContent {
+        let block_size = block_size.max(1);
+        let mut left = num_prompt_tokens;
+        PromptContent::segments(blocks.iter().map_while(|&b| {
+            let take = left.min(block_size);
+            left -= take;
+            (take > 0).then_some(ContentSegment { id: trace_block_stream_id(b), num_tokens: take })
+        }))
+    }
+
     /// Content made of `segments`.
     pub fn segments(segments: impl IntoIterator<Item = ContentSegment>) -> PromptContent {
         let list = SegmentList::new(segments);
@@ -234,6 +256,9 @@ pub const NONE_HASH: u64 = 0x6e6f_6e65_5f68_6173;
 /// Keeps prefix-group stream ids apart from other stream ids.
 const PREFIX_DOMAIN: u64 = 0x7072_6566_6978_0000;
 
+/// Keeps trace-block stream ids apart from other stream ids.
+const TRACE_BLOCK_DOMAIN: u64 = 0x7472_6163_6562_6c6b;
+
 /// `hash_block_tokens(parent_block_hash, block content)`: a 64-bit mix (vLLM uses sha256 or
 /// Python's hash of the token tuple; any collision-resistant enough function gives the same
 /// sharing).
@@ -335,6 +360,27 @@ mod tests {
         let wide_b = hashes(&PromptContent::from_token_ids(&b, 16), 32);
         assert_eq!(wide_a[0], wide_b[0]);
         assert_ne!(wide_a[1], wide_b[1]);
+    }
+
+    #[test]
+    fn trace_blocks_share_engine_blocks_up_to_the_first_differing_trace_block() {
+        // Trace blocks of 4 tokens, engine blocks of 2 (the 512 -> 16 conversion in small).
+        let a = hashes(&PromptContent::trace_blocks(&[7, 8, 9], 4, 12), 2);
+        let b = hashes(&PromptContent::trace_blocks(&[7, 8, 5], 4, 12), 2);
+        let c = hashes(&PromptContent::trace_blocks(&[6, 8, 9], 4, 12), 2);
+        assert_eq!(a.len(), 6);
+        assert_eq!(a[..4], b[..4]);
+        assert_ne!(a[4], b[4]);
+        assert!(a.iter().zip(&c).all(|(x, y)| x != y), "a different first block: nothing shared");
+    }
+
+    #[test]
+    fn a_final_partial_trace_block_covers_the_prompt_tail_only() {
+        let c = PromptContent::trace_blocks(&[1, 2, 3, 4], 4, 10);
+        assert_eq!(c.num_shared_tokens(), 10, "4 + 4 + 2 tokens; the id past the prompt is ignored");
+        let full = hashes(&PromptContent::trace_blocks(&[1, 2, 3], 4, 12), 2);
+        assert_eq!(hashes(&c, 2)[..], full[..5], "the tail is a shorter take of the same block");
+        assert_ne!(trace_block_stream_id(3), prefix_stream_id(3));
     }
 
     #[test]

@@ -106,10 +106,8 @@ pub fn scale_load(w: &mut WorkloadSpec, s: f64) {
             ArrivalSpec::ClosedLoop { concurrency, .. } => {
                 *concurrency = ((f64::from(*concurrency) * s).round() as u32).max(1);
             }
-            ArrivalSpec::Replay { speedup, .. } => {
-                *speedup *= s;
-                p.duration_s = p.duration_s.map(|d| d / s);
-            }
+            // A replay's duration_s is its source window: the same rows, compressed.
+            ArrivalSpec::Replay { speedup, .. } => *speedup *= s,
             ArrivalSpec::Sessions(sessions) => match &mut sessions.start {
                 SessionStart::Concurrent(n) => *n = ((f64::from(*n) * s).round() as u32).max(1),
                 SessionStart::Rate(rate) => {

@@ -2,9 +2,9 @@
 //! samples and tokens of a resolved scenario are estimated from its workload and refused above
 //! `[output]` limits, with the estimate and the `--set` that raises the limit. A phase with rate
 //! 1e12 for one second, or a nanosecond sample interval, is thus an error naming the field
-//! instead of a run that fills the memory or the disk. Unknown counts (a replay, a time-bounded
-//! closed loop) are not estimated; the simulator's sampling skips idle time for those. This
-//! module runs nothing.
+//! instead of a run that fills the memory or the disk. Unknown counts (a replay without
+//! `num_requests`, a time-bounded closed loop or sessions phase: sessions may end early) are not
+//! estimated; the simulator's sampling skips idle time for those. This module runs nothing.
 
 use super::error::{Ctx, ScenarioError};
 use super::types::{ArrivalSpec, LengthDist, PhaseSpec, WorkloadSpec};
@@ -43,8 +43,13 @@ fn phase_requests(p: &PhaseSpec) -> Option<f64> {
     }
 }
 
-/// Simulated seconds a phase lasts, when knowable.
+/// Simulated seconds a phase lasts, when knowable. A replay's `duration_s` (or `end_s - start_s`)
+/// is its source window, which lasts `window / speedup`; without either, the trace decides.
 fn phase_seconds(p: &PhaseSpec) -> Option<f64> {
+    if let ArrivalSpec::Replay { speedup, options, .. } = &p.arrival {
+        let window = options.window_end(p.duration_s).map(|end| end - options.start_s);
+        return window.map(|w| w / speedup);
+    }
     let by_count = match (&p.arrival, p.num_requests) {
         (
             ArrivalSpec::Poisson { rate } | ArrivalSpec::Gamma { rate, .. } | ArrivalSpec::Constant { rate },
@@ -72,10 +77,23 @@ fn mean_tokens(d: &LengthDist) -> f64 {
     }
 }
 
-/// Largest mean prompt + output tokens over a phase's models.
+/// Largest mean prompt + output tokens over a phase's models. A session's turn k prompt repeats
+/// the turns before it (k - 1 answers and user messages), so its mean over the turns is the first
+/// prompt + (mean turns - 1) / 2 of them, capped by `max_context_tokens`.
 fn phase_tokens_per_request(p: &PhaseSpec) -> f64 {
-    let default = mean_tokens(&p.input_tokens) + mean_tokens(&p.output_tokens);
-    p.per_model_lengths.iter().map(|(_, i, o)| mean_tokens(i) + mean_tokens(o)).fold(default, f64::max)
+    let per_request = |input: &LengthDist, output: &LengthDist| {
+        let (i, o) = (mean_tokens(input), mean_tokens(output));
+        match &p.arrival {
+            ArrivalSpec::Sessions(s) => {
+                let growth = (mean_tokens(&s.turns) - 1.0).max(0.0) / 2.0 * (o + mean_tokens(&s.user_tokens));
+                let t = i + growth + o;
+                s.max_context_tokens.map_or(t, |m| t.min(f64::from(m)))
+            }
+            _ => i + o,
+        }
+    };
+    let default = per_request(&p.input_tokens, &p.output_tokens);
+    p.per_model_lengths.iter().map(|(_, i, o)| per_request(i, o)).fold(default, f64::max)
 }
 
 /// What a run of `workload` on `instances` instances is expected to cost.
@@ -132,4 +150,77 @@ pub(crate) fn check(ctx: Ctx<'_>, work: &PlannedWork, limits: &Limits) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ModelId;
+    use crate::scenario::{DelayDist, PrefixSpec, ReplayOptions, SessionSpec, SessionStart};
+
+    fn phase(arrival: ArrivalSpec, duration_s: Option<f64>, num_requests: Option<u64>) -> PhaseSpec {
+        PhaseSpec {
+            name: "p".into(),
+            duration_s,
+            num_requests,
+            arrival,
+            mix: vec![(ModelId(0), 1.0)],
+            input_tokens: LengthDist::Fixed { value: 1000 },
+            output_tokens: LengthDist::Fixed { value: 100 },
+            per_model_lengths: Vec::new(),
+        }
+    }
+
+    fn work(p: PhaseSpec) -> PlannedWork {
+        let w = WorkloadSpec {
+            phases: vec![p],
+            prefix: PrefixSpec { tokens: 0, groups: 1, fraction: 0.0 },
+            prompt_token_id_range: (0, 100),
+        };
+        planned_work(&w, 2, 1.0, 10.0)
+    }
+
+    fn replay(speedup: f64, options: ReplayOptions) -> ArrivalSpec {
+        ArrivalSpec::Replay { path: "trace.csv".into(), speedup, options }
+    }
+
+    #[test]
+    fn a_replay_window_lasts_its_source_length_over_speedup() {
+        // duration_s is the source window: 600 s at speedup 10 is 60 s, plus 10 s of drain.
+        let w = work(phase(replay(10.0, ReplayOptions::default()), Some(600.0), None));
+        assert_eq!(w.samples, Some(70.0 * 2.0));
+        assert_eq!(w.requests, None, "the rows in the window are not known before reading the file");
+        let window = ReplayOptions { start_s: 100.0, end_s: Some(400.0), ..ReplayOptions::default() };
+        let w = work(phase(replay(0.5, window), None, Some(50)));
+        assert_eq!(w.samples, Some(610.0 * 2.0));
+        assert_eq!(w.requests, Some(50.0));
+        // rate_scale changes the rows, not the time.
+        let scaled = ReplayOptions { rate_scale: 4.0, ..ReplayOptions::default() };
+        assert_eq!(work(phase(replay(10.0, scaled), Some(600.0), None)).samples, Some(140.0));
+        assert_eq!(work(phase(replay(1.0, ReplayOptions::default()), None, None)).samples, None);
+    }
+
+    fn sessions(max_context_tokens: Option<u32>) -> ArrivalSpec {
+        ArrivalSpec::Sessions(SessionSpec {
+            start: SessionStart::Concurrent(4),
+            turns: LengthDist::Fixed { value: 5 },
+            think_time_s: DelayDist::default(),
+            user_tokens: LengthDist::Fixed { value: 50 },
+            num_sessions: Some(20),
+            max_context_tokens,
+        })
+    }
+
+    #[test]
+    fn session_turns_count_the_context_they_repeat_and_unknown_counts_stay_unknown() {
+        // Turn k's prompt: 1000 + (k - 1) x (100 + 50); mean over 5 turns 1300, plus the answer.
+        let w = work(phase(sessions(None), None, Some(100)));
+        assert_eq!(w.requests, Some(100.0));
+        assert_eq!(w.tokens, Some(100.0 * 1400.0));
+        assert_eq!(work(phase(sessions(Some(1200)), None, Some(100))).tokens, Some(100.0 * 1200.0));
+        // Sessions may end early: without num_requests the turn count is unknown.
+        let w = work(phase(sessions(None), Some(60.0), None));
+        assert_eq!((w.requests, w.tokens), (None, None));
+        assert_eq!(w.samples, Some(70.0 * 2.0));
+    }
 }

@@ -16,6 +16,7 @@ mod perf;
 mod phases;
 mod presets;
 mod raw;
+mod replay;
 mod resolve;
 mod types;
 
@@ -28,4 +29,5 @@ pub use limits::{
 pub use load::{ScenarioFile, load_scenario, parse_scenario};
 pub use overrides::Override;
 pub use presets::{default_activation_reserve_bytes, engine_preset_defaults};
+pub use replay::{MAX_RATE_SCALE, ReplayModels, ReplayOptions, TraceFormat};
 pub use types::*;

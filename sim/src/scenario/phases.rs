@@ -7,6 +7,7 @@
 
 use super::error::{Ctx, ScenarioError, quoted_list};
 use super::raw::{RawArrival, RawDelay, RawDelayDist, RawDist, RawPhase, RawPrefix, RawWorkload};
+use super::replay::ReplayOptions;
 use super::types::{
     ArrivalSpec, DelayDist, LengthDist, ModelSpec, PhaseSpec, PrefixSpec, SessionSpec, SessionStart,
     WorkloadSpec,
@@ -189,13 +190,44 @@ fn resolve_arrival(
             ArrivalSpec::ClosedLoop { concurrency, reissue_delay_s }
         }
         RawArrival::Sessions { .. } => ArrivalSpec::Sessions(resolve_sessions(ctx, field, raw)?),
-        RawArrival::Replay { ref path, speedup } => {
+        RawArrival::Replay {
+            ref path,
+            speedup,
+            format,
+            start_s,
+            end_s,
+            rate_scale,
+            models,
+            ref model_map,
+            block_size,
+        } => {
             positive(ctx, f("speedup"), speedup, "speedup")?;
             let resolved = ctx.resolve_path(path);
             if !resolved.exists() {
                 return Err(ctx.err(f("path"), format!("{} does not exist", resolved.display())));
             }
-            ArrivalSpec::Replay { path: resolved.display().to_string(), speedup }
+            let d = ReplayOptions::default();
+            let options = ReplayOptions {
+                format,
+                start_s: start_s.unwrap_or(d.start_s),
+                end_s,
+                rate_scale: rate_scale.unwrap_or(d.rate_scale),
+                models: models.unwrap_or(d.models),
+                model_map: model_map.clone().unwrap_or_default(),
+                block_size: block_size.unwrap_or(d.block_size),
+            };
+            options.check(duration_s).map_err(|(name, reason)| {
+                let name = if name == "duration_s" {
+                    format!("{}.duration_s", field.trim_end_matches(".arrival"))
+                } else {
+                    f(name)
+                };
+                ctx.err(name, reason)
+            })?;
+            // Absolute, so the workload (which joins paths to its base dir) finds it from any
+            // working directory (a relative scenario path would otherwise be joined twice).
+            let resolved = std::fs::canonicalize(&resolved).unwrap_or(resolved);
+            ArrivalSpec::Replay { path: resolved.display().to_string(), speedup, options }
         }
     })
 }
@@ -357,7 +389,17 @@ fn resolve_phase(
         ));
     }
     let mix = resolve_mix(ctx, &f("mix"), raw, models)?;
-    let (Some(input), Some(output)) = (&raw.input_tokens, &raw.output_tokens) else {
+    // A replay takes its lengths from the trace: distributions are optional there (and unused).
+    let placeholder = RawDist::Fixed { value: 1 };
+    let (input, output) = if is_replay {
+        (
+            Some(raw.input_tokens.as_ref().unwrap_or(&placeholder)),
+            Some(raw.output_tokens.as_ref().unwrap_or(&placeholder)),
+        )
+    } else {
+        (raw.input_tokens.as_ref(), raw.output_tokens.as_ref())
+    };
+    let (Some(input), Some(output)) = (input, output) else {
         let missing = if raw.input_tokens.is_none() { "input_tokens" } else { "output_tokens" };
         return Err(ctx.err(
             f(missing),

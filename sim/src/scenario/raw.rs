@@ -402,6 +402,13 @@ pub(crate) enum RawArrival {
         path: String,
         #[serde(default = "one")]
         speedup: f64,
+        format: Option<super::TraceFormat>,
+        start_s: Option<f64>,
+        end_s: Option<f64>,
+        rate_scale: Option<f64>,
+        models: Option<super::ReplayModels>,
+        model_map: Option<std::collections::BTreeMap<String, String>>,
+        block_size: Option<u32>,
     },
     /// Multi-turn sessions (see `SessionSpec`): exactly one of `concurrency` and `rate`.
     Sessions {

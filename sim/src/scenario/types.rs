@@ -581,12 +581,16 @@ pub enum ArrivalSpec {
     /// Multi-turn chat sessions (`workload::sessions`): each turn's prompt repeats the previous
     /// turn's prompt and answer, the next turn is sent a think time after the answer ends.
     Sessions(SessionSpec),
-    /// Arrivals, models and lengths replayed from a recorded run dir or trace CSV.
+    /// Arrivals, models, lengths and prefix blocks replayed from a trace (see
+    /// [`TraceFormat`](super::TraceFormat)).
     Replay {
-        /// Path of a run dir (`requests.csv`) or an Azure-format trace CSV.
+        /// Path of the trace file or run dir.
         path: String,
-        /// Multiply inter-arrival gaps by 1/speedup.
+        /// Time compression: inter-arrival gaps are divided by this.
         speedup: f64,
+        /// Format, source window, rate scaling, models.
+        #[serde(default)]
+        options: super::ReplayOptions,
     },
 }
 

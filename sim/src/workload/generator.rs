@@ -15,7 +15,7 @@ use super::arrivals::ArrivalClock;
 use super::closed_loop::{ClosedLoop, ReissueDelay};
 pub use super::error::WorkloadError;
 use super::plan::{PhaseKind, PhasePlan, PrefixPlan, compile};
-use super::replay::{ReplayCursor, ReplayItem, scale};
+use super::replay::{ReplayCursor, ReplayItem, ReplayStats, scale};
 use super::sessions::{Sessions, SessionsSetup};
 use super::spec::{PrefixRef, RequestSpec};
 use super::streams::{Stream, rng};
@@ -47,7 +47,8 @@ pub struct WorkloadGenerator {
     /// issues once the closed loop has no pending send (a time-ordered driver then is past the end).
     lookahead: Option<Active>,
     next_id: u64,
-    /// A replay file that failed on its second pass (it changed after the up-front check).
+    /// An error met while generating (none today: replay files are read in full at construction;
+    /// kept so sources that read lazily can report one).
     error: Option<WorkloadError>,
 }
 
@@ -73,7 +74,7 @@ enum ActiveKind {
 impl Active {
     fn peek(&self) -> Option<SimTime> {
         match &self.kind {
-            ActiveKind::Open(o) => o.pending.map(|p| p.time),
+            ActiveKind::Open(o) => o.pending.as_ref().map(|p| p.time),
             ActiveKind::Closed(c) => c.peek(),
             ActiveKind::Sessions(s) => s.peek(),
         }
@@ -110,7 +111,7 @@ enum OpenSource {
     },
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Pending {
     time: SimTime,
     /// Model and lengths fixed by a replayed row.
@@ -132,12 +133,10 @@ impl OpenLoop {
                 None => return Ok(Some(self.end.unwrap_or(last))),
             },
             OpenSource::Replay { cursor, speedup } => match cursor.next_item() {
-                Some(item) => {
-                    let item = item?;
-                    (scale(item.offset_ns, *speedup), Some(item))
-                }
-                // The file ran out: the phase ends with its last request.
-                None => return Ok(Some(last)),
+                Some(item) => (scale(item.offset_ns, *speedup), Some(item)),
+                // The window ran out: the phase ends at the window's end, or with its last
+                // request when the window is open-ended.
+                None => return Ok(Some(self.end.unwrap_or(last))),
             },
         };
         let time = start + offset;
@@ -171,7 +170,7 @@ impl WorkloadGenerator {
         seed: u64,
         base_dir: &Path,
     ) -> Result<Self, WorkloadError> {
-        let (plans, prefix) = compile(spec, model_keys, base_dir)?;
+        let (plans, prefix) = compile(spec, model_keys, base_dir, seed)?;
         let mut g = WorkloadGenerator {
             seed,
             num_models: model_keys.len(),
@@ -208,7 +207,8 @@ impl WorkloadGenerator {
             match &mut active.kind {
                 ActiveKind::Open(o) => {
                     let pending = o.pending.take()?;
-                    let model = match pending.given.and_then(|g| g.model) {
+                    let time = pending.time;
+                    let model = match pending.given.as_ref().and_then(|g| g.model) {
                         Some(m) => m,
                         None => match &plan.mix {
                             Some(mix) => mix.pick(&mut active.choice),
@@ -219,7 +219,7 @@ impl WorkloadGenerator {
                     self.next_id += 1;
                     if let ActiveKind::Open(o) = &mut active.kind {
                         o.issued += 1;
-                        o.last = Some(pending.time);
+                        o.last = Some(time);
                         match o.advance(active.start) {
                             Ok(None) => {}
                             Ok(Some(end)) => {
@@ -312,8 +312,21 @@ impl WorkloadGenerator {
         self.plans.iter().map(PhasePlan::planned).sum()
     }
 
-    /// The error that stopped the stream early, if any: a replay file that changed after it was
-    /// checked at construction. Drivers should check it once the generator is exhausted.
+    /// What each replay phase did with its file's rows (phase index, counts), in phase order.
+    pub fn replay_stats(&self) -> Vec<(usize, ReplayStats)> {
+        self.plans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match &p.kind {
+                PhaseKind::Replay(r) => Some((i, r.stats.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The error that stopped the stream early, if any (replay files are read and checked in full
+    /// at construction, so today there is none). Drivers should check it once the generator is
+    /// exhausted.
     pub fn error(&self) -> Option<&WorkloadError> {
         self.error.as_ref()
     }
@@ -351,7 +364,7 @@ impl WorkloadGenerator {
                     limit: plan.limit,
                 }))),
                 PhaseKind::Replay(r) => ActiveKind::Open(OpenLoop {
-                    source: OpenSource::Replay { cursor: r.open()?, speedup: r.speedup },
+                    source: OpenSource::Replay { cursor: r.open(), speedup: r.speedup },
                     end,
                     limit: plan.limit,
                     issued: 0,
@@ -420,7 +433,7 @@ impl WorkloadGenerator {
 }
 
 /// Draws one request's lengths and prefix from its model's stream, in a fixed order: prompt,
-/// output (unless a replayed row gives them), then prefix membership and group.
+/// output, then prefix membership and group; a replayed row gives all of them.
 fn draw_request(
     plan: &PhasePlan,
     prefix: Option<&PrefixPlan>,
@@ -430,14 +443,21 @@ fn draw_request(
     pending: Pending,
 ) -> RequestSpec {
     let rng = &mut active.attrs[model.index()];
-    let (num_prompt_tokens, max_tokens) = match pending.given {
-        Some(g) => (g.prompt, g.output),
-        None => {
-            let l = &plan.lengths[model.index()];
-            let input = l.input.sample(rng);
-            (input, l.output.sample(rng))
-        }
-    };
+    // A replayed row brings its lengths and content; the synthetic prefix is never added to it.
+    if let Some(g) = pending.given {
+        return RequestSpec {
+            id,
+            phase: active.phase as u32,
+            arrival: pending.time,
+            model,
+            num_prompt_tokens: g.prompt,
+            max_tokens: g.output,
+            content: g.content,
+        };
+    }
+    let l = &plan.lengths[model.index()];
+    let num_prompt_tokens = l.input.sample(rng);
+    let max_tokens = l.output.sample(rng);
     let prefix = prefix.and_then(|p| {
         let u: f64 = rng.random();
         let g = rng.random_range(0..p.groups);

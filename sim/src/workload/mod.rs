@@ -13,6 +13,7 @@ mod generator;
 mod lengths;
 mod plan;
 mod replay;
+mod reuse;
 mod sessions;
 mod spec;
 mod streams;
@@ -21,4 +22,6 @@ mod tests;
 
 pub use custom::{load_empirical_column, phase_from_custom_json};
 pub use generator::{WorkloadError, WorkloadGenerator, open_loop_requests};
+pub use replay::ReplayStats;
+pub use reuse::{ModelReuse, ReuseBound, prefix_reuse_bound, scenario_reuse_bounds};
 pub use spec::{PrefixRef, RequestSpec};

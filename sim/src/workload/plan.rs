@@ -5,7 +5,7 @@
 use super::arrivals::ArrivalProcess;
 use super::error::WorkloadError;
 use super::lengths::LengthSampler;
-use super::replay::ReplayPlan;
+use super::replay::{ReplayPlan, ReplaySource};
 use super::sessions::SessionPlan;
 use crate::ids::ModelId;
 use crate::scenario::{ArrivalSpec, DelayDist, PhaseSpec, WorkloadSpec};
@@ -93,7 +93,7 @@ impl PhasePlan {
     /// Requests the phase issues, when known before it runs.
     pub(crate) fn planned(&self) -> Option<u64> {
         match &self.kind {
-            PhaseKind::Replay(r) => Some(r.planned),
+            PhaseKind::Replay(r) => Some(r.planned()),
             PhaseKind::Open(_) | PhaseKind::Closed { .. } => {
                 self.duration.is_none().then_some(self.limit).flatten()
             }
@@ -109,21 +109,30 @@ impl PhasePlan {
 
 /// Checks `spec` and compiles its phases; `model_keys` are the scenario's model keys (indexed by
 /// `ModelId`), `base_dir` resolves relative replay paths.
+/// `seed` drives a replay's thinning.
 pub(crate) fn compile(
     spec: &WorkloadSpec,
     model_keys: &[String],
     base_dir: &Path,
+    seed: u64,
 ) -> Result<(Vec<PhasePlan>, Option<PrefixPlan>), WorkloadError> {
     if spec.phases.is_empty() {
         return Err(WorkloadError::NoPhases);
     }
     let prefix = compile_prefix(spec)?;
+    if prefix.is_some() && spec.phases.iter().all(|p| matches!(p.arrival, ArrivalSpec::Replay { .. })) {
+        return Err(WorkloadError::Prefix {
+            reason: "every phase replays a trace, and a synthetic prefix is never added to replayed rows \
+                     (their prefixes come from the trace's block ids); remove [workload.prefix]"
+                .into(),
+        });
+    }
     let phases = spec
         .phases
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            compile_phase(p, model_keys, base_dir).map_err(|reason| match reason {
+            compile_phase(p, i as u32, model_keys, base_dir, seed).map_err(|reason| match reason {
                 PhaseError::Reason(reason) => WorkloadError::Phase { index: i, name: p.name.clone(), reason },
                 PhaseError::File(e) => e,
             })
@@ -162,9 +171,15 @@ impl From<String> for PhaseError {
     }
 }
 
-fn compile_phase(p: &PhaseSpec, model_keys: &[String], base_dir: &Path) -> Result<PhasePlan, PhaseError> {
+fn compile_phase(
+    p: &PhaseSpec,
+    phase: u32,
+    model_keys: &[String],
+    base_dir: &Path,
+    seed: u64,
+) -> Result<PhasePlan, PhaseError> {
     let num_models = model_keys.len();
-    let duration = match p.duration_s {
+    let mut duration = match p.duration_s {
         None => None,
         Some(d) if d.is_finite() && d > 0.0 && SimDuration::from_secs_f64(d).0 > 0 => {
             Some(SimDuration::from_secs_f64(d))
@@ -232,16 +247,31 @@ fn compile_phase(p: &PhaseSpec, model_keys: &[String], base_dir: &Path) -> Resul
             max_context_tokens: spec.max_context_tokens,
             mix: need_mix(&mix, "a sessions phase")?,
         }),
-        ArrivalSpec::Replay { path, speedup } => {
+        ArrivalSpec::Replay { path, speedup, options } => {
             if !speedup.is_finite() || *speedup <= 0.0 {
                 return Err(format!("replay speedup must be a finite number > 0, got {speedup}").into());
             }
+            options.check(p.duration_s).map_err(|(field, reason)| format!("replay {field}: {reason}"))?;
             let full = base_dir.join(path);
-            let plan = ReplayPlan::load(&full, *speedup, model_keys, p.num_requests, duration)
-                .map_err(PhaseError::File)?;
+            let plan = ReplayPlan::load(&ReplaySource {
+                path: &full,
+                speedup: *speedup,
+                options,
+                duration_s: p.duration_s,
+                limit: p.num_requests,
+                model_keys,
+                seed,
+                phase,
+            })
+            .map_err(PhaseError::File)?;
             if !plan.has_models() {
-                need_mix(&mix, "replaying an Azure trace (its rows name no model)")?;
+                need_mix(
+                    &mix,
+                    &format!("replaying a {} trace without models = \"trace\"", plan.format.as_str()),
+                )?;
             }
+            // duration_s is the source window's length: the phase lasts it after speedup.
+            duration = plan.duration();
             PhaseKind::Replay(plan)
         }
     };

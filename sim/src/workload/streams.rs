@@ -26,6 +26,11 @@ pub(crate) enum Stream {
         /// Model index.
         model: u32,
     },
+    /// Which rows (and copies) a replay phase's `rate_scale` keeps.
+    ReplayThinning {
+        /// Phase index.
+        phase: u32,
+    },
     /// Re-issue delays of one model's closed-loop clients in one phase (in completion order).
     Reissue {
         /// Phase index.
@@ -59,6 +64,7 @@ pub(crate) fn rng(seed: u64, stream: Stream) -> Pcg64Mcg {
         Stream::Attributes { phase, model } => (3, phase, model),
         Stream::Reissue { phase, model } => (4, phase, model),
         Stream::Session { phase, session } => (5, phase, session),
+        Stream::ReplayThinning { phase } => (6, phase, 0),
     };
     let mut h = splitmix64(seed);
     h = splitmix64(h ^ kind);
@@ -84,5 +90,8 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, other_seed);
+        let session = rng(7, Stream::Session { phase: 0, session: 0 }).next_u64();
+        let thinning = rng(7, Stream::ReplayThinning { phase: 0 }).next_u64();
+        assert_ne!(session, thinning, "every kind has its own tag");
     }
 }

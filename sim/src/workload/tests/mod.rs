@@ -7,6 +7,7 @@ mod props;
 mod replay;
 mod replay_fuzz;
 mod sessions;
+mod trace_formats;
 
 use super::{RequestSpec, WorkloadGenerator};
 use crate::ids::ModelId;

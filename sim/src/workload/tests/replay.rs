@@ -11,7 +11,7 @@ const AZURE: &str = "TIMESTAMP,ContextTokens,GeneratedTokens\r\n\
 2023-11-16 18:16:01.0000000,91,16\r\n";
 
 fn replay(path: &str, speedup: f64) -> ArrivalSpec {
-    ArrivalSpec::Replay { path: path.into(), speedup }
+    ArrivalSpec::Replay { path: path.into(), speedup, options: Default::default() }
 }
 
 fn replay_phase(path: &str, speedup: f64, mix: Vec<(ModelId, f64)>) -> PhaseSpec {
@@ -67,17 +67,17 @@ fn azure_replay_errors_name_the_file_and_line() {
         (
             "unsorted.csv",
             "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:50.0,1,1\n2023-11-16 18:15:49.0,1,1\n",
-            "unsorted.csv:3: TIMESTAMP 2023-11-16 18:15:49.0 is earlier",
+            "unsorted.csv:3: its time is earlier than the row before (line 2)",
         ),
         (
             "tokens.csv",
             "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:50.0,12x,1\n",
-            "tokens.csv:2: ContextTokens \"12x\"",
+            "tokens.csv:2: column 2 (ContextTokens): \"12x\"",
         ),
         (
             "stamp.csv",
             "TIMESTAMP,ContextTokens,GeneratedTokens\n16/11/2023,1,1\n",
-            "stamp.csv:2: TIMESTAMP \"16/11/2023\"",
+            "stamp.csv:2: column 1 (TIMESTAMP): \"16/11/2023\"",
         ),
         ("empty.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n", "empty.csv: no request rows"),
         ("other.csv", "a,b\n1,2\n", "other.csv: not a replay file"),
