@@ -6,7 +6,7 @@ use crate::cli::{
 };
 use anyhow::{Context, Result, bail};
 use reports::{ReportOptions, write_report};
-use sim::metrics::table::{comparison_table, variant_table};
+use sim::metrics::table::{comparison_table, outcome_warning, variant_table};
 use sim::runner::{simulate_summary, simulate_to_dir};
 use sim::scenario::{Override, Scenario, ScenarioFile, load_scenario};
 use sim::simulation::SimOptions;
@@ -180,6 +180,8 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         );
         if !args.quiet {
             outln!("{}", variant_table(&run.summary));
+        } else if let Some(w) = outcome_warning(&run.summary) {
+            eprintln!("WARNING: {} / {}: {w}", scenario.name, scenario.variant);
         }
         summaries.push(run.summary);
     }
@@ -231,10 +233,7 @@ fn report(args: ReportArgs) -> Result<()> {
 }
 
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    live::procfs::peak_rss_mib()
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
@@ -376,7 +375,13 @@ fn sweep(args: SweepArgs) -> Result<()> {
     let shard = args.shard.as_deref().map(str::parse::<Shard>).transpose()?;
     let plan = sweep_plan(&spec)?;
     let out = args.out.unwrap_or_else(|| plan.default_out(shard));
-    let opts = SweepOptions { shard, jobs: args.jobs, run_dirs: args.run_dirs, progress: true };
+    let opts = SweepOptions {
+        shard,
+        jobs: args.jobs,
+        run_dirs: args.run_dirs,
+        progress: true,
+        stop: Some(stop_on_signals()?),
+    };
     let runs = plan.runs(shard.unwrap_or(Shard::WHOLE));
     eprintln!(
         "sweep {}: {} points x {} variant(s) x {} rep(s){} = {runs} runs -> {}",
@@ -397,6 +402,9 @@ fn sweep(args: SweepArgs) -> Result<()> {
         out.join("sweep.csv").display(),
         done.rows.len()
     );
+    if let Some(why) = &done.partial {
+        eprintln!("warning: PARTIAL sweep: {why} (marker {})", out.join(sim::sweep::PARTIAL_FILE).display());
+    }
     if shard.is_some_and(|s| s.count > 1) {
         outln!(
             "shard written to {}; merge all shards with `modelsguard sweep merge <dirs>... --out DIR`",
@@ -406,6 +414,37 @@ fn sweep(args: SweepArgs) -> Result<()> {
     }
     outln!("sweep written to {}", out.display());
     sweep_report(&out)
+}
+
+/// A flag the first SIGINT, SIGTERM or SIGHUP sets (a second one exits at once with status 130),
+/// for `sweep`, whose runs are rayon jobs: each job checks it before it starts. The handlers are
+/// installed before this returns (tokio's `signal::unix`, as `live run` and `lb` use), so a signal
+/// that comes early is not lost nor fatal.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal listener of sweep")?;
+    let mut signals = {
+        let _guard = rt.enter();
+        live::signals::StopSignals::install()
+    };
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let first = signals.next().await;
+            eprintln!(
+                "{first}: finishing the runs in progress and skipping the rest (again to stop at once)"
+            );
+            set.store(true, Ordering::Relaxed);
+            signals.next().await;
+            std::process::exit(130);
+        });
+    });
+    Ok(flag)
 }
 
 /// Writes the report of a finished (whole or merged) sweep dir into `<dir>/report/`: the one

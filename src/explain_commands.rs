@@ -82,7 +82,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         }
     }
     let t0 = Instant::now();
-    let opts = SweepOptions { shard, jobs: args.jobs, run_dirs: false, progress: true };
+    let opts = SweepOptions { shard, jobs: args.jobs, run_dirs: false, progress: true, stop: None };
     let done = explain_run(&plan, &out, &opts)?;
     eprintln!("ran in {:.1} s", t0.elapsed().as_secs_f64());
     match done {

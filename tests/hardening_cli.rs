@@ -285,3 +285,36 @@ fn a_closed_stdout_ends_quietly_with_exit_0() {
     assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
     assert!(stderr(&o).is_empty(), "quiet: {}", stderr(&o));
 }
+
+#[test]
+fn sigterm_to_sweep_finishes_the_runs_in_progress_and_leaves_a_partial_sweep_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let seed = workspace_file("scenarios/seed-6xh100.toml");
+    let mut child = modelsguard()
+        .args(["sweep", seed.to_str().unwrap(), "--variant", "baseline", "--reps", "1", "--jobs", "1"])
+        .args([
+            "--vary",
+            "workload.phases.1.arrival.rate=1..400:1",
+            "--set",
+            "workload.phases.*.duration_s=3",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The plan line comes after the handlers are installed and before the first run starts.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let plan = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("sweep ")).unwrap_or_default();
+    assert!(plan.contains("400 runs"), "{plan}");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "sweep ends 0 after SIGTERM: {status:?} {rest:?}");
+    let marker = std::fs::read_to_string(out.join("PARTIAL")).unwrap();
+    assert!(marker.contains("stopped by a signal") && marker.contains("of 400 runs"), "{marker}");
+    assert!(rest.iter().any(|l| l.contains("PARTIAL sweep")), "{rest:?}");
+    assert!(out.join("sweep.csv").is_file() && out.join("sweep.json").is_file());
+}

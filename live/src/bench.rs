@@ -323,13 +323,9 @@ impl StepEngine for BenchEngine {
     }
 }
 
-/// Process CPU seconds (user + system) from `/proc/self/stat`; `None` off Linux.
+/// Process CPU seconds (user + system); `None` off Linux.
 fn cpu_seconds() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    crate::procfs::cpu_seconds()
 }
 
 fn http_client() -> Result<reqwest::Client, BenchError> {

@@ -769,13 +769,7 @@ fn process_start(pid: u32) -> Option<u64> {
 }
 
 fn proc_stat(pid: u32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
+    crate::procfs::stat(Some(pid)).map(|s| (s.state, s.start_ticks))
 }
 
 /// Whether `pid` runs and (when known) is the process that started at `start`.

@@ -8,6 +8,7 @@ pub mod export;
 pub mod import;
 pub mod launcher;
 pub mod loadgen;
+pub mod procfs;
 pub mod prom;
 pub mod prompt_ids;
 pub mod proxy;

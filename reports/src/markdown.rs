@@ -190,6 +190,21 @@ fn key_rows() -> Vec<KeyRow> {
         get: Box::new(|s| Some(s.success_rate)),
         fmt: |v| format!("{:.1}%", v * 100.0),
     });
+    // The split of what did not finish ok: the latencies above cover only the ok requests.
+    type Count = fn(&ModelSummary) -> u64;
+    let counts: [(&str, Count); 4] = [
+        ("requests ok", |s| s.ok),
+        ("rejected", |s| s.rejected),
+        ("timed out", |s| s.timeout),
+        ("errors", |s| s.error),
+    ];
+    for (name, count) in counts {
+        rows.push(KeyRow {
+            name: name.into(),
+            get: Box::new(move |s| Some(count(s) as f64)),
+            fmt: |v| format!("{v:.0}"),
+        });
+    }
     rows.push(KeyRow {
         name: "preemptions".into(),
         get: Box::new(|s| Some(s.preemptions as f64)),
@@ -201,7 +216,8 @@ fn key_rows() -> Vec<KeyRow> {
 fn key_tables(out: &mut String, doc: &Doc<'_>) {
     let _ = writeln!(
         out,
-        "## Key metrics per model\n\nLatencies are over successful requests (as `vllm bench serve`); \
+        "## Key metrics per model\n\nLatencies are over successful requests only (as `vllm bench serve`): \
+         a run that fails more can look faster, so read them with the outcome counts below them; \
          percentages in brackets are differences against **{}**.\n",
         doc.runs.first().map(|r| r.label.as_str()).unwrap_or("")
     );

@@ -71,6 +71,11 @@ pub(crate) const MUTED: RGBColor = RGBColor(0x66, 0x66, 0x66);
 pub(crate) const GOOD: RGBColor = RGBColor(0x1A, 0x7F, 0x37);
 /// Worse than the reference; also the UNCALIBRATED warning and SLO lines.
 pub(crate) const BAD: RGBColor = RGBColor(0xC0, 0x1C, 0x28);
+/// A simulator predicting lower latency than measured (optimistic): dark purple, neither good nor
+/// bad, and unlike any series colour.
+pub(crate) const OPTIMISTIC: RGBColor = RGBColor(0x7B, 0x2D, 0x8E);
+/// A simulator predicting higher latency than measured (pessimistic): dark teal.
+pub(crate) const PESSIMISTIC: RGBColor = RGBColor(0x00, 0x6D, 0x77);
 /// Light grid lines.
 pub(crate) const GRID: RGBColor = RGBColor(0xE4, 0xE4, 0xE4);
 

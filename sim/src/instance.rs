@@ -26,8 +26,9 @@
 //! that arrived after that waits here, out of the scheduler's sight, and joins the step after
 //! (a request arriving during step n joins step n+2). An idle engine schedules at once. Finished
 //! requests' blocks come back a step later (`Scheduler`). The reference engine (`transformers-cb`)
-//! overlaps output processing but chooses each batch when the previous step ends: its arrivals join
-//! the next step (`EnginePreset::arrivals_skip_a_step`).
+//! overlaps output processing; run eagerly it chooses each batch when the previous step ends, so its
+//! arrivals join the next step; replaying CUDA graphs it chooses while the step runs, as vLLM
+//! (`EnginePreset::arrivals_skip_a_step`).
 //!
 //! Fast-forward (the simulation driver only): when the scheduler can open a decode stretch
 //! (`engine::sched::fast_forward`), [`Instance::begin_stretch`] computes every step's duration of
@@ -164,7 +165,8 @@ impl Instance {
         Instance {
             id,
             scheduler,
-            async_scheduling: e.async_scheduling && e.preset.arrivals_skip_a_step(),
+            async_scheduling: e.async_scheduling
+                && e.preset.arrivals_skip_a_step(!spec.perf.overheads().cuda_graphs.capture_sizes.is_empty()),
             staged: VecDeque::new(),
             step_start: SimTime::ZERO,
             step_prefill_share: 0.0,

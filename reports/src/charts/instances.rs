@@ -1,8 +1,10 @@
 //! Per-instance time series of one run dir (`instances.csv`): a subplot per instance with running
 //! and waiting requests (left axis) and KV-cache usage in percent (right axis); and, for elastic KV
-//! runs, a second chart of the pages each instance has mapped. Long series are reduced to at most
-//! 2000 points per line by keeping each bucket's peak, so spikes stay visible.
+//! runs, a second chart of the pages each instance has mapped. Every line is clipped to its panel
+//! and reduced to its minimum and maximum per pixel column (`series::fit_to_panel`), so hour-long
+//! runs keep their spikes and dips without over-plotting.
 
+use super::series::fit_to_panel;
 use super::{draw_xy_mesh, render, xy_chart};
 use crate::error::ReportError;
 use crate::input::Run;
@@ -11,8 +13,6 @@ use crate::style::{self, Header, LegendItem, Mark};
 use plotters::prelude::*;
 use sim::trace::InstanceRow;
 use std::path::Path;
-
-const MAX_POINTS: usize = 2000;
 
 /// Instance names of `rows` in first-seen order, with their GPU.
 fn instances(rows: &[InstanceRow]) -> Vec<(String, u32)> {
@@ -25,20 +25,15 @@ fn instances(rows: &[InstanceRow]) -> Vec<(String, u32)> {
     out
 }
 
-/// `(time, value)` of one instance, reduced to at most [`MAX_POINTS`] by per-bucket maxima.
+/// `(time, value)` of one instance, in row order (time order).
 fn series(rows: &[InstanceRow], instance: &str, f: impl Fn(&InstanceRow) -> Option<f64>) -> Vec<(f64, f64)> {
-    let pts: Vec<(f64, f64)> =
-        rows.iter().filter(|r| r.instance == instance).filter_map(|r| f(r).map(|v| (r.time_s, v))).collect();
-    if pts.len() <= MAX_POINTS {
-        return pts;
-    }
-    let per = pts.len().div_ceil(MAX_POINTS);
-    pts.chunks(per)
-        .filter_map(|c| {
-            let peak = c.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
-            Some((c[0].0, peak.1))
-        })
-        .collect()
+    rows.iter().filter(|r| r.instance == instance).filter_map(|r| f(r).map(|v| (r.time_s, v))).collect()
+}
+
+/// Width in pixels of a chart's plotting area.
+fn columns<DB: DrawingBackend, CT: CoordTranslate>(area: &DrawingArea<DB, CT>) -> usize {
+    let px = area.get_pixel_range().0;
+    usize::try_from(px.end - px.start).unwrap_or(1).max(1)
 }
 
 /// Whether the run recorded elastic-KV mapped pages.
@@ -95,6 +90,10 @@ pub(crate) fn render_instances(path: &Path, size: (u32, u32), run: &Run) -> Resu
                 .y_labels(5)
                 .y_label_formatter(&|v| fmt_tick(*v))
                 .draw()?;
+            let cols = columns(chart.plotting_area());
+            let kv = fit_to_panel(&kv, x, (0.0, 100.0), cols);
+            let waiting = fit_to_panel(&waiting, x, (0.0, y_max), cols);
+            let running = fit_to_panel(&running, x, (0.0, y_max), cols);
             chart.draw_secondary_series(AreaSeries::new(kv.iter().copied(), 0.0, c_kv.mix(0.15)))?;
             chart.draw_secondary_series(LineSeries::new(kv, c_kv.stroke_width(2)))?;
             chart.draw_series(LineSeries::new(waiting, c_wait.stroke_width(2)))?;
@@ -124,7 +123,9 @@ pub(crate) fn render_mapped_pages(path: &Path, size: (u32, u32), run: &Run) -> R
     render(path, size, |root| {
         let body = style::draw_header(root, &header)?;
         let mut chart = xy_chart(&body, "", x, (0.0, y_max), "time (s)", "mapped pages")?;
+        let cols = columns(chart.plotting_area());
         for (i, line) in lines.into_iter().enumerate() {
+            let line = fit_to_panel(&line, x, (0.0, y_max), cols);
             chart.draw_series(LineSeries::new(line, style::color(i).stroke_width(2)))?;
         }
         Ok(())

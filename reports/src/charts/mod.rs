@@ -6,6 +6,7 @@ pub(crate) mod cdf;
 pub(crate) mod fit;
 pub(crate) mod instances;
 pub(crate) mod percentiles;
+pub(crate) mod series;
 pub(crate) mod sweep;
 pub(crate) mod validation;
 pub(crate) mod waterfall;

@@ -4,9 +4,14 @@
 //! `sweep.json` gives one for that metric, and the knee circled.
 //!
 //! Knee rule (latency metrics only: names starting `ttft_`, `tpot_`, `e2e_`, `itl_`): along a line
-//! sorted by x, the knee is the first point after the lowest x whose value exceeds twice the value
-//! at the lowest x, or exceeds the metric's SLO, whichever comes first. Throughput-like metrics
-//! (higher is better) get no knee.
+//! sorted by x, the knee is the first point after the lowest x that has risen (its interval lies
+//! wholly above the lowest-x point's interval; values stand for intervals without one) and whose
+//! value exceeds twice the value at the lowest x, or crosses the metric's SLO (the point before it
+//! was at or under the SLO). A line that does not rise has no knee, even when it sits above the
+//! SLO. Throughput-like metrics (higher is better) get no knee.
+//!
+//! Bands are clamped to the metric's range (`sim::sweep::metrics::metric_range`: a fraction stays
+//! in `[0, 1]`), also for `sweep.csv` files written before the sweep clamped them.
 
 use super::render;
 use crate::error::ReportError;
@@ -16,6 +21,7 @@ use crate::style::{self, Header, LegendItem, Mark};
 use crate::sweep_schema::{ParamValue, SweepRow};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use sim::sweep::metrics::clamp_interval;
 use std::path::Path;
 
 /// One point of a line: x, value and its interval.
@@ -111,8 +117,8 @@ pub(crate) fn lines(sweep: &SweepDir, keys: &[(SeriesKey, String)], metric: &str
         let Some(x) = r.params.get(&sweep.meta.x_param).and_then(ParamValue::as_f64) else { continue };
         let k = key_of(r, &sweep.meta.x_param);
         let Some(key) = keys.iter().position(|(kk, _)| *kk == k) else { continue };
-        let p =
-            Point { x, value: r.value, lo: r.ci_low.unwrap_or(r.value), hi: r.ci_high.unwrap_or(r.value) };
+        let (lo, hi) = clamp_interval(metric, (r.ci_low.unwrap_or(r.value), r.ci_high.unwrap_or(r.value)));
+        let p = Point { x, value: r.value, lo, hi };
         match out.iter_mut().find(|l| l.key == key) {
             Some(l) => l.points.push(p),
             None => out.push(Line { key, points: vec![p] }),
@@ -131,13 +137,15 @@ pub(crate) fn is_latency(metric: &str) -> bool {
 
 /// Index of the knee of `points` (sorted by x) by the module's rule, if any.
 pub(crate) fn knee(points: &[Point], slo: Option<f64>) -> Option<usize> {
-    let base = points.first()?.value;
-    points
-        .iter()
-        .enumerate()
-        .skip(1)
-        .find(|(_, p)| (base > 0.0 && p.value > 2.0 * base) || slo.is_some_and(|s| p.value > s))
-        .map(|(i, _)| i)
+    let first = points.first()?;
+    let base = first.value;
+    (1..points.len()).find(|&i| {
+        let (prev, p) = (points[i - 1], points[i]);
+        let risen = p.lo > first.hi && p.value > base;
+        let doubled = base > 0.0 && p.value > 2.0 * base;
+        let crossed = slo.is_some_and(|s| prev.value <= s && p.value > s);
+        risen && (doubled || crossed)
+    })
 }
 
 /// Scale and axis label of a metric's values.
@@ -185,7 +193,7 @@ pub(crate) fn render_sweep_metric(
     }
     if is_latency(metric) {
         legend.push(LegendItem::new(
-            "knee: first point above 2 × lowest-load value or the SLO",
+            "knee: first point risen past 2 × the lowest-load value or across the SLO",
             style::INK,
             Mark::Ring,
         ));
@@ -268,6 +276,7 @@ pub(crate) fn render_sweep_metric(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sweep_schema::SweepMeta;
 
     fn pts(v: &[f64]) -> Vec<Point> {
         v.iter().enumerate().map(|(i, &value)| Point { x: i as f64, value, lo: value, hi: value }).collect()
@@ -286,5 +295,67 @@ mod tests {
     #[test]
     fn a_flat_line_has_no_knee() {
         assert_eq!(knee(&pts(&[1.0, 1.1, 1.2]), None), None);
+    }
+
+    fn banded(v: &[(f64, f64)]) -> Vec<Point> {
+        v.iter()
+            .enumerate()
+            .map(|(i, &(value, half))| Point { x: i as f64, value, lo: value - half, hi: value + half })
+            .collect()
+    }
+
+    #[test]
+    fn a_flat_line_above_the_slo_has_no_knee() {
+        assert_eq!(knee(&pts(&[2.0, 2.0, 2.05, 2.0]), Some(1.0)), None);
+    }
+
+    #[test]
+    fn a_line_that_only_wobbles_across_the_slo_within_its_interval_has_no_knee() {
+        assert_eq!(knee(&banded(&[(0.98, 0.05), (1.02, 0.05), (0.99, 0.05)]), Some(1.0)), None);
+        assert_eq!(knee(&banded(&[(0.5, 0.05), (0.8, 0.05), (1.2, 0.05)]), Some(1.0)), Some(2));
+    }
+
+    #[test]
+    fn a_falling_line_has_no_knee_even_when_it_crosses_the_slo_later() {
+        assert_eq!(knee(&pts(&[3.0, 0.5, 1.5]), Some(1.0)), None);
+    }
+
+    #[test]
+    fn bands_are_clamped_to_the_range_of_their_metric() {
+        let meta = SweepMeta {
+            schema_version: crate::sweep_schema::SWEEP_SCHEMA_VERSION,
+            scenario: "s".into(),
+            params: vec!["workload.rate".into()],
+            x_param: "workload.rate".into(),
+            slo: crate::sweep_schema::SweepSlo::default(),
+            calibrated: false,
+            variants: vec!["a".into()],
+            reps: 3,
+            zip: false,
+            total_points: 1,
+            shard: None,
+            spec_hash: "0".into(),
+        };
+        let row = |metric: &str, value: f64, ci: (f64, f64)| SweepRow {
+            point: 0,
+            variant: "a".into(),
+            model: "all".into(),
+            metric: metric.into(),
+            value,
+            ci_low: Some(ci.0),
+            ci_high: Some(ci.1),
+            n: 3,
+            params: [("workload.rate".to_string(), ParamValue::Num(1.0))].into(),
+        };
+        let sweep = SweepDir {
+            path: "x".into(),
+            meta,
+            rows: vec![row("success_rate", 0.9, (-0.39, 2.19)), row("ttft_p90", 0.2, (-0.1, 0.5))],
+        };
+        let keys = series_keys(&sweep);
+        let ok = lines(&sweep, &keys, "success_rate", "all");
+        assert_eq!((ok[0].points[0].lo, ok[0].points[0].hi), (0.0, 1.0));
+        let ttft = lines(&sweep, &keys, "ttft_p90", "all");
+        assert_eq!((ttft[0].points[0].lo, ttft[0].points[0].hi), (0.0, 0.5));
     }
 }

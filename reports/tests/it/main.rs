@@ -275,6 +275,8 @@ fn a_run_whose_requests_all_failed_still_renders_and_shows_no_latencies() {
     assert!(md.starts_with("# Outage drill\n"));
     assert!(md.contains("| TTFT p50 | — |"), "{md}");
     assert!(md.contains("| success rate | 0.0% |"), "{md}");
+    assert!(md.contains("| requests ok | 0 |") && md.contains("| errors | 400 |"), "{md}");
+    assert!(md.contains("| rejected | 0 |") && md.contains("| timed out | 0 |"), "{md}");
 }
 
 #[test]

@@ -25,22 +25,9 @@ pub struct BudgetNote {
     pub truncated: bool,
 }
 
-/// Expected requests of one phase as written, when knowable.
+/// Expected requests of one phase as written, when knowable (the resource guard's count).
 fn expected(p: &PhaseSpec) -> Option<f64> {
-    let by_time = match (&p.arrival, p.duration_s) {
-        (
-            ArrivalSpec::Poisson { rate } | ArrivalSpec::Gamma { rate, .. } | ArrivalSpec::Constant { rate },
-            Some(d),
-        ) => Some(rate * d),
-        (ArrivalSpec::Ramp { start_rate, end_rate }, Some(d)) => Some((start_rate + end_rate) / 2.0 * d),
-        _ => None,
-    };
-    match (by_time, p.num_requests) {
-        (Some(t), Some(n)) => Some(t.min(n as f64)),
-        (Some(t), None) => Some(t),
-        (None, Some(n)) => Some(n as f64),
-        (None, None) => None,
-    }
+    crate::scenario::limits::phase_requests(p)
 }
 
 /// Cuts `w` to about `budget` requests (see the module doc) and makes open-loop phases

@@ -27,8 +27,8 @@ pub(crate) struct Limits {
 }
 
 /// Requests a phase is expected to issue, when knowable (open loop: rate x duration, capped by
-/// `num_requests`; otherwise `num_requests`).
-fn phase_requests(p: &PhaseSpec) -> Option<f64> {
+/// `num_requests`; otherwise `num_requests`). Also `plan`'s budget count.
+pub(crate) fn phase_requests(p: &PhaseSpec) -> Option<f64> {
     let by_time = match (&p.arrival, p.duration_s) {
         (
             ArrivalSpec::Poisson { rate } | ArrivalSpec::Gamma { rate, .. } | ArrivalSpec::Constant { rate },

@@ -8,7 +8,7 @@
 
 mod catalog;
 mod error;
-mod limits;
+pub(crate) mod limits;
 mod load;
 mod memory;
 mod overrides;

@@ -70,19 +70,23 @@ impl EnginePreset {
     }
 
     /// Whether, with async scheduling on, a request arriving while step n runs first joins step
-    /// n+2 (the scheduler already chose step n+1's batch). vLLM V1: yes — `EngineCore.
+    /// n+2 (the scheduler already chose step n+1's batch); `cuda_graphs`: whether the engine
+    /// replays CUDA graphs (its step-time source has capture sizes). vLLM V1: yes — `EngineCore.
     /// step_with_batch_queue` (vllm 0.11.0 v1/engine/core.py) schedules step n+1 and queues it
-    /// while step n's forward runs on the GPU. transformers-cb: no — the reference engine's loop
-    /// (`_generation_loop_body` in live/reference-engine/engine.py, transformers 5.17) prepares the
-    /// next batch at the top of each iteration, after the previous step's launch returned; run
-    /// eagerly (its H200 scenarios: `--no-cuda-graphs`) that launch is the step (Python issuing
-    /// kernels keeps the loop CPU-bound), so a batch is chosen when the previous step ends and an
-    /// arrival joins the next step. Measured on the H200 (validation/README.md): the n+2 join
-    /// over-predicts Poisson TTFT p50 by 24-35%, the n+1 join with a fitted output delay does not.
-    /// Its async batching still processes step n's output after launching step n+1 (frees come a
-    /// step later: kept with the `async_scheduling` flag).
-    pub fn arrivals_skip_a_step(self) -> bool {
-        !matches!(self, EnginePreset::TransformersCb)
+    /// while step n's forward runs on the GPU. transformers-cb: only with CUDA graphs — the
+    /// reference engine's loop (`_generation_loop_body` in live/reference-engine/engine.py,
+    /// transformers 5.17) prepares the next batch at the top of each iteration, after the previous
+    /// step's launch returned. Run eagerly (`--no-cuda-graphs`), that launch is the step (Python
+    /// issuing kernels keeps the loop CPU-bound), so a batch is chosen when the previous step ends
+    /// and an arrival joins the next step; measured on the H200 (validation/README.md), the n+2
+    /// join over-predicts eager Poisson TTFT p50 by 24-35%, the n+1 join with a fitted output
+    /// delay does not. Replaying a graph, the launch returns at once, so the next batch is chosen
+    /// while the step runs on the GPU, as in vLLM: with graphs (h200/llama8b-graphs) the n+1 join
+    /// under-predicts every held-out TTFT p50 (-8..-23%). Its async batching processes step n's
+    /// output after launching step n+1 either way (frees come a step later: kept with the
+    /// `async_scheduling` flag).
+    pub fn arrivals_skip_a_step(self, cuda_graphs: bool) -> bool {
+        !matches!(self, EnginePreset::TransformersCb) || cuda_graphs
     }
 
     /// Whether the release has `--scheduler-reserve-full-isl` (`SchedulerConfig.

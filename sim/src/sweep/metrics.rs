@@ -59,6 +59,24 @@ pub fn metric_value(m: &ModelSummary, metric: &str) -> Option<f64> {
     }
 }
 
+/// The values `metric` can take, `(low, high)`: fractions (`success_rate`, `slo_attainment`) lie in
+/// `[0, 1]`, every other metric of [`METRICS`] (latencies, rates, counts) is non-negative, and an
+/// unknown name is unbounded. Confidence intervals are clamped to it: a Student-t interval over a
+/// few seeds can otherwise reach past it (a success rate interval up to 2.19 was seen).
+pub fn metric_range(metric: &str) -> (f64, f64) {
+    match metric {
+        "success_rate" | "slo_attainment" => (0.0, 1.0),
+        m if METRICS.contains(&m) => (0.0, f64::INFINITY),
+        _ => (f64::NEG_INFINITY, f64::INFINITY),
+    }
+}
+
+/// `(low, high)` clamped to the range of `metric` (see [`metric_range`]).
+pub fn clamp_interval(metric: &str, (low, high): (f64, f64)) -> (f64, f64) {
+    let (min, max) = metric_range(metric);
+    (low.clamp(min, max), high.clamp(min, max))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +125,14 @@ mod tests {
         let present = METRICS.iter().filter(|n| metric_value(&m, n).is_some()).count();
         assert_eq!(present, METRICS.len() - 5, "no ITL (3), goodput or SLO attainment");
         assert_eq!(metric_value(&m, "no_such_metric"), None);
+    }
+
+    #[test]
+    fn intervals_are_clamped_to_the_range_of_their_metric() {
+        assert_eq!(clamp_interval("success_rate", (-0.19, 2.19)), (0.0, 1.0));
+        assert_eq!(clamp_interval("slo_attainment", (0.5, 1.2)), (0.5, 1.0));
+        assert_eq!(clamp_interval("ttft_p90", (-0.3, 2.0)), (0.0, 2.0));
+        assert_eq!(clamp_interval("request_throughput", (1.0, 2.0)), (1.0, 2.0));
+        assert_eq!(clamp_interval("not_a_metric", (-1.0, 5.0)), (-1.0, 5.0));
     }
 }

@@ -25,7 +25,7 @@ pub use axis::{Axis, Point, expand};
 pub use error::SweepError;
 pub use merge::merge_shards;
 pub use plan::{SweepPlan, SweepSpec, plan};
-pub use run::{SweepOptions, SweepOutcome, run_sweep};
+pub use run::{PARTIAL_FILE, SweepOptions, SweepOutcome, run_sweep};
 pub use schema::{ParamValue, SWEEP_SCHEMA_VERSION, SweepMeta, SweepRow, SweepSlo};
 pub use shard::Shard;
 pub use spec_file::{SweepFile, load_sweep_file};

@@ -9,7 +9,7 @@
 //! draw reports.
 
 use super::SweepError;
-use super::metrics::{METRICS, metric_value};
+use super::metrics::{METRICS, clamp_interval, metric_value};
 use super::plan::SweepPlan;
 use super::schema::{self, ParamValue, SweepMeta, SweepRow, files};
 use super::shard::Shard;
@@ -22,6 +22,8 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How to run a sweep; nothing here changes the results.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +36,9 @@ pub struct SweepOptions {
     pub run_dirs: bool,
     /// Show a progress bar with ETA on stderr (drawn only when stderr is a terminal).
     pub progress: bool,
+    /// Set (by a signal handler) to stop: runs not yet started are skipped, the sweep dir gets
+    /// the (point, variant) groups whose every replication finished and a `PARTIAL` marker.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// What a finished sweep wrote.
@@ -49,7 +54,12 @@ pub struct SweepOutcome {
     pub runs: usize,
     /// Simulated requests, all runs together.
     pub requests: u64,
+    /// Why the sweep dir is partial (also in its `PARTIAL` file); None when every run ran.
+    pub partial: Option<String>,
 }
+
+/// The marker file of a sweep dir that a stop request cut short (one line: why).
+pub const PARTIAL_FILE: &str = "PARTIAL";
 
 /// One simulation of the sweep.
 #[derive(Clone, Copy, Debug)]
@@ -86,7 +96,11 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
         .collect();
     let bar = progress_bar(opts.progress, jobs.len() as u64);
     let started_at = started_at();
-    let run_one = |job: &Job| -> Result<RunSummary, SweepError> {
+    let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
+    let run_one = |job: &Job| -> Result<Option<RunSummary>, SweepError> {
+        if stopped() {
+            return Ok(None);
+        }
         let planned = &plan.points[job.point];
         let mut scenario = planned.scenarios[job.variant].clone();
         scenario.seed = scenario.seed.wrapping_add(u64::from(job.rep));
@@ -97,7 +111,7 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
             simulate_summary(&scenario, &plan.base_dir, SimOptions::default())
         };
         bar.inc(1);
-        result.map(|r| r.summary).map_err(|error| SweepError::Sim {
+        result.map(|r| Some(r.summary)).map_err(|error| SweepError::Sim {
             point: planned.point.index,
             at: planned.point.describe(&plan.spec.axes),
             variant: scenario.variant.clone(),
@@ -105,7 +119,7 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
             error,
         })
     };
-    let results: Vec<Result<RunSummary, SweepError>> = match opts.jobs {
+    let results: Vec<Result<Option<RunSummary>, SweepError>> = match opts.jobs {
         None => jobs.par_iter().map(run_one).collect(),
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -115,12 +129,16 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
     };
     bar.finish_and_clear();
     let summaries = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let requests = summaries.iter().map(|s| s.overall.requests).sum();
+    let requests = summaries.iter().flatten().map(|s| s.overall.requests).sum();
+    let done = summaries.iter().flatten().count();
 
     let mut rows = Vec::new();
     // Jobs are point-major, then variant, then rep: each chunk of `reps` is one (point, variant).
+    // A stopped sweep keeps only the groups whose every replication ran.
     for (chunk, runs) in jobs.chunks(reps as usize).zip(summaries.chunks(reps as usize)) {
         let Some(first) = chunk.first() else { continue };
+        let Some(runs) = runs.iter().cloned().collect::<Option<Vec<RunSummary>>>() else { continue };
+        let runs = runs.as_slice();
         let planned = &plan.points[first.point];
         let params: BTreeMap<String, ParamValue> = plan
             .spec
@@ -133,7 +151,20 @@ pub fn run_sweep(plan: &SweepPlan, out: &Path, opts: &SweepOptions) -> Result<Sw
     }
     let meta = plan.meta(opts.shard.filter(|s| s.count > 1));
     schema::write_sweep_dir(out, &meta, &rows)?;
-    Ok(SweepOutcome { dir: out.to_path_buf(), meta, rows, runs: jobs.len(), requests })
+    let marker = out.join(PARTIAL_FILE);
+    let partial = (done < jobs.len()).then(|| {
+        format!(
+            "stopped by a signal: {done} of {} runs ran; sweep.csv holds the (point, variant) groups \
+             whose every replication ran",
+            jobs.len()
+        )
+    });
+    match &partial {
+        Some(why) => std::fs::write(&marker, format!("{why}\n")).map_err(SweepError::io(&marker))?,
+        None if marker.exists() => std::fs::remove_file(&marker).map_err(SweepError::io(&marker))?,
+        None => {}
+    }
+    Ok(SweepOutcome { dir: out.to_path_buf(), meta, rows, runs: done, requests, partial })
 }
 
 /// Appends the rows of one (point, variant): per model (`all` first), per metric, the estimate
@@ -170,8 +201,8 @@ fn aggregate(
                 model: model.to_string(),
                 metric: metric.to_string(),
                 value: e.mean,
-                ci_low: e.ci.map(|c| c.0),
-                ci_high: e.ci.map(|c| c.1),
+                ci_low: e.ci.map(|c| clamp_interval(metric, c).0),
+                ci_high: e.ci.map(|c| clamp_interval(metric, c).1),
                 n: e.n,
                 params: params.clone(),
             });

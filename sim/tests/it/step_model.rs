@@ -6,7 +6,8 @@ use sim::engine::{Request, StepEvents};
 use sim::ids::{InstanceId, ModelId, RequestId};
 use sim::instance::Instance;
 use sim::scenario::{
-    CpuCost, EnginePreset, Override, PerfSpec, Scenario, StepCoefficients, StepOverheads, parse_scenario,
+    CpuCost, CudaGraphSpec, EnginePreset, Override, PerfSpec, Scenario, StepCoefficients, StepOverheads,
+    parse_scenario,
 };
 use sim::simulation::{SimOptions, simulate};
 use sim::time::{SimDuration, SimTime};
@@ -122,7 +123,12 @@ fn request(id: u64, arrival: SimTime) -> Request {
 
 /// Durations of steps 1..=3 when request 0 arrives at 0 and request 1 during step 1.
 fn three_steps(sets: &[&str]) -> [SimDuration; 3] {
-    let s = with_profile(scenario(sets), StepOverheads::default());
+    three_steps_with(sets, StepOverheads::default())
+}
+
+/// [`three_steps`] with the profile's `overheads` (CPU, CUDA graphs, delay).
+fn three_steps_with(sets: &[&str], overheads: StepOverheads) -> [SimDuration; 3] {
+    let s = with_profile(scenario(sets), overheads);
     let mut inst = Instance::new(&s, InstanceId(0));
     let mut ev = StepEvents::default();
     inst.add_request(request(0, SimTime::ZERO)).unwrap();
@@ -159,6 +165,21 @@ fn the_reference_engine_overlaps_output_but_an_arrival_joins_the_next_step() {
     assert_eq!(cb[1], ms(16), "request 1's prefill joins step 2: {cb:?}");
     let s = with_profile(scenario(&["defaults.engine.preset=transformers-cb"]), StepOverheads::default());
     assert!(s.instances[0].engine.async_scheduling, "its async batching stays on (step period, late frees)");
+}
+
+#[test]
+fn the_reference_engine_replaying_cuda_graphs_chooses_the_next_batch_while_a_step_runs() {
+    // A graph replay is one launch that returns at once, so the loop prepares batch n+1 while
+    // step n runs on the GPU: an arrival during step n joins step n+2, as in vLLM V1. Graphs of
+    // 1-8 tokens only, so the 100-token prefill steps run eagerly (no padding) and the durations
+    // are those of the eager profile.
+    let ms = |x: u64| SimDuration(x * 1_000_000);
+    let graphs = StepOverheads {
+        cuda_graphs: CudaGraphSpec { capture_sizes: vec![1, 2, 4, 8], ..Default::default() },
+        ..Default::default()
+    };
+    let cb = three_steps_with(&["defaults.engine.preset=transformers-cb"], graphs);
+    assert_eq!(cb, [ms(15), ms(6), ms(16)], "request 1's prefill joins step 3");
 }
 
 #[test]

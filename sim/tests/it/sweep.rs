@@ -215,3 +215,26 @@ fn bad_sweep_inputs_are_each_one_clear_error() {
         assert!(e.contains(&format!("--shard '{bad}'")), "{e}");
     }
 }
+
+#[test]
+fn a_stopped_sweep_skips_the_runs_not_started_and_marks_its_dir_partial() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let plan = plan(&small_spec()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Stopped before any run starts (a signal during planning): nothing runs, the dir says why.
+    let stop = Arc::new(AtomicBool::new(true));
+    let opts = SweepOptions { jobs: Some(2), stop: Some(stop), ..SweepOptions::default() };
+    let out = run_sweep(&plan, dir.path(), &opts).unwrap();
+    assert_eq!((out.runs, out.requests), (0, 0));
+    assert!(out.rows.is_empty(), "no group finished every replication");
+    let why = out.partial.expect("a stopped sweep is partial");
+    assert!(why.contains("0 of 8 runs"), "{why}");
+    assert_eq!(read(dir.path(), sim::sweep::PARTIAL_FILE).trim(), why);
+    let (_, rows) = schema::read_sweep_dir(dir.path()).unwrap();
+    assert!(rows.is_empty(), "sweep.csv is still a valid, empty table");
+    // Rerun into the same dir without a stop: complete, and the marker is gone.
+    let whole = run(&plan, dir.path(), None, 2);
+    assert_eq!((whole.runs, whole.partial), (8, None));
+    assert!(!dir.path().join(sim::sweep::PARTIAL_FILE).exists());
+}
