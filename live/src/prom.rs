@@ -141,7 +141,7 @@ fn parse_labels(mut s: &str) -> Option<(Vec<(&str, String)>, &str)> {
 }
 
 /// Reads the vLLM series from a `/metrics` body. Never fails: what is missing or unreadable is
-/// `None`. Non-finite values are ignored.
+/// `None`. Non-finite values, and samples whose sum would not be finite, are ignored.
 pub fn parse_vllm_metrics(text: &str) -> VllmMetrics {
     let mut m = VllmMetrics::default();
     let mut gpu_cache: Option<f64> = None;
@@ -152,7 +152,14 @@ pub fn parse_vllm_metrics(text: &str) -> VllmMetrics {
         if !v.is_finite() {
             continue;
         }
-        let add = |slot: &mut Option<f64>| *slot = Some(slot.unwrap_or(0.0) + v);
+        // A sum that overflows (engines reporting 1e308 each) is no count: that sample is dropped,
+        // so every field stays finite.
+        let add = |slot: &mut Option<f64>| {
+            let sum = slot.unwrap_or(0.0) + v;
+            if sum.is_finite() {
+                *slot = Some(sum);
+            }
+        };
         let max = |slot: &mut Option<f64>| *slot = Some(slot.map_or(v, |x| x.max(v)));
         match series {
             Series::Running => add(&mut m.num_requests_running),

@@ -371,7 +371,7 @@ impl StreamInterpreter {
         };
         match text.and_then(Value::as_str) {
             Some(t) if !t.is_empty() => {
-                self.summary.text_chunks += 1;
+                self.summary.text_chunks = self.summary.text_chunks.saturating_add(1);
                 // With `continuous_usage_stats` every chunk carries the running total.
                 let tokens = match (before, self.summary.usage.completion_tokens) {
                     (b, Some(now)) if has_usage => now.saturating_sub(b.unwrap_or(0)).max(1),

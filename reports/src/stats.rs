@@ -106,13 +106,15 @@ impl Percentile {
     }
 }
 
-/// Latencies of `model`'s successful requests (status ok), sorted ascending.
+/// Latencies of `model`'s successful requests (status ok), sorted ascending. Values that are no
+/// latency (not finite, or negative: only an edited `requests.csv` holds them) are left out, as a
+/// point that far off the axis overflows plotters' integer pixel mapping.
 pub(crate) fn samples(rows: &[RequestRow], model: &str, metric: LatencyMetric) -> Vec<f64> {
     let mut v: Vec<f64> = rows
         .iter()
         .filter(|r| r.model == model && r.status == RequestStatus::Ok)
         .filter_map(|r| metric.of_row(r))
-        .filter(|x| x.is_finite())
+        .filter(|x| x.is_finite() && *x >= 0.0)
         .collect();
     v.sort_by(f64::total_cmp);
     v

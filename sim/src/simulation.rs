@@ -402,7 +402,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     /// interval from 0), before the arrival at `now` is handled: a grid point at `now` is taken at
     /// once, as it would have been without the pause; the skipped ones all equal the last taken.
     fn resume_periodic(&mut self, now: SimTime) -> Result<(), SimError> {
-        let next_on_grid = |dt: SimDuration| SimTime(now.0.div_ceil(dt.0) * dt.0);
+        let next_on_grid = |dt: SimDuration| SimTime(now.0.div_ceil(dt.0).saturating_mul(dt.0));
         if std::mem::take(&mut self.paused.sample) {
             let (dt, mut at) = (self.sample_dt(), next_on_grid(self.sample_dt()));
             if at == now {

@@ -5,4 +5,5 @@
 mod common;
 mod emulator;
 mod fit_paths;
+mod run_dir_fuzz;
 mod validate;

@@ -181,11 +181,11 @@ async fn live_exports_parse_like_the_tools_and_import_back_to_the_same_requests(
     assert_eq!(a, b, "every request, the failed one too, with its model and max_tokens");
 }
 
-fn aiperf_fixture() -> std::path::PathBuf {
+pub(crate) fn aiperf_fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aiperf-0.13.0").join(PROFILE_EXPORT_JSONL)
 }
 
-fn llama_scenario() -> Scenario {
+pub(crate) fn llama_scenario() -> Scenario {
     let mut sc = scenario(
         &["llama"],
         vec![crate::loadgen::instance("llama-0", 0, 8001)],

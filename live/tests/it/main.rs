@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions may unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod import_fuzz;
 mod interop;
 mod loadgen;
 mod mock;

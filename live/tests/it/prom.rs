@@ -134,3 +134,56 @@ proptest! {
         prop_assert_eq!(parse_vllm_metrics(&mixed.join("\n")), parse_vllm_metrics(VLLM_064));
     }
 }
+
+/// A vLLM sample line with a hostile value and labels.
+fn hostile_sample() -> impl Strategy<Value = String> {
+    let name = prop::sample::select(vec![
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:num_preemptions_total",
+        "vllm:kv_cache_usage_perc",
+        "vllm:gpu_cache_usage_perc",
+    ]);
+    let value = prop::sample::select(vec![
+        "1e308",
+        "-1e308",
+        "1.7976931348623157e308",
+        "NaN",
+        "+Inf",
+        "-Inf",
+        "-1",
+        "0",
+        "4294967296",
+        "1e-320",
+        "0x10",
+        "",
+    ]);
+    let labels = prop::sample::select(vec![
+        "",
+        "{}",
+        "{engine=\"0\"}",
+        "{engine=\"1\",model_name=\"m\"}",
+        "{a=\"\\\"",
+    ]);
+    (name, labels, value, prop::option::of(any::<i64>()))
+        .prop_map(|(n, l, v, ts)| format!("{n}{l} {v}{}", ts.map(|t| format!(" {t}")).unwrap_or_default()))
+}
+
+proptest! {
+    /// Issue 12 item 10: whatever values a server exposes, every field read is finite or absent.
+    #[test]
+    fn hostile_values_read_finite_or_absent(lines in prop::collection::vec(hostile_sample(), 0..40)) {
+        let m = parse_vllm_metrics(&lines.join("\n"));
+        for v in [m.num_requests_running, m.num_requests_waiting, m.num_preemptions_total, m.kv_cache_usage] {
+            prop_assert!(v.is_none_or(f64::is_finite), "{m:?}");
+        }
+    }
+}
+
+#[test]
+fn engines_whose_counts_overflow_a_float_sum_keep_a_finite_count() {
+    let m = parse_vllm_metrics(
+        "vllm:num_requests_running{engine=\"0\"} 1e308\nvllm:num_requests_running{engine=\"1\"} 1e308\n",
+    );
+    assert_eq!(m.num_requests_running, Some(1e308));
+}

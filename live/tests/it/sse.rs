@@ -243,3 +243,64 @@ proptest! {
         prop_assert_eq!(payloads, parse_chunked(&bytes, &[], 1 << 20).0);
     }
 }
+
+/// OpenAI-shaped chunks with hostile values: huge, negative, fractional and non-numeric counts,
+/// wrong types, error shapes and JSON nested past serde's recursion limit.
+fn hostile_chunk() -> impl Strategy<Value = String> {
+    let num = prop::sample::select(vec![
+        "0",
+        "-1",
+        "4294967296",
+        "18446744073709551615",
+        "1e400",
+        "1.5",
+        "null",
+        "\"7\"",
+        "[]",
+        "{}",
+    ]);
+    let text =
+        prop::sample::select(vec!["\"\"", "\"a\"", "null", "7", "[\"a\"]", "{\"x\":1}", "\"\\ud800\""]);
+    prop_oneof![
+        (text.clone(), num.clone()).prop_map(|(t, n)| format!(
+            "{{\"choices\":[{{\"text\":{t},\"finish_reason\":{t}}}],\"usage\":{{\"completion_tokens\":{n}}}}}"
+        )),
+        (text, num.clone()).prop_map(|(t, n)| format!(
+            "{{\"choices\":[{{\"delta\":{{\"content\":{t}}}}}],\"usage\":{{\"prompt_tokens\":{n},\"prompt_tokens_details\":{{\"cached_tokens\":{n}}}}}}}"
+        )),
+        num.clone().prop_map(|n| format!("{{\"choices\":{n},\"usage\":{n}}}")),
+        num.prop_map(|n| format!("{{\"error\":{n},\"object\":\"error\",\"message\":{n},\"type\":{n}}}")),
+        (1usize..400).prop_map(|d| format!("{}{}", "[".repeat(d), "]".repeat(d))),
+        (1usize..400).prop_map(|d| "{\"a\":".repeat(d)),
+        Just("[DONE]".to_string()),
+        ".{0,40}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Issue 12 item 10: whatever a server streams, the interpreter returns events or an error.
+    #[test]
+    fn hostile_chunks_never_panic_and_count_sanely(
+        chunks in prop::collection::vec(hostile_chunk(), 0..16),
+        chat in any::<bool>(),
+    ) {
+        let mut it = StreamInterpreter::new(if chat { ApiMode::Chat } else { ApiMode::Completions });
+        let mut texts = 0u32;
+        for c in &chunks {
+            match it.on_data(c) {
+                Ok(StreamEvent::Text { tokens }) => {
+                    prop_assert!(tokens >= 1);
+                    texts += 1;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        prop_assert_eq!(it.summary().text_chunks, texts);
+        if let Ok(s) = it.finish() {
+            prop_assert_eq!(s.text_chunks, texts);
+        }
+    }
+}

@@ -108,10 +108,12 @@ pub(crate) fn run_legend_label(label: &str, model: Option<&ModelSummary>) -> Str
     }
 }
 
-/// Value of `p` of `metric` for `model` in `run`, seconds.
+/// Value of `p` of `metric` for `model` in `run`, seconds; `None` when absent or not a latency
+/// (negative or not finite, as only an edited `summary.json` holds: plotters' integer pixel
+/// mapping overflows on a bar that far outside the axis).
 fn value(run: &Run, model: &str, metric: LatencyMetric, p: Percentile) -> Option<f64> {
     let m = run.dir.summary.models.iter().find(|m| m.model == model)?;
-    metric.of_summary(m).map(|s| p.of(s))
+    metric.of_summary(m).map(|s| p.of(s)).filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 /// Draws the percentile bars of `model` for `runs` (the first is the reference).

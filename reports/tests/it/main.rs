@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod fixtures;
+mod run_dir_fuzz;
 
 use fixtures::{Shape, write_run, write_sweep};
 use reports::sweep_schema::read_sweep_dir;

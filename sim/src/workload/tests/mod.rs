@@ -5,6 +5,7 @@ mod custom;
 mod open_loop;
 mod props;
 mod replay;
+mod replay_fuzz;
 mod sessions;
 mod trace_formats;
 
