@@ -3,8 +3,9 @@
 //! Every failure — TOML syntax, schema (unknown field, wrong type), semantics (a GPU index that does
 //! not exist, a model that does not fit) and bad overrides — becomes a `ScenarioError` whose
 //! `field` is a dotted path the user can find in the file (`instances[2].gpu`,
-//! `workload.phases[0].arrival.rate`). This module only builds errors; it does not decide what is
-//! wrong.
+//! `workload.phases[0].arrival.rate`); an error about one `[[instances]]` entry also carries its
+//! index (`instance`), so callers need not read it back out of the field. This module only builds
+//! errors; it does not decide what is wrong.
 
 use std::path::{Path, PathBuf};
 
@@ -21,12 +22,21 @@ pub struct ScenarioError {
     pub field: String,
     /// What is wrong and what to do about it.
     pub reason: String,
+    /// Index of the `[[instances]]` entry the error is about, when it is about one (the field may
+    /// still name `[defaults.engine]`, where the offending knob was set).
+    pub instance: Option<usize>,
 }
 
 impl ScenarioError {
     /// An error about `field` of `file`.
     pub fn new(file: &Path, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), field: field.into(), reason: reason.into() }
+        Self { file: file.to_path_buf(), field: field.into(), reason: reason.into(), instance: None }
+    }
+
+    /// The same error, noted as being about instance `index` (unless it already names one).
+    pub fn about_instance(mut self, index: usize) -> Self {
+        self.instance.get_or_insert(index);
+        self
     }
 }
 
@@ -43,6 +53,16 @@ impl Ctx<'_> {
     /// An error about `field`.
     pub fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> ScenarioError {
         ScenarioError::new(self.file, field, reason)
+    }
+
+    /// An error about `field` of instance `index`.
+    pub fn instance_err(
+        &self,
+        index: usize,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> ScenarioError {
+        self.err(field, reason).about_instance(index)
     }
 
     /// Resolves a path written in the file against the file's directory.

@@ -57,6 +57,24 @@ pub fn parse_scenario(
     path: &Path,
     overrides: &[Override],
 ) -> Result<ScenarioFile, ScenarioError> {
+    parse_variants(text, path, overrides).map(|(file, _)| file)
+}
+
+/// One variant as the loader read it: the schema after its overrides, and the overrides applied
+/// (each with where it came from), which errors about the fields they set mention.
+pub(crate) struct ParsedVariant {
+    /// The typed file after the variant's `set` and the command line's overrides.
+    pub raw: RawFile,
+    /// The overrides applied, in order, with their origin (`--set ...`, `variant ... set ...`).
+    pub applied: Vec<(Override, String)>,
+}
+
+/// [`parse_scenario`], also returning each variant's [`ParsedVariant`] (in variant order).
+pub(crate) fn parse_variants(
+    text: &str,
+    path: &Path,
+    overrides: &[Override],
+) -> Result<(ScenarioFile, Vec<ParsedVariant>), ScenarioError> {
     let base_dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -74,14 +92,15 @@ pub fn parse_scenario(
         }
     }
     let mut base = root.clone();
-    let cli: Vec<(&Override, String)> = overrides.iter().map(|o| (o, format!("--set {o}"))).collect();
+    let cli: Vec<(Override, String)> = overrides.iter().map(|o| (o.clone(), format!("--set {o}"))).collect();
     apply_all(ctx, &mut base, &cli)?;
 
     let mut scenarios = Vec::with_capacity(variants.len());
+    let mut parsed = Vec::with_capacity(variants.len());
     for variant in &variants {
         let mut tree = root.clone();
-        let mut applied: Vec<(&Override, String)> =
-            variant.set.iter().map(|o| (o, format!("variant `{}` set {o}", variant.name))).collect();
+        let mut applied: Vec<(Override, String)> =
+            variant.set.iter().map(|o| (o.clone(), format!("variant `{}` set {o}", variant.name))).collect();
         applied.extend(cli.iter().cloned());
         apply_all(ctx, &mut tree, &applied)?;
         let info = VariantInfo {
@@ -89,10 +108,10 @@ pub fn parse_scenario(
             description: variant.description.as_deref(),
             default_name: &stem,
         };
-        let scenario = typed(ctx, tree)
-            .and_then(|raw| resolve(ctx, raw, &info))
-            .map_err(|e| annotate(ctx, e, &applied))?;
+        let raw = typed(ctx, tree).map_err(|e| annotate(ctx, e, &applied))?;
+        let scenario = resolve(ctx, &raw, &info).map_err(|e| annotate(ctx, e, &applied))?;
         scenarios.push(scenario);
+        parsed.push(ParsedVariant { raw, applied });
     }
     // It names the output dir (`results/<name>/<variant>`): checked as each variant's is.
     let name = match base.get("name").and_then(|v| v.as_str()) {
@@ -102,7 +121,7 @@ pub fn parse_scenario(
         }
         None => super::resolve::safe_file_name(&stem),
     };
-    Ok(ScenarioFile { name, path: path.to_path_buf(), base_dir, variants: scenarios })
+    Ok((ScenarioFile { name, path: path.to_path_buf(), base_dir, variants: scenarios }, parsed))
 }
 
 /// One `[variants.NAME]` entry, ready to apply.
@@ -156,7 +175,7 @@ fn variant_order(text: &str) -> Vec<String> {
 fn apply_all(
     ctx: Ctx<'_>,
     tree: &mut toml::Table,
-    overrides: &[(&Override, String)],
+    overrides: &[(Override, String)],
 ) -> Result<(), ScenarioError> {
     for (ov, origin) in overrides {
         apply(tree, ov).map_err(|reason| ctx.err(&ov.path, format!("{reason} (from {origin})")))?;
@@ -164,14 +183,24 @@ fn apply_all(
     Ok(())
 }
 
-/// Deserializes the edited tree into the schema; errors carry the field path.
+/// Deserializes the edited tree into the schema; errors carry the field path (and the instance
+/// index, for a field of one `[[instances]]` entry).
 fn typed(ctx: Ctx<'_>, tree: toml::Table) -> Result<RawFile, ScenarioError> {
-    serde_path_to_error::deserialize(toml::Value::Table(tree))
-        .map_err(|e| ctx.err(join_field("", &e.path().to_string()), e.inner().message()))
+    use serde_path_to_error::Segment;
+    serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let err = ctx.err(join_field("", &e.path().to_string()), e.inner().message());
+        let mut path = e.path().iter();
+        match (path.next(), path.next()) {
+            (Some(Segment::Map { key }), Some(&Segment::Seq { index })) if key == "instances" => {
+                err.about_instance(index)
+            }
+            _ => err,
+        }
+    })
 }
 
 /// Adds which override set a field to an error about it.
-fn annotate(ctx: Ctx<'_>, mut e: ScenarioError, applied: &[(&Override, String)]) -> ScenarioError {
+pub(crate) fn annotate(ctx: Ctx<'_>, mut e: ScenarioError, applied: &[(Override, String)]) -> ScenarioError {
     if e.file != ctx.file {
         return e;
     }

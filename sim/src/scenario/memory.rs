@@ -45,7 +45,8 @@ pub(crate) fn check_memory(
     for (i, inst) in instances.iter().enumerate() {
         let model = &models[inst.model.index()];
         if inst.engine.max_model_len > model.max_position_embeddings {
-            return Err(ctx.err(
+            return Err(ctx.instance_err(
+                i,
                 field(i, "max_model_len"),
                 format!(
                     "max_model_len {} is greater than {}'s max_position_embeddings {}; vLLM \
@@ -82,7 +83,8 @@ fn check_gpu_sharing(
                 static_sum += inst.engine.gpu_memory_utilization;
                 static_names.push(&inst.name);
                 if static_sum > 1.0 + 1e-9 {
-                    return Err(ctx.err(
+                    return Err(ctx.instance_err(
+                        i,
                         field(i, "gpu_memory_utilization"),
                         format!(
                             "static instances {} on GPU {g} ({}) reserve {static_sum:.2} of its \
@@ -104,7 +106,8 @@ fn check_gpu_sharing(
             .map(|(_, x)| footprint(&models[x.model.index()], gpu, &x.engine))
             .fold(0u64, u64::saturating_add);
         if let (true, Some((i, _))) = (total > gpu.memory_bytes, tenants.last()) {
-            return Err(ctx.err(
+            return Err(ctx.instance_err(
+                *i,
                 field(*i, "gpu_memory_utilization"),
                 format!(
                     "the instances on GPU {g} ({}, {}) need {} before any elastic KV (static \
@@ -176,7 +179,8 @@ fn check_elastic_pool(
         })
         .collect();
     let i = elastic.last().copied().unwrap_or(0);
-    Err(ctx.err(
+    Err(ctx.instance_err(
+        i,
         field(i, "gpu_memory_utilization"),
         format!(
             "the instances on GPU {g} ({}) need {} (weights, activation reserves and static shares {} + \
@@ -217,7 +221,8 @@ fn check_instance(
     let share = usable(gpu, e);
     let needed = weights.saturating_add(reserve);
     if needed >= share {
-        return Err(ctx.err(
+        return Err(ctx.instance_err(
+            i,
             field(i, "gpu_memory_utilization"),
             format!(
                 "{} does not fit on GPU {gpu_id} ({}): weights {} + reserve {} = {}, but {} x \
@@ -240,7 +245,8 @@ fn check_instance(
         None => u64::from(static_kv_budget(model, gpu, e).num_gpu_blocks),
     };
     if num_blocks == 0 {
-        return Err(ctx.err(
+        return Err(ctx.instance_err(
+            i,
             field(i, "gpu_memory_utilization"),
             format!(
                 "no KV blocks left for {} on GPU {gpu_id} ({}): {} remain after weights and \
@@ -257,7 +263,8 @@ fn check_instance(
     let capacity = num_blocks.saturating_mul(u64::from(e.block_size));
     if capacity < u64::from(e.max_model_len) {
         let need = u64::from(e.max_model_len).saturating_mul(model.kv_bytes_per_token());
-        return Err(ctx.err(
+        return Err(ctx.instance_err(
+            i,
             field(i, "max_model_len"),
             format!(
                 "{}'s KV cache holds {capacity} tokens ({}) but max_model_len {} needs {}; vLLM \
@@ -289,7 +296,8 @@ fn check_elastic_instance(
     let e = &inst.engine;
     let gpu = &gpus[inst.gpu.index()];
     let Some(plan) = elastic_kv_plan_in(gpus, models, instances, i) else {
-        return Err(ctx.err(
+        return Err(ctx.instance_err(
+            i,
             field(i, "block_size"),
             format!(
                 "one block of {} tokens of {} per layer is larger than kvcached's 2 MiB page: use a \
@@ -304,7 +312,8 @@ fn check_elastic_instance(
         _ => String::new(),
     };
     if plan.limit_pages == 0 {
-        return Err(ctx.err(
+        return Err(ctx.instance_err(
+            i,
             field(i, "gpu_memory_utilization"),
             format!(
                 "no KV page left for {} on GPU {} ({}): the elastic pool is {}{limit_note} and one page \
@@ -320,7 +329,8 @@ fn check_elastic_instance(
     }
     let capacity = u64::from(plan.limit_pages) * g.tokens_per_page();
     if capacity < u64::from(e.max_model_len) {
-        return Err(ctx.err(
+        return Err(ctx.instance_err(
+            i,
             field(i, "max_model_len"),
             format!(
                 "{}'s elastic KV can hold at most {capacity} tokens ({} pages of {} tokens from GPU {}'s \

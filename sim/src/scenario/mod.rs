@@ -14,6 +14,7 @@ mod memory;
 mod overrides;
 mod perf;
 mod phases;
+mod placement;
 mod presets;
 mod raw;
 mod replay;
@@ -28,6 +29,7 @@ pub use limits::{
 };
 pub use load::{ScenarioFile, load_scenario, parse_scenario};
 pub use overrides::Override;
+pub(crate) use placement::{Placement, Placer, PlacerInput};
 pub use presets::{default_activation_reserve_bytes, engine_preset_defaults};
 pub use replay::{MAX_RATE_SCALE, ReplayModels, ReplayOptions, TraceFormat};
 pub use types::*;

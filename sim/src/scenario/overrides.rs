@@ -27,6 +27,12 @@ impl Override {
     pub fn new(path: impl Into<String>, value: toml::Value) -> Self {
         Self { path: path.into(), value }
     }
+
+    /// Whether this override may set `field` (a field path such as `instances[0].engine.kv_cache`):
+    /// one is a prefix of the other, segment by segment, `*` matching any segment.
+    pub fn touches(&self, field: &str) -> bool {
+        touches(&self.path, field)
+    }
 }
 
 impl fmt::Display for Override {

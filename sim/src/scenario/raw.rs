@@ -262,7 +262,7 @@ impl RawEngine {
 }
 
 /// One `[[instances]]` entry.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawInstance {
     pub name: Option<String>,

@@ -15,12 +15,12 @@
 use super::catalog::{gpu_catalog, model_catalog};
 use super::error::{Ctx, GIB, ScenarioError, quoted_list};
 use super::limits::{Limits, MIN_SAMPLE_INTERVAL_S, planned_work};
-use super::memory::check_memory;
-use super::perf::{PerfKey, check_perf, perf_for_instance, scan_profiles};
+use super::memory::{EngineField, check_memory};
+use super::perf::{PerfKey, Profile, check_perf, perf_for_instance, scan_profiles};
 use super::phases::{Models, resolve_workload};
 use super::presets::{derive_engine, gets_large_batch_defaults};
 use super::raw::RawContention;
-use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawModel, RawModelSettings};
+use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawInstance, RawModel, RawModelSettings};
 use super::types::{
     ContentionSpec, EngineGeneration, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec,
     OutputSpec, PrefixRouting, RouterSpec, Scenario, SloSpec, WeightFormat,
@@ -82,8 +82,46 @@ pub(crate) fn safe_file_name(name: &str) -> String {
     if is_file_name_safe(&s) { s } else { "scenario".to_string() }
 }
 
+/// What resolving `[[instances]]` needs from the rest of a file, resolved once per variant.
+#[derive(Clone, Debug)]
+pub(crate) struct InstanceEnv {
+    /// Built-in GPUs plus `[gpu_catalog]`.
+    pub gpu_catalog: Vec<GpuSpec>,
+    /// Built-in models plus `[model_catalog]`, with `[models]` settings applied.
+    pub model_catalog: Vec<ModelSpec>,
+    /// The profiles of `[perf] profiles_dir`.
+    pub profiles: Vec<Profile>,
+}
+
+/// The catalogues and profiles of `raw`, checked.
+pub(crate) fn instance_env(ctx: Ctx<'_>, raw: &RawFile) -> Result<InstanceEnv, ScenarioError> {
+    let gpu_catalog = merged_gpu_catalog(ctx, &raw.gpu_catalog)?;
+    let mut model_catalog = merged_model_catalog(ctx, &raw.model_catalog)?;
+    apply_model_settings(ctx, &raw.models, &mut model_catalog)?;
+    check_perf(ctx, &raw.perf)?;
+    let profiles = scan_profiles(ctx, &raw.perf)?;
+    Ok(InstanceEnv { gpu_catalog, model_catalog, profiles })
+}
+
+/// The field an error about engine knob `knob` of `instances[i]` names: the instance's own table
+/// when it sets the knob, else `[defaults.engine]` when that does.
+pub(crate) fn engine_field(defaults: &RawEngine, instances: &[RawInstance], i: usize, knob: &str) -> String {
+    let in_instance = instances.get(i).is_some_and(|x| x.engine.sets(knob));
+    if !in_instance && defaults.sets(knob) {
+        format!("defaults.engine.{knob}")
+    } else {
+        format!("instances[{i}].engine.{knob}")
+    }
+}
+
+/// The `[output]` limits of `raw`.
+pub(crate) fn limits_of(raw: &RawFile) -> Limits {
+    let o = &raw.output;
+    Limits { max_requests: o.max_requests, max_samples: o.max_samples, max_tokens: o.max_tokens }
+}
+
 /// Resolves and validates one variant.
-pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result<Scenario, ScenarioError> {
+pub(crate) fn resolve(ctx: Ctx<'_>, raw: &RawFile, v: &VariantInfo<'_>) -> Result<Scenario, ScenarioError> {
     let name = match &raw.name {
         Some(name) => {
             check_scenario_name(ctx, name)?;
@@ -92,125 +130,15 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         // The file stem: anything else becomes `-`.
         None => safe_file_name(v.default_name),
     };
-    let gpu_cat = merged_gpu_catalog(ctx, &raw.gpu_catalog)?;
-    let mut model_cat = merged_model_catalog(ctx, &raw.model_catalog)?;
-    apply_model_settings(ctx, &raw.models, &mut model_cat)?;
-    let gpus = resolve_cluster(ctx, &raw.cluster, &gpu_cat)?;
-    check_perf(ctx, &raw.perf)?;
-    let profiles = scan_profiles(ctx, &raw.perf)?;
+    let env = instance_env(ctx, raw)?;
+    let gpus = resolve_cluster(ctx, &raw.cluster, &env.gpu_catalog)?;
 
     if raw.instances.is_empty() {
         return Err(ctx.err("instances", "no [[instances]]: add at least one engine instance"));
     }
-    let engine_field = |i: usize, knob: &str| -> String {
-        let in_instance = raw.instances.get(i).is_some_and(|x| x.engine.sets(knob));
-        if !in_instance && raw.defaults.engine.sets(knob) {
-            format!("defaults.engine.{knob}")
-        } else {
-            format!("instances[{i}].engine.{knob}")
-        }
-    };
     check_engine_knobs(ctx, "defaults.engine", &raw.defaults.engine)?;
-
-    let mut models: Vec<ModelSpec> = Vec::new();
-    let mut instances: Vec<InstanceSpec> = Vec::new();
-    for (i, ri) in raw.instances.iter().enumerate() {
-        let field = format!("instances[{i}]");
-        let f = |n: &str| format!("{field}.{n}");
-        let Some(model) = model_cat.iter().find(|m| m.name == ri.model) else {
-            return Err(ctx.err(
-                f("model"),
-                format!(
-                    "unknown model \"{}\"; known models: {} (add others under [model_catalog])",
-                    ri.model,
-                    quoted_list(model_cat.iter().map(|m| m.name.as_str()))
-                ),
-            ));
-        };
-        let model_id = match models.iter().position(|m| m.name == model.name) {
-            Some(p) => ModelId(p as u32),
-            None => {
-                models.push(model.clone());
-                ModelId(models.len() as u32 - 1)
-            }
-        };
-        let Some(gpu) = gpus.get(ri.gpu as usize) else {
-            return Err(ctx.err(
-                f("gpu"),
-                format!(
-                    "GPU index {} does not exist: the cluster has {} GPU(s), indexed 0..={}",
-                    ri.gpu,
-                    gpus.len(),
-                    gpus.len() - 1
-                ),
-            ));
-        };
-        let k = instances.iter().filter(|x| x.model == model_id).count();
-        let name = ri.name.clone().unwrap_or_else(|| format!("{}#{k}", model.name));
-        if let Some(j) = instances.iter().position(|x| x.name == name) {
-            return Err(ctx.err(f("name"), format!("name \"{name}\" is already used by instances[{j}]")));
-        }
-        let port = match ri.port {
-            Some(p) => p,
-            None => u16::try_from(8001 + i)
-                .map_err(|_| ctx.err(f("port"), "no default port past 65535: set port"))?,
-        };
-        if let Some(j) = instances.iter().position(|x| x.port == port) {
-            return Err(ctx.err(
-                f("port"),
-                format!("port {port} is already used by instances[{j}] ({})", instances[j].name),
-            ));
-        }
-        check_engine_knobs(ctx, &f("engine"), &ri.engine)?;
-        let merged = raw.defaults.engine.overlaid_by(&ri.engine);
-        let preset = merged.preset.unwrap_or(EnginePreset::VllmV1);
-        let mut engine = derive_engine(preset, model, gets_large_batch_defaults(gpu), &merged);
-        check_block_size(ctx, &engine, &engine_field(i, "block_size"))?;
-        if engine.max_num_batched_tokens < engine.max_num_seqs {
-            return Err(ctx.err(
-                engine_field(i, "max_num_batched_tokens"),
-                format!(
-                    "max_num_batched_tokens ({}) must be >= max_num_seqs ({}), as vLLM's \
-                     SchedulerConfig requires",
-                    engine.max_num_batched_tokens, engine.max_num_seqs
-                ),
-            ));
-        }
-        if !engine.enable_chunked_prefill && engine.max_num_batched_tokens < engine.max_model_len {
-            return Err(ctx.err(
-                engine_field(i, "max_num_batched_tokens"),
-                format!(
-                    "max_num_batched_tokens ({}) is smaller than max_model_len ({}) without chunked \
-                     prefill; vLLM refuses to start (SchedulerConfig._verify_args): raise it, lower \
-                     max_model_len or enable chunked prefill",
-                    engine.max_num_batched_tokens, engine.max_model_len
-                ),
-            ));
-        }
-        check_elastic(ctx, &engine, &|knob: &str| engine_field(i, knob))?;
-        check_version_knobs(ctx, &merged, model, &|knob: &str| engine_field(i, knob))?;
-        let key = PerfKey { model, catalog: &model_cat, gpu: &gpu.name, engine: &engine };
-        let resolved =
-            perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &profiles, &raw.perf)?;
-        // A profile measured with (or without) async scheduling says how the engine ran, unless
-        // the scenario sets the knob itself.
-        if let (Some(a), false) = (resolved.async_scheduling, merged.sets("async_scheduling")) {
-            engine.async_scheduling = a;
-        }
-        let perf = resolved.spec;
-        instances.push(InstanceSpec {
-            name,
-            model: model_id,
-            gpu: GpuId(ri.gpu),
-            port,
-            engine,
-            perf,
-            launch_command: ri.launch_command.clone(),
-        });
-    }
-    check_memory(ctx, &gpus, &models, &instances, &engine_field)?;
-    let all_cb = instances.iter().all(|i| i.engine.preset == EnginePreset::TransformersCb);
-    let contention = resolve_contention(ctx, raw.cluster.contention.as_ref(), all_cb)?;
+    let (models, instances) = resolve_instances(ctx, raw, &env, &raw.instances, &gpus)?;
+    let contention = contention_of(ctx, raw.cluster.contention.as_ref(), &instances)?;
 
     let r = &raw.router;
     if !(r.poll_interval_s.is_finite() && r.poll_interval_s > 0.0) {
@@ -231,7 +159,8 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         }
     }
     let router = RouterSpec { policy: r.policy, poll_interval_s: r.poll_interval_s, score: r.score, prefix };
-    let workload = resolve_workload(ctx, &raw.workload, &Models { catalog: &model_cat, used: &models })?;
+    let workload =
+        resolve_workload(ctx, &raw.workload, &Models { catalog: &env.model_catalog, used: &models })?;
 
     let s = &raw.slo;
     for (n, val) in [
@@ -270,16 +199,12 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
             ),
         ));
     }
-    let limits =
-        Limits { max_requests: o.max_requests, max_samples: o.max_samples, max_tokens: o.max_tokens };
-    let work = planned_work(&workload, instances.len(), o.sample_interval_s, o.drain_timeout_s);
-    super::limits::check(ctx, &work, &limits)?;
     let output = OutputSpec {
         sample_interval_s: o.sample_interval_s,
         tokens_csv: o.tokens_csv,
         drain_timeout_s: o.drain_timeout_s,
     };
-    Ok(Scenario {
+    let scenario = Scenario {
         name,
         variant: v.name.to_string(),
         description: v.description.map_or_else(|| raw.description.clone(), str::to_string),
@@ -292,7 +217,162 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
         slo,
         output,
         contention,
+    };
+    let field = |i: usize, knob: &str| engine_field(&raw.defaults.engine, &raw.instances, i, knob);
+    check_placement(ctx, &scenario, &limits_of(raw), &field)?;
+    Ok(scenario)
+}
+
+/// The startup checks that depend on where the instances are: memory on every GPU (see `memory`)
+/// and the work planned for the instance count against `[output]` limits. `field` names an
+/// instance's engine knob (see [`engine_field`]).
+pub(crate) fn check_placement(
+    ctx: Ctx<'_>,
+    s: &Scenario,
+    limits: &Limits,
+    field: EngineField<'_>,
+) -> Result<(), ScenarioError> {
+    check_memory(ctx, &s.gpus, &s.models, &s.instances, field)?;
+    let o = &s.output;
+    let work = planned_work(&s.workload, s.instances.len(), o.sample_interval_s, o.drain_timeout_s);
+    super::limits::check(ctx, &work, limits)
+}
+
+/// Resolves `instances` (placed on `gpus`) with `raw`'s engine defaults and perf settings: the
+/// models they serve, in order of first appearance, and the instances. Errors about one instance
+/// carry its index.
+pub(crate) fn resolve_instances(
+    ctx: Ctx<'_>,
+    raw: &RawFile,
+    env: &InstanceEnv,
+    instances: &[RawInstance],
+    gpus: &[GpuSpec],
+) -> Result<(Vec<ModelSpec>, Vec<InstanceSpec>), ScenarioError> {
+    let mut models: Vec<ModelSpec> = Vec::new();
+    let mut out: Vec<InstanceSpec> = Vec::with_capacity(instances.len());
+    for (i, ri) in instances.iter().enumerate() {
+        let field = |knob: &str| engine_field(&raw.defaults.engine, instances, i, knob);
+        let spec = resolve_instance(ctx, raw, env, (i, ri), gpus, &mut models, &out, &field)
+            .map_err(|e| e.about_instance(i))?;
+        out.push(spec);
+    }
+    Ok((models, out))
+}
+
+/// Resolves `instances[i]` given the instances before it (`earlier`); adds its model to `models`
+/// when new.
+#[allow(clippy::too_many_arguments)]
+fn resolve_instance(
+    ctx: Ctx<'_>,
+    raw: &RawFile,
+    env: &InstanceEnv,
+    (i, ri): (usize, &RawInstance),
+    gpus: &[GpuSpec],
+    models: &mut Vec<ModelSpec>,
+    earlier: &[InstanceSpec],
+    engine_field: &dyn Fn(&str) -> String,
+) -> Result<InstanceSpec, ScenarioError> {
+    let model_cat = &env.model_catalog;
+    let f = |n: &str| format!("instances[{i}].{n}");
+    let Some(model) = model_cat.iter().find(|m| m.name == ri.model) else {
+        return Err(ctx.err(
+            f("model"),
+            format!(
+                "unknown model \"{}\"; known models: {} (add others under [model_catalog])",
+                ri.model,
+                quoted_list(model_cat.iter().map(|m| m.name.as_str()))
+            ),
+        ));
+    };
+    let model_id = match models.iter().position(|m| m.name == model.name) {
+        Some(p) => ModelId(p as u32),
+        None => {
+            models.push(model.clone());
+            ModelId(models.len() as u32 - 1)
+        }
+    };
+    let Some(gpu) = gpus.get(ri.gpu as usize) else {
+        return Err(ctx.err(
+            f("gpu"),
+            format!(
+                "GPU index {} does not exist: the cluster has {} GPU(s), indexed 0..={}",
+                ri.gpu,
+                gpus.len(),
+                gpus.len() - 1
+            ),
+        ));
+    };
+    let k = earlier.iter().filter(|x| x.model == model_id).count();
+    let name = ri.name.clone().unwrap_or_else(|| format!("{}#{k}", model.name));
+    if let Some(j) = earlier.iter().position(|x| x.name == name) {
+        return Err(ctx.err(f("name"), format!("name \"{name}\" is already used by instances[{j}]")));
+    }
+    let port = match ri.port {
+        Some(p) => p,
+        None => {
+            u16::try_from(8001 + i).map_err(|_| ctx.err(f("port"), "no default port past 65535: set port"))?
+        }
+    };
+    if let Some(j) = earlier.iter().position(|x| x.port == port) {
+        return Err(ctx
+            .err(f("port"), format!("port {port} is already used by instances[{j}] ({})", earlier[j].name)));
+    }
+    check_engine_knobs(ctx, &f("engine"), &ri.engine)?;
+    let merged = raw.defaults.engine.overlaid_by(&ri.engine);
+    let preset = merged.preset.unwrap_or(EnginePreset::VllmV1);
+    let mut engine = derive_engine(preset, model, gets_large_batch_defaults(gpu), &merged);
+    check_block_size(ctx, &engine, &engine_field("block_size"))?;
+    if engine.max_num_batched_tokens < engine.max_num_seqs {
+        return Err(ctx.err(
+            engine_field("max_num_batched_tokens"),
+            format!(
+                "max_num_batched_tokens ({}) must be >= max_num_seqs ({}), as vLLM's \
+                 SchedulerConfig requires",
+                engine.max_num_batched_tokens, engine.max_num_seqs
+            ),
+        ));
+    }
+    if !engine.enable_chunked_prefill && engine.max_num_batched_tokens < engine.max_model_len {
+        return Err(ctx.err(
+            engine_field("max_num_batched_tokens"),
+            format!(
+                "max_num_batched_tokens ({}) is smaller than max_model_len ({}) without chunked \
+                 prefill; vLLM refuses to start (SchedulerConfig._verify_args): raise it, lower \
+                 max_model_len or enable chunked prefill",
+                engine.max_num_batched_tokens, engine.max_model_len
+            ),
+        ));
+    }
+    check_elastic(ctx, &engine, engine_field)?;
+    check_version_knobs(ctx, &merged, model, engine_field)?;
+    let key = PerfKey { model, catalog: model_cat, gpu: &gpu.name, engine: &engine };
+    let resolved =
+        perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &env.profiles, &raw.perf)?;
+    // A profile measured with (or without) async scheduling says how the engine ran, unless
+    // the scenario sets the knob itself.
+    if let (Some(a), false) = (resolved.async_scheduling, merged.sets("async_scheduling")) {
+        engine.async_scheduling = a;
+    }
+    Ok(InstanceSpec {
+        name,
+        model: model_id,
+        gpu: GpuId(ri.gpu),
+        port,
+        engine,
+        perf: resolved.spec,
+        launch_command: ri.launch_command.clone(),
     })
+}
+
+/// The contention model of `instances`: `[cluster] contention` when set, else the default for
+/// their engines (see [`resolve_contention`]).
+pub(crate) fn contention_of(
+    ctx: Ctx<'_>,
+    c: Option<&RawContention>,
+    instances: &[InstanceSpec],
+) -> Result<ContentionSpec, ScenarioError> {
+    let all_cb = instances.iter().all(|i| i.engine.preset == EnginePreset::TransformersCb);
+    resolve_contention(ctx, c, all_cb)
 }
 
 /// `[cluster] contention`. Default: `gpu_share` as measured on the reference engine when every
@@ -609,7 +689,11 @@ fn apply_model_settings(
     Ok(())
 }
 
-fn resolve_cluster(ctx: Ctx<'_>, c: &RawCluster, cat: &[GpuSpec]) -> Result<Vec<GpuSpec>, ScenarioError> {
+pub(crate) fn resolve_cluster(
+    ctx: Ctx<'_>,
+    c: &RawCluster,
+    cat: &[GpuSpec],
+) -> Result<Vec<GpuSpec>, ScenarioError> {
     let lookup = |field: String, name: &str| {
         cat.iter().find(|g| g.name == name).cloned().ok_or_else(|| {
             ctx.err(

@@ -517,3 +517,25 @@ fn a_zero_prefix_block_size_is_rejected() {
     fails(BASE, &["router.prefix_block_tokens=0"], "router.prefix_block_tokens", "at least 1");
     parse(BASE, &["router.policy=prefix_aware", "router.prefix_index_blocks=100"]).unwrap();
 }
+
+#[test]
+fn an_error_about_one_instance_carries_its_index_and_others_carry_none() {
+    // Schema (serde), resolution and memory-check errors about instances[1], each from its own stage.
+    let unknown_field = parse(BASE, &["instances.1.engine.max_num_seq=8"]).unwrap_err();
+    let bad_gpu = parse(BASE, &["instances.1.gpu=2"]).unwrap_err();
+    let too_big =
+        parse(BASE, &["instances.1.model=llama-3.3-70b-awq", "defaults.engine.max_model_len=131072"])
+            .unwrap_err();
+    for (e, field) in [
+        (&unknown_field, "instances[1].engine.max_num_seq"),
+        (&bad_gpu, "instances[1].gpu"),
+        (&too_big, "defaults.engine.max_model_len"),
+    ] {
+        assert_eq!(e.field, field, "{e}");
+        assert_eq!(e.instance, Some(1), "{e}");
+    }
+    // The index is data, not part of the message.
+    assert_eq!(bad_gpu.to_string(), format!("dir/test.toml: instances[1].gpu: {}", bad_gpu.reason));
+    let not_an_instance = parse(BASE, &["router.poll_interval_s=0"]).unwrap_err();
+    assert_eq!(not_an_instance.instance, None, "{not_an_instance}");
+}
