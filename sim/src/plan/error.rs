@@ -81,6 +81,16 @@ pub enum PlanError {
         /// The override's path.
         path: String,
     },
+    /// An `instances.*` override of what `plan` chooses for every instance.
+    #[error(
+        "--set {path}: plan chooses each instance's GPU, and on shared GPUs its KV mode and \
+         gpu_memory_utilization, per layout; set what dedicated GPUs keep with \
+         --set defaults.engine.KNOB=..., other instance fields with instances.*.FIELD=..."
+    )]
+    PlacementOverride {
+        /// The override's path.
+        path: String,
+    },
     /// A simulation failed (bad replay file, ...).
     #[error("simulating layout {layout}: {source}")]
     Simulation {

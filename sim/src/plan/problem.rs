@@ -5,9 +5,9 @@
 //! in the file (its `engine` table, `profile`, `launch_command`), placed on the layout's GPUs, so
 //! variants and `[defaults.engine]` apply exactly as in `simulate`. Instances on shared GPUs get
 //! the layout's KV mode and, when static, their share of `gpu_memory_utilization` (see `fit`).
-//! Every layout goes through the scenario loader with `cluster` and `instances` overridden,
-//! so its startup checks hold; a layout it rejects "does not start". This module does not
-//! search (see `search`).
+//! The file is loaded once (`scenario::Placer`); every layout is then built as typed instances
+//! and goes through the loader's own instance resolution and startup checks, so a layout it
+//! rejects "does not start". This module does not search (see `search`).
 
 use super::budget::{self, BudgetNote};
 use super::error::PlanError;
@@ -15,10 +15,12 @@ use super::fit::Footprint;
 use super::layout::{GroupType, Layout, group_types};
 use super::report::{Metric, ModelResult};
 use super::{PlanOptions, SloTarget};
+use crate::ids::GpuId;
 use crate::ids::ModelId;
 use crate::runner::simulate_summary;
 use crate::scenario::{
-    EnginePreset, GpuSpec, KvCacheMode, Override, Scenario, ScenarioError, WorkloadSpec, parse_scenario,
+    EnginePreset, GpuSpec, KvCacheMode, Override, Placement, Placer, PlacerInput, Scenario, ScenarioError,
+    WorkloadSpec, parse_scenario,
 };
 use crate::simulation::{SimError, SimOptions};
 use std::path::{Path, PathBuf};
@@ -32,8 +34,6 @@ pub(crate) struct PlanModel {
     pub short: String,
     /// Memory needs of one instance.
     pub footprint: Footprint,
-    /// The `[[instances]]` entry instances of this model are built from (no gpu/port/name).
-    pub template: toml::Table,
     /// KV mode of the template (kept on dedicated GPUs).
     pub kv: KvCacheMode,
     /// Engine generation of the template.
@@ -47,8 +47,8 @@ pub(crate) struct PlanModel {
 /// Everything the search needs, immutable and shared by the worker threads.
 #[derive(Debug)]
 pub(crate) struct Problem {
-    text: String,
-    path: PathBuf,
+    /// The variant loaded once; builds each layout's scenario from the models' templates.
+    placer: Placer,
     base_dir: PathBuf,
     /// The variant planned.
     pub variant: String,
@@ -56,8 +56,6 @@ pub(crate) struct Problem {
     pub scenario_name: String,
     /// Seed of every evaluation.
     pub seed: u64,
-    pre: Vec<Override>,
-    post: Vec<Override>,
     /// The GPU kind.
     pub gpu: GpuSpec,
     /// Most GPUs a layout may use.
@@ -113,11 +111,19 @@ fn split_overrides(all: &[Override]) -> Result<UserOverrides, PlanError> {
         if o.path == "instances" {
             out.instances = Some(o.value.clone());
         } else if let Some(rest) = o.path.strip_prefix("instances.") {
-            if rest.split('.').next() == Some("*") {
-                out.post.push(o.clone());
-            } else {
+            if rest.split('.').next() != Some("*") {
                 return Err(PlanError::InstanceIndexOverride { path: o.path.clone() });
             }
+            // Plan sets these per layout; an override would silently undo the layout.
+            let placed = [
+                "instances[0].gpu",
+                "instances[0].engine.kv_cache",
+                "instances[0].engine.gpu_memory_utilization",
+            ];
+            if placed.iter().any(|f| o.touches(f)) {
+                return Err(PlanError::PlacementOverride { path: o.path.clone() });
+            }
+            out.post.push(o.clone());
         } else {
             out.pre.push(o.clone());
         }
@@ -143,17 +149,6 @@ fn short_names(names: &[String]) -> Vec<String> {
         s.as_ref().is_some_and(|s| short.iter().enumerate().all(|(j, t)| i == j || t.as_ref() != Some(s)))
     });
     if unique { short.into_iter().flatten().collect() } else { names.to_vec() }
-}
-
-/// The model a probe-load error is about: `instances[i]` in the field, else a name in the reason.
-fn model_of_error(e: &ScenarioError, names: &[String]) -> Option<usize> {
-    let idx =
-        e.field.strip_prefix("instances[").and_then(|r| r.split(']').next()).and_then(|i| i.parse().ok());
-    idx.filter(|&i: &usize| i < names.len()).or_else(|| {
-        let mut hits: Vec<usize> = (0..names.len()).filter(|&i| e.reason.contains(&names[i])).collect();
-        hits.sort_by_key(|&i| std::cmp::Reverse(names[i].len()));
-        hits.first().copied()
-    })
 }
 
 /// A model's target: a command-line `MODEL=S` for it, else a bare command-line value, else the
@@ -219,16 +214,37 @@ impl Problem {
         }
 
         let templates = templates(text, instances_value.as_ref(), &names, path)?;
+        // Probe: every model alone on its own GPU of the planned kind resolves each template there.
+        let input = PlacerInput {
+            text,
+            path,
+            variant: &variant,
+            gpu: &gpu_name,
+            templates: &templates,
+            pre: &pre,
+            post: &post,
+        };
+        let placer = Placer::new(&input).map_err(|e| match e.instance.filter(|&i| i < names.len()) {
+            // The cluster table is plan's own override: a failure there is the --gpu named.
+            _ if opts.gpu.is_some() && e.field.starts_with("cluster") => {
+                let reason = e.reason.split(" (from --set cluster=").next().unwrap_or_default();
+                PlanError::BadOption { option: "--gpu", reason: reason.to_string() }
+            }
+            Some(m) => PlanError::ModelDoesNotFit {
+                model: names[m].clone(),
+                gpu: gpu_name.clone(),
+                reason: format!("{}: {}", e.field, e.reason),
+            },
+            None => PlanError::Scenario(e),
+        })?;
+        let probe = placer.probe().clone();
         let mut problem = Problem {
-            text: text.to_string(),
-            path: path.to_path_buf(),
+            placer,
             base_dir: file.base_dir.clone(),
             variant: base.variant.clone(),
             scenario_name: base.name.clone(),
             seed: base.seed,
-            pre,
-            post,
-            gpu: base.gpus.first().cloned().ok_or_else(|| ScenarioError::new(path, "cluster", "no GPU"))?,
+            gpu: probe.gpus.first().cloned().ok_or_else(|| ScenarioError::new(path, "cluster", "no GPU"))?,
             max_gpus,
             models: Vec::new(),
             types: Vec::new(),
@@ -237,29 +253,6 @@ impl Problem {
             min_success: opts.min_success,
             seeds: opts.seeds,
         };
-        // Probe: every model alone on its own GPU of the planned kind resolves each template there.
-        let probe_instances: Vec<toml::Value> = templates
-            .iter()
-            .enumerate()
-            .map(|(m, t)| toml::Value::Table(placed(t, m as u32, None)))
-            .collect();
-        let probe =
-            problem.load(&gpu_name, names.len() as u32, probe_instances).map_err(
-                |e| match model_of_error(&e, &names) {
-                    // The cluster table is plan's own override: a failure there is the --gpu named.
-                    _ if opts.gpu.is_some() && e.field.starts_with("cluster") => {
-                        let reason = e.reason.split(" (from --set cluster=").next().unwrap_or_default();
-                        PlanError::BadOption { option: "--gpu", reason: reason.to_string() }
-                    }
-                    Some(m) => PlanError::ModelDoesNotFit {
-                        model: names[m].clone(),
-                        gpu: gpu_name.clone(),
-                        reason: format!("{}: {}", e.field, e.reason),
-                    },
-                    None => PlanError::Scenario(e),
-                },
-            )?;
-        problem.gpu = probe.gpus[0].clone();
         let short = short_names(&names);
         let mut missing = Vec::new();
         for (m, name) in names.iter().enumerate() {
@@ -272,7 +265,6 @@ impl Problem {
                 name: name.clone(),
                 short: short[m].clone(),
                 footprint: Footprint::of(&probe.models[m], &probe.instances[m].engine),
-                template: templates[m].clone(),
                 kv: probe.instances[m].engine.kv_cache,
                 preset: probe.instances[m].engine.preset,
                 ttft_p90_s: ttft,
@@ -298,50 +290,50 @@ impl Problem {
         Ok(problem)
     }
 
-    /// The scenario's variant with `cluster` and `instances` replaced.
-    fn load(&self, gpu: &str, num_gpus: u32, instances: Vec<toml::Value>) -> Result<Scenario, ScenarioError> {
-        let mut cluster = toml::Table::new();
-        cluster.insert("gpu".into(), toml::Value::String(gpu.to_string()));
-        cluster.insert("num_gpus".into(), toml::Value::Integer(i64::from(num_gpus)));
-        let mut ovs = self.pre.clone();
-        ovs.push(Override::new("cluster", toml::Value::Table(cluster)));
-        ovs.push(Override::new("instances", toml::Value::Array(instances)));
-        ovs.extend(self.post.iter().cloned());
-        let file = parse_scenario(&self.text, &self.path, &ovs)?;
-        Ok(file.variant(&self.variant)?.clone())
-    }
-
     /// The runnable scenario of `layout` (with the budgeted workload), or the loader's refusal.
     pub fn scenario_for(&self, layout: &Layout) -> Result<Scenario, ScenarioError> {
-        // GPU numbers: groups in layout order, copies consecutive.
-        let mut gpu_of: Vec<(usize, u32)> = Vec::new(); // (group index in layout, first gpu)
+        let mut s = self.placer.place(layout.gpus(), &self.placements(layout))?;
+        s.workload = self.workload.clone();
+        Ok(s)
+    }
+
+    /// Where `layout` puts each instance: models in order, each model's copies group by group
+    /// (groups in layout order, a group's copies on consecutive GPUs); instances on shared GPUs
+    /// get the layout's KV mode and, when static, their share of `gpu_memory_utilization`.
+    fn placements(&self, layout: &Layout) -> Vec<Placement> {
+        // The first GPU of each group.
+        let mut first_gpu: Vec<u32> = Vec::with_capacity(layout.groups.len());
         let mut next = 0;
-        for (gi, &(_, copies)) in layout.groups.iter().enumerate() {
-            gpu_of.push((gi, next));
+        for &(_, copies) in &layout.groups {
+            first_gpu.push(next);
             next += copies;
         }
-        let mut entries = Vec::new();
-        for (m, model) in self.models.iter().enumerate() {
+        let mut out = Vec::new();
+        for m in 0..self.models.len() {
             for (gi, &(t, copies)) in layout.groups.iter().enumerate() {
                 let ty = &self.types[t];
                 let Some(pos) = ty.models.iter().position(|x| x.index() == m) else { continue };
-                let first = gpu_of[gi].1;
-                let shared = ty.is_shared().then(|| {
+                let (kv_cache, gpu_memory_utilization) = if ty.is_shared() {
                     let kv = layout.kv.unwrap_or(KvCacheMode::Static);
                     let util = match kv {
                         KvCacheMode::Static => ty.static_utils.as_ref().map(|u| u[pos]),
                         KvCacheMode::Elastic => None,
                     };
-                    (kv, util)
-                });
+                    (Some(kv), util)
+                } else {
+                    (None, None)
+                };
                 for c in 0..copies {
-                    entries.push(toml::Value::Table(placed(&model.template, first + c, shared)));
+                    out.push(Placement {
+                        model: ModelId(m as u32),
+                        gpu: GpuId(first_gpu[gi] + c),
+                        kv_cache,
+                        gpu_memory_utilization,
+                    });
                 }
             }
         }
-        let mut s = self.load(&self.gpu.name, layout.gpus(), entries)?;
-        s.workload = self.workload.clone();
-        Ok(s)
+        out
     }
 
     /// Simulates `scenario` at `scale` x its load and judges it against the targets.
@@ -431,26 +423,6 @@ fn judge_model(m: &PlanModel, sum: Option<&crate::metrics::ModelSummary>, min_su
     }
 }
 
-/// `template` placed on `gpu`; on a shared GPU with the given KV mode and utilisation.
-fn placed(template: &toml::Table, gpu: u32, shared: Option<(KvCacheMode, Option<f64>)>) -> toml::Table {
-    let mut t = template.clone();
-    t.insert("gpu".into(), toml::Value::Integer(i64::from(gpu)));
-    if let Some((kv, util)) = shared {
-        let engine = t.entry("engine").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if let toml::Value::Table(e) = engine {
-            let mode = match kv {
-                KvCacheMode::Static => "static",
-                KvCacheMode::Elastic => "elastic",
-            };
-            e.insert("kv_cache".into(), toml::Value::String(mode.into()));
-            if let Some(u) = util {
-                e.insert("gpu_memory_utilization".into(), toml::Value::Float(u));
-            }
-        }
-    }
-    t
-}
-
 /// `text` with `[variants]` reduced to `variant` (unchanged when the file has no variants).
 fn single_variant(text: &str, variant: &str, path: &Path) -> Result<String, ScenarioError> {
     let mut root: toml::Table = text
@@ -492,6 +464,10 @@ fn templates(
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "problem_roundtrip.rs"]
+mod roundtrip;
 
 #[cfg(test)]
 mod tests {

@@ -177,11 +177,7 @@ fn try_layout(problem: &Problem, layout: &Layout, at_load: f64) -> Result<Trial,
     let describe = || layout.describe(&problem.types, &short(problem));
     let scenario = match problem.scenario_for(layout) {
         Ok(s) => s,
-        Err(e) => {
-            // The loader notes the override the layout came from; the layout says it better.
-            let reason = e.reason.split(" (from --set instances=").next().unwrap_or_default();
-            return Ok(Trial::NotStarted(describe(), format!("{}: {reason}", e.field)));
-        }
+        Err(e) => return Ok(Trial::NotStarted(describe(), format!("{}: {}", e.field, e.reason))),
     };
     let judged = problem
         .evaluate(&scenario, at_load)
