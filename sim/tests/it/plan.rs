@@ -235,6 +235,26 @@ fn an_override_of_one_instance_by_index_is_refused() {
 }
 
 #[test]
+fn an_override_of_what_each_layout_places_is_refused() {
+    for set in [
+        "instances.*.gpu=0",
+        "instances.*.engine.kv_cache=static",
+        "instances.*.engine.gpu_memory_utilization=0.5",
+        "instances.*.engine={ max_num_seqs = 8 }",
+    ] {
+        let o = PlanOptions { overrides: vec![set.parse::<Override>().unwrap()], ..opts() };
+        let err = plan(&two_models(4.0, 0.5, SLO), &o).unwrap_err();
+        assert!(matches!(err, PlanError::PlacementOverride { .. }), "{set}: {err}");
+    }
+    // What dedicated GPUs keep is set in [defaults.engine].
+    let o = PlanOptions {
+        overrides: vec!["defaults.engine.gpu_memory_utilization=0.85".parse().unwrap()],
+        ..opts()
+    };
+    assert!(plan(&two_models(4.0, 0.5, SLO), &o).is_ok());
+}
+
+#[test]
 fn slo_targets_parse_with_and_without_a_model() {
     assert_eq!("0.5".parse::<SloTarget>().unwrap(), SloTarget { model: None, seconds: 0.5 });
     let t: SloTarget = "llama-3.1-8b=0.25".parse().unwrap();
