@@ -15,8 +15,8 @@ use super::fit::Footprint;
 use super::layout::{GroupType, Layout, group_types};
 use super::report::{Metric, ModelResult};
 use super::{PlanOptions, SloTarget};
-use crate::ids::GpuId;
 use crate::ids::ModelId;
+use crate::ids::{GpuId, InstanceId};
 use crate::runner::simulate_summary;
 use crate::scenario::{
     EnginePreset, GpuSpec, KvCacheMode, Override, Placement, Placer, PlacerInput, Scenario, ScenarioError,
@@ -224,18 +224,20 @@ impl Problem {
             pre: &pre,
             post: &post,
         };
-        let placer = Placer::new(&input).map_err(|e| match e.instance.filter(|&i| i < names.len()) {
-            // The cluster table is plan's own override: a failure there is the --gpu named.
-            _ if opts.gpu.is_some() && e.field.starts_with("cluster") => {
-                let reason = e.reason.split(" (from --set cluster=").next().unwrap_or_default();
-                PlanError::BadOption { option: "--gpu", reason: reason.to_string() }
+        let placer = Placer::new(&input).map_err(|e| {
+            match e.instance.map(InstanceId::index).filter(|&i| i < names.len()) {
+                // The cluster table is plan's own override: a failure there is the --gpu named.
+                _ if opts.gpu.is_some() && e.field.starts_with("cluster") => {
+                    let reason = e.reason.split(" (from --set cluster=").next().unwrap_or_default();
+                    PlanError::BadOption { option: "--gpu", reason: reason.to_string() }
+                }
+                Some(m) => PlanError::ModelDoesNotFit {
+                    model: names[m].clone(),
+                    gpu: gpu_name.clone(),
+                    reason: format!("{}: {}", e.field, e.reason),
+                },
+                None => PlanError::Scenario(e),
             }
-            Some(m) => PlanError::ModelDoesNotFit {
-                model: names[m].clone(),
-                gpu: gpu_name.clone(),
-                reason: format!("{}: {}", e.field, e.reason),
-            },
-            None => PlanError::Scenario(e),
         })?;
         let probe = placer.probe().clone();
         let mut problem = Problem {

@@ -7,6 +7,7 @@
 //! index (`instance`), so callers need not read it back out of the field. This module only builds
 //! errors; it does not decide what is wrong.
 
+use crate::ids::InstanceId;
 use std::path::{Path, PathBuf};
 
 /// A scenario file (or an override applied to it) is invalid.
@@ -22,9 +23,10 @@ pub struct ScenarioError {
     pub field: String,
     /// What is wrong and what to do about it.
     pub reason: String,
-    /// Index of the `[[instances]]` entry the error is about, when it is about one (the field may
-    /// still name `[defaults.engine]`, where the offending knob was set).
-    pub instance: Option<usize>,
+    /// The `[[instances]]` entry the error is about (its index, which is also its `InstanceId`),
+    /// when it is about one; the field may still name `[defaults.engine]`, where the offending
+    /// knob was set.
+    pub instance: Option<InstanceId>,
 }
 
 impl ScenarioError {
@@ -33,9 +35,11 @@ impl ScenarioError {
         Self { file: file.to_path_buf(), field: field.into(), reason: reason.into(), instance: None }
     }
 
-    /// The same error, noted as being about instance `index` (unless it already names one).
+    /// The same error, noted as being about `instances[index]` (unless it already names one).
     pub fn about_instance(mut self, index: usize) -> Self {
-        self.instance.get_or_insert(index);
+        if let (None, Ok(i)) = (self.instance, u32::try_from(index)) {
+            self.instance = Some(InstanceId(i));
+        }
         self
     }
 }

@@ -1,5 +1,6 @@
 //! Bad scenarios: each kind of mistake is an error naming the field and the reason, never a panic.
 
+use sim::InstanceId;
 use sim::scenario::{Override, ScenarioError, ScenarioFile, parse_scenario};
 use std::path::Path;
 
@@ -532,7 +533,7 @@ fn an_error_about_one_instance_carries_its_index_and_others_carry_none() {
         (&too_big, "defaults.engine.max_model_len"),
     ] {
         assert_eq!(e.field, field, "{e}");
-        assert_eq!(e.instance, Some(1), "{e}");
+        assert_eq!(e.instance, Some(InstanceId(1)), "{e}");
     }
     // The index is data, not part of the message.
     assert_eq!(bad_gpu.to_string(), format!("dir/test.toml: instances[1].gpu: {}", bad_gpu.reason));
