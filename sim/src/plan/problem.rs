@@ -15,8 +15,7 @@ use super::fit::Footprint;
 use super::layout::{GroupType, Layout, group_types};
 use super::report::{Metric, ModelResult};
 use super::{PlanOptions, SloTarget};
-use crate::ids::ModelId;
-use crate::ids::{GpuId, InstanceId};
+use crate::ids::{GpuId, InstanceId, ModelId};
 use crate::runner::simulate_summary;
 use crate::scenario::{
     EnginePreset, GpuSpec, KvCacheMode, Override, Placement, Placer, PlacerInput, Scenario, ScenarioError,

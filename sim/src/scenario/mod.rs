@@ -3,8 +3,10 @@
 //! `load_scenario` turns a file (plus `--set` overrides) into one resolved, validated `Scenario`
 //! per variant; everything downstream reads those and never the TOML. The file format is
 //! documented in the README ("Scenario files") and by the shipped `scenarios/*.toml`. Errors name
-//! the file, the dotted field and the reason (`ScenarioError`). This module does not generate
-//! requests or simulate anything.
+//! the file, the dotted field and the reason (`ScenarioError`, with the instance index when the
+//! error is about one). `Placer` loads a variant once and builds the `Scenario` of any placement
+//! of its models through the same resolution and checks (for `plan`). This module does not
+//! generate requests or simulate anything.
 
 mod catalog;
 mod error;

@@ -105,7 +105,7 @@ impl Placer {
         let env = instance_env(ctx, &raw)?;
         // The variant's own `set` comes first; then the command line's, of which `pre` are the
         // first `input.pre.len()`.
-        let own = applied.len() - overrides.len();
+        let own = applied.len().saturating_sub(overrides.len());
         let origins = applied.into_iter().take(own + input.pre.len()).collect();
         Ok(Placer { file: input.path.to_path_buf(), base_dir: file.base_dir, probe, raw, env, origins })
     }
