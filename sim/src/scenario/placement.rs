@@ -4,19 +4,20 @@
 //!
 //! A [`Placer`] loads one variant once, with `instances` replaced by the templates (template `m`
 //! alone on GPU `m`: the *probe*) and the command line's overrides around them, as `simulate`
-//! would load that file. [`Placer::place`] then puts copies of the templates on the GPUs a layout
-//! gives them — no TOML — and runs the loader's instance resolution (`resolve::resolve_instances`)
-//! and startup checks (`resolve::check_placement`) on them, so a placement starts or is refused
-//! exactly as the file with those `[[instances]]` and that `[cluster]` would. This module does not
-//! choose placements (see `plan`).
+//! would load that file, and resolves each template's engine and step times once per KV mode it
+//! can be placed with. [`Placer::place`] then puts copies of the templates on the GPUs a layout
+//! gives them — no TOML — and runs the loader's instance resolution (`resolve::resolve_instances`,
+//! handed the engines resolved already) and startup checks (`resolve::check_placement`) on them,
+//! so a placement starts or is refused exactly as the file with those `[[instances]]` and that
+//! `[cluster]` would. This module does not choose placements (see `plan`).
 
 use super::error::{Ctx, ScenarioError};
 use super::load::{ParsedVariant, annotate, parse_variants};
 use super::overrides::Override;
 use super::raw::{RawCluster, RawFile, RawInstance};
 use super::resolve::{
-    InstanceEnv, check_placement, contention_of, engine_field, instance_env, limits_of, resolve_cluster,
-    resolve_instances,
+    InstanceEnv, ResolvedEngine, check_placement, contention_of, engine_field, instance_env, limits_of,
+    resolve_cluster, resolve_engine, resolve_instances,
 };
 use super::types::{KvCacheMode, Scenario};
 use crate::ids::{GpuId, ModelId};
@@ -64,6 +65,10 @@ pub struct Placer {
     /// The probe's typed file (its `instances` are the templates, with `post` applied).
     raw: RawFile,
     env: InstanceEnv,
+    /// Per template, its engine and step times as written, with static KV and with elastic KV
+    /// (see [`kv_slot`]); `None` where the loader refuses it (`place` then resolves it again at
+    /// the instance's index, for the error).
+    engines: Vec<[Option<ResolvedEngine>; 3]>,
     /// The variant's `set` and the `pre` overrides, named in errors about fields they set.
     origins: Vec<(Override, String)>,
 }
@@ -103,11 +108,34 @@ impl Placer {
         };
         let ctx = Ctx { file: input.path, base_dir: &file.base_dir };
         let env = instance_env(ctx, &raw)?;
+        let engines = (0..raw.instances.len().min(probe.instances.len()))
+            .map(|m| {
+                let model = &probe.models[probe.instances[m].model.index()];
+                let gpu = &probe.gpus[probe.instances[m].gpu.index()];
+                [None, Some(KvCacheMode::Static), Some(KvCacheMode::Elastic)].map(|kv| {
+                    let mut ri = raw.instances[m].clone();
+                    if kv.is_some() {
+                        ri.engine.kv_cache = kv;
+                    }
+                    // A refusal is not kept: `place` asks again at the instance's own index.
+                    let field = |knob: &str| knob.to_string();
+                    resolve_engine(ctx, &raw, &env, (m, &ri), model, gpu, &field).ok()
+                })
+            })
+            .collect();
         // The variant's own `set` comes first; then the command line's, of which `pre` are the
         // first `input.pre.len()`.
         let own = applied.len().saturating_sub(overrides.len());
         let origins = applied.into_iter().take(own + input.pre.len()).collect();
-        Ok(Placer { file: input.path.to_path_buf(), base_dir: file.base_dir, probe, raw, env, origins })
+        Ok(Placer {
+            file: input.path.to_path_buf(),
+            base_dir: file.base_dir,
+            probe,
+            raw,
+            env,
+            engines,
+            origins,
+        })
     }
 
     /// The probe scenario: every template alone on its own GPU.
@@ -152,7 +180,17 @@ impl Placer {
             }
             instances.push(ri);
         }
-        let (models, specs) = resolve_instances(ctx, &self.raw, &self.env, &instances, &gpus)?;
+        // `gpu_memory_utilization` derives no other knob (`presets::derive_engine`): it is set on
+        // the engine resolved for the template's KV mode.
+        let known = |i: usize| {
+            let p = placements.get(i)?;
+            let mut e = self.engines.get(p.model.index())?[kv_slot(p.kv_cache)].clone()?;
+            if let Some(u) = p.gpu_memory_utilization {
+                e.engine.gpu_memory_utilization = u;
+            }
+            Some(e)
+        };
+        let (models, specs) = resolve_instances(ctx, &self.raw, &self.env, &instances, &gpus, &known)?;
         if models != self.probe.models {
             return Err(ctx.err(
                 "instances",
@@ -164,5 +202,14 @@ impl Placer {
         let field = |i: usize, knob: &str| engine_field(&self.raw.defaults.engine, &instances, i, knob);
         check_placement(ctx, &scenario, &limits_of(&self.raw), &field)?;
         Ok(scenario)
+    }
+}
+
+/// Where a KV setting's engine is kept in `Placer::engines`: as written, static, elastic.
+fn kv_slot(kv: Option<KvCacheMode>) -> usize {
+    match kv {
+        None => 0,
+        Some(KvCacheMode::Static) => 1,
+        Some(KvCacheMode::Elastic) => 2,
     }
 }

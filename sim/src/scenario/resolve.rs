@@ -22,8 +22,8 @@ use super::presets::{derive_engine, gets_large_batch_defaults};
 use super::raw::RawContention;
 use super::raw::{RawCluster, RawEngine, RawFile, RawGpu, RawInstance, RawModel, RawModelSettings};
 use super::types::{
-    ContentionSpec, EngineGeneration, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode, ModelSpec,
-    OutputSpec, PrefixRouting, RouterSpec, Scenario, SloSpec, WeightFormat,
+    ContentionSpec, EngineConfig, EngineGeneration, EnginePreset, GpuSpec, InstanceSpec, KvCacheMode,
+    ModelSpec, OutputSpec, PerfSpec, PrefixRouting, RouterSpec, Scenario, SloSpec, WeightFormat,
 };
 use crate::ids::{GpuId, ModelId};
 use std::collections::BTreeMap;
@@ -137,7 +137,7 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: &RawFile, v: &VariantInfo<'_>) -> Resul
         return Err(ctx.err("instances", "no [[instances]]: add at least one engine instance"));
     }
     check_engine_knobs(ctx, "defaults.engine", &raw.defaults.engine)?;
-    let (models, instances) = resolve_instances(ctx, raw, &env, &raw.instances, &gpus)?;
+    let (models, instances) = resolve_instances(ctx, raw, &env, &raw.instances, &gpus, &|_| None)?;
     let contention = contention_of(ctx, raw.cluster.contention.as_ref(), &instances)?;
 
     let r = &raw.router;
@@ -238,40 +238,60 @@ pub(crate) fn check_placement(
     super::limits::check(ctx, &work, limits)
 }
 
+/// An instance's engine and step-time source: what its settings, model and GPU kind decide,
+/// whatever its place in the list.
+#[derive(Clone, Debug)]
+pub(crate) struct ResolvedEngine {
+    /// The engine, preset and knobs resolved.
+    pub engine: EngineConfig,
+    /// Its step-time source.
+    pub perf: PerfSpec,
+}
+
 /// Resolves `instances` (placed on `gpus`) with `raw`'s engine defaults and perf settings: the
-/// models they serve, in order of first appearance, and the instances. Errors about one instance
-/// carry its index.
+/// models they serve, in order of first appearance, and the instances. `known(i)` may give the
+/// [`resolve_engine`] result of `instances[i]` already (`None`: resolve it here). Errors about one
+/// instance carry its index.
 pub(crate) fn resolve_instances(
     ctx: Ctx<'_>,
     raw: &RawFile,
     env: &InstanceEnv,
     instances: &[RawInstance],
     gpus: &[GpuSpec],
+    known: &dyn Fn(usize) -> Option<ResolvedEngine>,
 ) -> Result<(Vec<ModelSpec>, Vec<InstanceSpec>), ScenarioError> {
     let mut models: Vec<ModelSpec> = Vec::new();
     let mut out: Vec<InstanceSpec> = Vec::with_capacity(instances.len());
     for (i, ri) in instances.iter().enumerate() {
         let field = |knob: &str| engine_field(&raw.defaults.engine, instances, i, knob);
-        let spec = resolve_instance(ctx, raw, env, (i, ri), gpus, &mut models, &out, &field)
+        let place = Place { i, ri, gpus, earlier: &out };
+        let spec = resolve_instance(ctx, raw, env, &place, &mut models, known(i), &field)
             .map_err(|e| e.about_instance(i))?;
         out.push(spec);
     }
     Ok((models, out))
 }
 
-/// Resolves `instances[i]` given the instances before it (`earlier`); adds its model to `models`
-/// when new.
-#[allow(clippy::too_many_arguments)]
+/// `instances[i]` and what it is checked against: the cluster and the instances before it.
+struct Place<'a> {
+    i: usize,
+    ri: &'a RawInstance,
+    gpus: &'a [GpuSpec],
+    earlier: &'a [InstanceSpec],
+}
+
+/// Resolves `instances[i]` (with its engine `known` already, or not); adds its model to
+/// `models` when new.
 fn resolve_instance(
     ctx: Ctx<'_>,
     raw: &RawFile,
     env: &InstanceEnv,
-    (i, ri): (usize, &RawInstance),
-    gpus: &[GpuSpec],
+    place: &Place<'_>,
     models: &mut Vec<ModelSpec>,
-    earlier: &[InstanceSpec],
+    known: Option<ResolvedEngine>,
     engine_field: &dyn Fn(&str) -> String,
 ) -> Result<InstanceSpec, ScenarioError> {
+    let Place { i, ri, gpus, earlier } = *place;
     let model_cat = &env.model_catalog;
     let f = |n: &str| format!("instances[{i}].{n}");
     let Some(model) = model_cat.iter().find(|m| m.name == ri.model) else {
@@ -318,6 +338,33 @@ fn resolve_instance(
             .err(f("port"), format!("port {port} is already used by instances[{j}] ({})", earlier[j].name)));
     }
     check_engine_knobs(ctx, &f("engine"), &ri.engine)?;
+    let ResolvedEngine { engine, perf } = match known {
+        Some(e) => e,
+        None => resolve_engine(ctx, raw, env, (i, ri), model, gpu, engine_field)?,
+    };
+    Ok(InstanceSpec {
+        name,
+        model: model_id,
+        gpu: GpuId(ri.gpu),
+        port,
+        engine,
+        perf,
+        launch_command: ri.launch_command.clone(),
+    })
+}
+
+/// The engine (preset defaults, `[defaults.engine]`, then the instance's table, derived knobs)
+/// and step-time source of `instances[i]` serving `model` on a `gpu`, checked as vLLM would at
+/// startup.
+pub(crate) fn resolve_engine(
+    ctx: Ctx<'_>,
+    raw: &RawFile,
+    env: &InstanceEnv,
+    (i, ri): (usize, &RawInstance),
+    model: &ModelSpec,
+    gpu: &GpuSpec,
+    engine_field: &dyn Fn(&str) -> String,
+) -> Result<ResolvedEngine, ScenarioError> {
     let merged = raw.defaults.engine.overlaid_by(&ri.engine);
     let preset = merged.preset.unwrap_or(EnginePreset::VllmV1);
     let mut engine = derive_engine(preset, model, gets_large_batch_defaults(gpu), &merged);
@@ -345,23 +392,15 @@ fn resolve_instance(
     }
     check_elastic(ctx, &engine, engine_field)?;
     check_version_knobs(ctx, &merged, model, engine_field)?;
-    let key = PerfKey { model, catalog: model_cat, gpu: &gpu.name, engine: &engine };
-    let resolved =
-        perf_for_instance(ctx, &f("profile"), ri.profile.as_deref(), &key, &env.profiles, &raw.perf)?;
+    let key = PerfKey { model, catalog: &env.model_catalog, gpu: &gpu.name, engine: &engine };
+    let field = format!("instances[{i}].profile");
+    let resolved = perf_for_instance(ctx, &field, ri.profile.as_deref(), &key, &env.profiles, &raw.perf)?;
     // A profile measured with (or without) async scheduling says how the engine ran, unless
     // the scenario sets the knob itself.
     if let (Some(a), false) = (resolved.async_scheduling, merged.sets("async_scheduling")) {
         engine.async_scheduling = a;
     }
-    Ok(InstanceSpec {
-        name,
-        model: model_id,
-        gpu: GpuId(ri.gpu),
-        port,
-        engine,
-        perf: resolved.spec,
-        launch_command: ri.launch_command.clone(),
-    })
+    Ok(ResolvedEngine { engine, perf: resolved.spec })
 }
 
 /// The contention model of `instances`: `[cluster] contention` when set, else the default for
