@@ -166,7 +166,7 @@ impl Instance {
             id,
             scheduler,
             async_scheduling: e.async_scheduling
-                && e.preset.arrivals_skip_a_step(!spec.perf.overheads().cuda_graphs.capture_sizes.is_empty()),
+                && e.preset.arrivals_skip_a_step(spec.perf.replays_cuda_graphs()),
             staged: VecDeque::new(),
             step_start: SimTime::ZERO,
             step_prefill_share: 0.0,
