@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod cluster;
 pub mod des;
 pub mod engine;
