@@ -172,10 +172,11 @@ impl Both {
         let own: Vec<_> = self.lives[life].own.clone();
         let prefix: Vec<_> = self.lives[life].prefix.clone();
         if finished {
+            let PoolOps::Static(mut pool) = self.pool.ops() else { panic!("a static pool") };
             let pool_own: Vec<BlockId> = own.iter().map(|&(r, _)| r).collect();
-            self.pool.free_private_blocks_finished(&pool_own);
+            pool.free_private_blocks_finished(&pool_own);
             let pool_prefix: Vec<BlockId> = prefix.iter().map(|&(r, _)| r).collect();
-            self.pool.free_shareable_blocks_finished(&pool_prefix);
+            pool.free_shareable_blocks_finished(&pool_prefix);
         } else {
             for (i, &(r, _)) in own.iter().enumerate().rev() {
                 let content = Some(self.own_hash(life, i as u32));
@@ -235,6 +236,11 @@ impl Both {
     fn check(&self) -> Result<(), TestCaseError> {
         prop_assert_eq!(self.pool.num_free_blocks() as usize, self.reference.queue.len());
         prop_assert_eq!(self.pool.num_used_blocks() + self.pool.num_free_blocks(), self.pool.num_blocks());
+        prop_assert_eq!(
+            self.pool.free_blocks().count() as u32,
+            self.pool.num_free_blocks(),
+            "the queue holds every free block"
+        );
         for group in 0..3 {
             for index in 0..5 {
                 let h = content_hash(group, index);
