@@ -9,20 +9,20 @@
 # `quick` shortens the load phase (CPU dry run with LAUNCH/RUN_SET, see lib.sh).
 # SCEN=<file> another routing scenario (default routing-h200-2x-llama8b.toml); REPS=<n> runs every
 # policy n times, in forward then reverse order (ABC CBA ...) so a slow drift of the engines' speed
-# weighs on every policy alike (runs after the first are named <policy>-r<k>); SKIP_CHECK=1 skips
-# the correctness check at the end.
+# weighs on every policy alike (runs after the first are named <policy>-r<k>, or -r<FIRST_REP + k - 1>
+# with FIRST_REP); POLICIES='a b' runs only those; SKIP_CHECK=1 skips the correctness check at the end.
 set -uo pipefail
 LABEL=${LABEL:-routing}
 source "$(dirname "$0")/lib.sh"
 machine
 S=${SCEN:-scenarios/routing-h200-2x-llama8b.toml}
-POLICIES=(round-robin queue-aware least-outstanding)
+read -ra POLICIES <<< "${POLICIES:-round-robin queue-aware least-outstanding}"
 if [[ -n ${1:-} ]]; then SCALE=(--set 'workload.phases.*.duration_s=8'); else SCALE=(); fi
 
 PORTS="8001 8002" up up "$S" --variant round-robin --no-lb || exit 1
-for rep in $(seq 1 "${REPS:-1}"); do
+for rep in $(seq "${FIRST_REP:-1}" $(( ${FIRST_REP:-1} + ${REPS:-1} - 1 ))); do
   order=("${POLICIES[@]}")
-  (( rep % 2 == 0 )) && order=("${POLICIES[2]}" "${POLICIES[1]}" "${POLICIES[0]}")
+  if (( rep % 2 == 0 )); then order=(); for p in "${POLICIES[@]}"; do order=("$p" "${order[@]}"); done; fi
   for policy in "${order[@]}"; do
     name=$policy
     (( rep > 1 )) && name=$policy-r$rep
