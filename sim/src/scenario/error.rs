@@ -21,12 +21,22 @@ pub struct ScenarioError {
     pub field: String,
     /// What is wrong and what to do about it.
     pub reason: String,
+    /// The file the scenario names that does not exist (a replayed trace, a profile), when that is
+    /// what is wrong: callers may skip or fetch it without reading `reason`. Boxed, to keep the
+    /// error (held by value in other crates' errors) small.
+    pub missing_file: Option<Box<Path>>,
 }
 
 impl ScenarioError {
     /// An error about `field` of `file`.
     pub fn new(file: &Path, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), field: field.into(), reason: reason.into() }
+        Self { file: file.to_path_buf(), field: field.into(), reason: reason.into(), missing_file: None }
+    }
+
+    /// The same error, noted as being about `path`, a file the scenario names that does not exist.
+    pub fn about_missing_file(mut self, path: &Path) -> Self {
+        self.missing_file = Some(path.into());
+        self
     }
 }
 

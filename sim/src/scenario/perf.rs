@@ -291,7 +291,9 @@ pub(crate) fn perf_for_instance(
     if let Some(file) = explicit {
         let path = ctx.resolve_path(file);
         if !path.is_file() {
-            return Err(ctx.err(field, format!("profile file {} does not exist", path.display())));
+            return Err(ctx
+                .err(field, format!("profile file {} does not exist", path.display()))
+                .about_missing_file(&path));
         }
         let profile = read_profile(&path)?;
         // A profile of another catalogue model of the same shape (e.g. a second copy of a model
