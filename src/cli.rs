@@ -123,7 +123,8 @@ pub struct BenchArgs {
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
     /// Run the simulation this many times (identical results, only the wall time varies) and
-    /// print the median, fastest and slowest wall time: a shared machine's noise shows.
+    /// print the median (of an even count: the mean of the two middle runs), fastest and slowest
+    /// wall time: a shared machine's noise shows.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: u32,
     /// Step every engine step one by one (no fast-forward of decode stretches); same results.

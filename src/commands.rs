@@ -6,8 +6,9 @@ use crate::cli::{
 };
 use anyhow::{Context, Result, bail};
 use reports::{ReportOptions, write_report};
+use sim::bench::{BenchOptions, TABLE_HEADER, run_bench};
 use sim::metrics::table::{comparison_table, outcome_warning, variant_table};
-use sim::runner::{simulate_summary, simulate_to_dir};
+use sim::runner::simulate_to_dir;
 use sim::scenario::{Override, Scenario, ScenarioFile, load_scenario};
 use sim::simulation::SimOptions;
 use sim::sweep::{
@@ -15,6 +16,7 @@ use sim::sweep::{
     run_sweep,
 };
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -255,69 +257,37 @@ fn report(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
-fn peak_rss_mib() -> Option<f64> {
-    live::procfs::peak_rss_mib()
-}
-
 fn bench(args: BenchArgs) -> Result<()> {
-    let mut overrides = parse_overrides(&args.overrides)?;
-    // Stretch the first phase to the requested count; keep its rate.
-    overrides.push(format!("workload.phases.0.num_requests={}", args.requests).parse::<Override>()?);
-    overrides.push("workload.phases.0.duration_s=1e9".parse::<Override>()?);
-    let file = load_scenario(&args.scenario, &overrides)?;
-    let scenario = match &args.variant {
-        Some(v) => file.variant(v)?.clone(),
-        None => match file.variants.first() {
-            Some(s) => s.clone(),
-            None => bail!("{}: defines no variant", file.path.display()),
-        },
+    let opts = BenchOptions {
+        scenario: args.scenario,
+        variant: args.variant,
+        requests: args.requests,
+        overrides: parse_overrides(&args.overrides)?,
+        repeat: args.repeat,
+        fast_forward: !args.no_fast_forward,
+        peak_rss_mib: live::procfs::peak_rss_mib,
     };
-    outln!(
-        "| scenario | variant | requests | steps | simulated s | wall s | sim req/s | steps/s | peak RSS MiB |"
-    );
-    outln!("|---|---|---|---|---|---|---|---|---|");
-    let mut walls = Vec::with_capacity(args.repeat as usize);
-    let mut last = None;
-    for _ in 0..args.repeat {
-        let t0 = Instant::now();
-        let opts = SimOptions { fast_forward: !args.no_fast_forward, ..SimOptions::default() };
-        let run = simulate_summary(&scenario, &file.base_dir, opts)?;
-        let wall = t0.elapsed().as_secs_f64();
-        outln!(
-            "| {} | {} | {} | {} | {:.0} | {:.3} | {:.0} | {:.0} | {} |",
-            scenario.name,
-            scenario.variant,
-            run.stats.requests,
-            run.stats.steps,
-            run.stats.end_time.as_secs_f64(),
-            wall,
-            run.stats.requests as f64 / wall,
-            run.stats.steps as f64 / wall,
-            peak_rss_mib().map_or("-".to_string(), |m| format!("{m:.0}")),
-        );
-        walls.push(wall);
-        last = Some(run);
+    // Each row prints as its run ends (the header with the first); a closed stdout stops the bench.
+    let mut printed = 0;
+    let mut write_error = None;
+    let report = run_bench(&opts, &mut |row| {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let written = if printed == 0 { writeln!(stdout, "{TABLE_HEADER}") } else { Ok(()) }
+            .and_then(|()| writeln!(stdout, "{}", row.table_line()));
+        printed += 1;
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = write_error {
+        return Err(crate::StdoutError(e).into());
     }
-    if walls.len() > 1 {
-        walls.sort_by(f64::total_cmp);
-        outln!(
-            "wall s over {} runs: median {:.3}, fastest {:.3}, slowest {:.3}",
-            walls.len(),
-            walls[walls.len() / 2],
-            walls[0],
-            walls[walls.len() - 1]
-        );
-    }
-    if let Some(run) = last {
-        let o = &run.summary.overall;
-        outln!(
-            "load: {:.1} req/s served, {:.1}% ok, TTFT p50 {:.1} ms, TPOT p50 {:.1} ms",
-            o.request_throughput,
-            o.success_rate * 100.0,
-            o.ttft.as_ref().map_or(0.0, |s| s.p50 * 1e3),
-            o.tpot.as_ref().map_or(0.0, |s| s.p50 * 1e3)
-        );
-    }
+    out!("{}", report.footer());
     Ok(())
 }
 

@@ -62,6 +62,61 @@ const MAX_STRETCH_STEPS: u32 = 4096;
 /// the step in flight, and steps computed beyond it are wasted.
 const STRETCH_CHUNK_STEPS: u32 = 16;
 
+/// How an instance's KV cache is backed: the static-vs-elastic differences of stepping live in
+/// its methods, so the instance's paths read as one.
+#[derive(Clone, Copy, Debug)]
+enum KvBacking {
+    /// Stock vLLM: blocks sized once from `gpu_memory_utilization` (`static_kv_budget`).
+    Static,
+    /// kvcached: pages drawn from the GPU's shared pool ([`GpuPool`]).
+    Elastic(ElasticLink),
+}
+
+impl KvBacking {
+    /// The period of a step whose model time is `d`; elastic: the overhead factor and the map
+    /// latency of the pages `kv` mapped on demand for it (taken from `kv`).
+    #[inline]
+    fn step_period(&self, d: SimDuration, kv: &mut KvCacheManager) -> SimDuration {
+        match self {
+            KvBacking::Static => d,
+            KvBacking::Elastic(link) => link.step_period(d, kv.take_num_demand_maps()),
+        }
+    }
+
+    /// Turns the model times `gaps` of a decode stretch's steps into their periods (elastic: no
+    /// step of a stretch maps a page on demand, the scheduler's bound; at least a nanosecond).
+    #[inline]
+    fn stretch_step_periods(&self, gaps: &mut [SimDuration]) {
+        if let KvBacking::Elastic(link) = self {
+            for d in gaps.iter_mut() {
+                *d = link.step_period(*d, 0).max(SimDuration(1));
+            }
+        }
+    }
+
+    /// Elastic: settles `kv`'s pages with `pool` ([`GpuPool::settle`]). No-op when static.
+    #[inline]
+    fn settle(&self, pool: &mut GpuPool, kv: &mut KvCacheManager) {
+        if let KvBacking::Elastic(link) = self {
+            link.settle(pool, kv);
+        }
+    }
+
+    /// Makes the block allocations of `scheduler`'s open stretch's first `through` steps;
+    /// elastic: settling pages with `pool` after each step that allocated.
+    fn allocate_decode_steps(&self, scheduler: &mut Scheduler, through: u32, pool: &mut GpuPool) {
+        match self {
+            KvBacking::Static => scheduler.allocate_decode_steps(through, None),
+            KvBacking::Elastic(link) => {
+                scheduler.allocate_decode_steps(
+                    through,
+                    Some(&mut |kv: &mut KvCacheManager| link.settle(pool, kv)),
+                );
+            }
+        }
+    }
+}
+
 /// An instance's link to its GPU's elastic pool.
 #[derive(Clone, Copy, Debug)]
 struct ElasticLink {
@@ -80,6 +135,14 @@ impl ElasticLink {
         let secs = d.as_secs_f64() * self.step_overhead_factor + f64::from(maps) * self.map_latency_s;
         SimDuration::from_secs_f64(secs)
     }
+
+    /// Settles `kv`'s pages with `pool` ([`GpuPool::settle`]); an error is a bug (it mapped more
+    /// than it was granted).
+    #[inline]
+    fn settle(&self, pool: &mut GpuPool, kv: &mut KvCacheManager) {
+        let settled = pool.settle(self.slot, kv);
+        debug_assert!(settled.is_ok(), "{settled:?}");
+    }
 }
 
 /// An engine instance with its scheduler and step-time model.
@@ -95,7 +158,7 @@ pub struct Instance {
     colocated: bool,
     /// Bytes of one KV block (all layers, K and V).
     block_bytes: u64,
-    elastic: Option<ElasticLink>,
+    kv_backing: KvBacking,
     /// Whether decode stretches may open (see [`Instance::can_fast_forward`]).
     fast_forward: bool,
     /// The open stretch's step ends computed so far: step `s` (from 1) ends at
@@ -137,7 +200,7 @@ impl Instance {
         let gpu = &scenario.gpus[spec.gpu.index()];
         let e = &spec.engine;
         let block_bytes = model.kv_bytes_per_token() * u64::from(e.block_size.max(1));
-        let (scheduler, elastic) = match elastic_kv_plan(scenario, id) {
+        let (scheduler, kv_backing) = match elastic_kv_plan(scenario, id) {
             Some(plan) => {
                 let mut scheduler = Scheduler::new(e, plan.num_blocks());
                 let max_cached_free_blocks = if e.enable_prefix_caching {
@@ -157,16 +220,16 @@ impl Instance {
                     map_latency_s: e.elastic.map_latency_s,
                     step_overhead_factor: e.elastic.step_overhead_factor,
                 };
-                (scheduler, Some(link))
+                (scheduler, KvBacking::Elastic(link))
             }
-            None => (Scheduler::new(e, static_kv_budget(model, gpu, e).num_gpu_blocks), None),
+            None => (Scheduler::new(e, static_kv_budget(model, gpu, e).num_gpu_blocks), KvBacking::Static),
         };
         let perf = StepTimeModel::from_spec(&spec.perf, model, gpu, e);
         Instance {
             id,
             scheduler,
             async_scheduling: e.async_scheduling
-                && e.preset.arrivals_skip_a_step(!spec.perf.overheads().cuda_graphs.capture_sizes.is_empty()),
+                && e.preset.arrivals_skip_a_step(spec.perf.replays_cuda_graphs()),
             staged: VecDeque::new(),
             step_start: SimTime::ZERO,
             step_prefill_share: 0.0,
@@ -177,7 +240,7 @@ impl Instance {
             gpu: spec.gpu,
             colocated: scenario.instances.iter().filter(|x| x.gpu == spec.gpu).count() > 1,
             block_bytes,
-            elastic,
+            kv_backing,
             fast_forward: false,
             stretch_ends: Vec::new(),
             stretch_gaps: Vec::new(),
@@ -278,13 +341,7 @@ impl Instance {
             self.step_prefill_share = self.perf.prefill_share(&batch);
         }
         let d = self.perf.step_time(&batch);
-        Some(match self.elastic {
-            None => d,
-            Some(link) => {
-                let maps = self.scheduler.kv_cache_manager_mut().take_num_demand_maps();
-                link.step_period(d, maps)
-            }
-        })
+        Some(self.kv_backing.step_period(d, self.scheduler.kv_cache_manager_mut()))
     }
 
     /// [`Instance::begin_step`] with the GPU's pool: settles pages with it, schedules within what
@@ -338,9 +395,7 @@ impl Instance {
     /// unmapped, refills the reserve, takes the page budget of the next schedule). No-op for
     /// static KV. Call it right before scheduling and after anything that maps or frees blocks.
     pub fn sync_pool(&mut self, pool: &mut GpuPool) {
-        let Some(link) = self.elastic else { return };
-        let settled = pool.settle(link.slot, self.scheduler.kv_cache_manager_mut());
-        debug_assert!(settled.is_ok(), "{settled:?}");
+        self.kv_backing.settle(pool, self.scheduler.kv_cache_manager_mut());
     }
 
     /// Elastic: unmaps every empty reserve page and settles with `pool` (kvcached's `trim`, as at
@@ -415,12 +470,7 @@ impl Instance {
             shape.max_seq_len(next),
             gaps,
         );
-        if let Some(link) = self.elastic {
-            // No step of a stretch maps a page on demand (the scheduler's bound).
-            for d in gaps.iter_mut() {
-                *d = link.step_period(*d, 0).max(SimDuration(1));
-            }
-        }
+        self.kv_backing.stretch_step_periods(gaps);
         let mut t = self.stretch_ends.last().copied().unwrap_or(self.stretch_start);
         self.stretch_ends.extend(gaps.iter().map(|&d| {
             t += d;
@@ -471,16 +521,7 @@ impl Instance {
     /// Makes the block allocations of the open stretch's first `through` steps; elastic: settling
     /// pages with `pool` after each step that allocated, as [`Instance::begin_step_on`] does.
     fn allocate_stretch_steps(&mut self, through: u32, pool: &mut GpuPool) {
-        match self.elastic {
-            None => self.scheduler.allocate_decode_steps(through, None),
-            Some(link) => {
-                let mut settle = |kv: &mut KvCacheManager| {
-                    let settled = pool.settle(link.slot, kv);
-                    debug_assert!(settled.is_ok(), "{settled:?}");
-                };
-                self.scheduler.allocate_decode_steps(through, Some(&mut settle));
-            }
-        }
+        self.kv_backing.allocate_decode_steps(&mut self.scheduler, through, pool);
     }
 
     /// A request is about to join at `now` (call right after adding it): a stretch is cut after
@@ -599,7 +640,7 @@ impl Instance {
 
     /// Whether its KV cache is elastic.
     pub fn is_elastic(&self) -> bool {
-        self.elastic.is_some()
+        matches!(self.kv_backing, KvBacking::Elastic(_))
     }
 
     /// Whether another instance shares its GPU. Such an instance must step one step at a time:
@@ -616,18 +657,19 @@ impl Instance {
 
     /// Elastic: how its blocks group into pages (None for static KV).
     pub fn page_geometry(&self) -> Option<PageGeometry> {
-        self.elastic.map(|l| l.geometry)
+        match self.kv_backing {
+            KvBacking::Static => None,
+            KvBacking::Elastic(link) => Some(link.geometry),
+        }
     }
 
     /// GPU memory its KV cache holds now: blocks in use x block bytes (static), mapped pages x
     /// page bytes (elastic, reserve included).
     pub fn kv_memory_bytes(&self) -> u64 {
-        match (self.elastic, self.mapped_pages()) {
-            (Some(link), Some(pages)) => u64::from(pages) * link.geometry.page_bytes,
-            _ => {
-                let used = self.scheduler.kv_cache_manager().block_pool().num_used_blocks();
-                u64::from(used) * self.block_bytes
-            }
+        let pool = self.scheduler.kv_cache_manager().block_pool();
+        match self.kv_backing {
+            KvBacking::Static => u64::from(pool.num_used_blocks()) * self.block_bytes,
+            KvBacking::Elastic(link) => u64::from(pool.kind().num_mapped_pages()) * link.geometry.page_bytes,
         }
     }
 

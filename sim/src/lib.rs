@@ -5,11 +5,13 @@
 //! (`router`) picks a replica; each instance's `engine` (vLLM's `Scheduler` and `KvCacheManager`)
 //! batches requests step by step, with step times from `perf_model`; `simulation` drives it all on
 //! an event queue (`des`) and reports rows to observers (`observe`), which write the run dir
-//! (`trace`) and the summary (`metrics`). Nothing here does network I/O; the live harness reuses
-//! the workload, router and trace modules against real endpoints.
+//! (`trace`) and the summary (`metrics`); `bench` times repeated runs of one variant (the
+//! simulator's own speed). Nothing here does network I/O; the live harness reuses the workload,
+//! router and trace modules against real endpoints.
 
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod cluster;
 pub mod des;
 pub mod engine;

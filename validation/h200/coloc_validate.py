@@ -109,7 +109,7 @@ def ladder_rungs(run_dir, t_shift=0.0):
 
 
 def tables(res, live_dir):
-    models = [m for m in ("gpu_share", "serialize", "none") if os.path.isdir(os.path.join(res, m))]
+    models = [m for m in ("gpu_share", "time_slice", "serialize", "none") if os.path.isdir(os.path.join(res, m))]
     for cm in models:
         print(f"\n## contention model: {cm}")
         for n, names in (("two", ["llama-3.1-8b", "qwen2.5-7b"]), ("three", ["llama-3.1-8b", "qwen2.5-7b", "llama-8b-c"])):

@@ -1,5 +1,5 @@
 //! Compute contention between instances sharing a GPU: kvcached makes memory elastic, not
-//! compute. Without MPS the GPU time-slices between processes. Two models (`[cluster]
+//! compute. Without MPS the GPU time-slices between processes. Three models (`[cluster]
 //! contention`):
 //!
 //! - `serialize`: steps of busy co-tenants serialise on the SMs, plus a time-slicing overhead
@@ -14,6 +14,12 @@
 //!   prefill were slowed +34..38% by a co-tenant's prefill; with async batching off decode steps
 //!   were slowed too (+27..31%). `slowdown` is fitted on the async ladder
 //!   (`validation/h200/coloc_analysis.py`).
+//!
+//! - `time_slice`: GPU-bound engines take turns on the SMs, each busy co-tenant adding about a
+//!   step's length to a decode step and less to a prefill one (measured on the reference engine
+//!   replaying CUDA graphs, where a graph replay is one launch the CPU then waits on: two and
+//!   three engines on one H200, `validation/h200/graphs_contention.py`). The default of
+//!   all-`transformers-cb` scenarios whose engines replay graphs.
 //!
 //! This module only turns the steps in flight into a slowdown factor; the driver decides who is
 //! busy and when the factor applies (once, when a step begins).
@@ -51,7 +57,8 @@ impl StepLoad {
 /// How many times longer a step (`own`) takes when the co-tenants whose steps are in flight as
 /// it begins run `busy_others`: 1 without busy co-tenants; `(1 + n) x (1 + overhead)` for `n`
 /// busy co-tenants under [`ContentionSpec::Serialize`]; `1 + slowdown x exposed x min(1, sum of
-/// their GPU shares)` under [`ContentionSpec::GpuShare`].
+/// their GPU shares)` under [`ContentionSpec::GpuShare`]; `1 + n x (decode x (1 - s) + prefill x
+/// s)` under [`ContentionSpec::TimeSlice`], `s` the step's prefill share.
 pub fn contention_factor(spec: &ContentionSpec, own: StepLoad, busy_others: &[StepLoad]) -> f64 {
     if busy_others.is_empty() {
         return 1.0;
@@ -62,6 +69,10 @@ pub fn contention_factor(spec: &ContentionSpec, own: StepLoad, busy_others: &[St
         ContentionSpec::GpuShare { slowdown, decode_gpu_share } => {
             let others: f64 = busy_others.iter().map(|o| o.gpu_share(decode_gpu_share)).sum();
             1.0 + slowdown.max(0.0) * own.exposed(decode_gpu_share) * others.min(1.0)
+        }
+        ContentionSpec::TimeSlice { decode, prefill } => {
+            let s = own.prefill_share.clamp(0.0, 1.0);
+            1.0 + busy_others.len() as f64 * (decode.max(0.0) * (1.0 - s) + prefill.max(0.0) * s)
         }
     }
 }
@@ -110,12 +121,31 @@ mod tests {
             }
             other => panic!("expected gpu_share, got {other:?}"),
         }
+        match ContentionSpec::REFERENCE_ENGINE_GRAPHS_H200 {
+            ContentionSpec::TimeSlice { decode, prefill } => assert_eq!((decode, prefill), (1.023, 0.379)),
+            other => panic!("expected time_slice, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn time_slice_known_answers() {
+        let s = ContentionSpec::TimeSlice { decode: 1.0, prefill: 0.4 };
+        let decode = load(0.0, true);
+        let prefill = load(0.5, false);
+        // A decode step waits a whole turn per busy co-tenant, whatever they run.
+        assert!((contention_factor(&s, decode, &[prefill]) - 2.0).abs() < 1e-12);
+        assert!((contention_factor(&s, decode, &[decode, prefill]) - 3.0).abs() < 1e-12);
+        // Half prefill: 1 + 1 x (1.0 x 0.5 + 0.4 x 0.5) = 1.7; async makes no difference.
+        assert!((contention_factor(&s, prefill, &[decode]) - 1.7).abs() < 1e-12);
+        assert_eq!(contention_factor(&s, prefill, &[]), 1.0);
     }
 
     fn spec() -> impl Strategy<Value = ContentionSpec> {
         prop_oneof![
             Just(ContentionSpec::None),
             (0.0f64..2.0).prop_map(|overhead| ContentionSpec::Serialize { overhead }),
+            (0.0f64..10.0, 0.0f64..10.0)
+                .prop_map(|(decode, prefill)| ContentionSpec::TimeSlice { decode, prefill }),
             (0.0f64..10.0, 0.0f64..=1.0).prop_map(|(slowdown, decode_gpu_share)| ContentionSpec::GpuShare {
                 slowdown,
                 decode_gpu_share

@@ -64,6 +64,12 @@ pub(crate) enum RawContention {
         #[serde(default = "default_decode_gpu_share")]
         decode_gpu_share: f64,
     },
+    TimeSlice {
+        #[serde(default = "default_time_slice_decode")]
+        decode: f64,
+        #[serde(default = "default_time_slice_prefill")]
+        prefill: f64,
+    },
 }
 
 fn default_contention_overhead() -> f64 {
@@ -76,6 +82,14 @@ fn default_gpu_share_slowdown() -> f64 {
 
 fn default_decode_gpu_share() -> f64 {
     super::types::GPU_SHARE_DECODE_GUESS
+}
+
+fn default_time_slice_decode() -> f64 {
+    super::types::TIME_SLICE_DECODE_FITTED
+}
+
+fn default_time_slice_prefill() -> f64 {
+    super::types::TIME_SLICE_PREFILL_FITTED
 }
 
 /// `[gpu_catalog."name"]`.

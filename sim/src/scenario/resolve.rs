@@ -210,7 +210,8 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
     }
     check_memory(ctx, &gpus, &models, &instances, &engine_field)?;
     let all_cb = instances.iter().all(|i| i.engine.preset == EnginePreset::TransformersCb);
-    let contention = resolve_contention(ctx, raw.cluster.contention.as_ref(), all_cb)?;
+    let all_graphs = instances.iter().all(|i| i.perf.replays_cuda_graphs());
+    let contention = resolve_contention(ctx, raw.cluster.contention.as_ref(), all_cb, all_graphs)?;
 
     let r = &raw.router;
     if !(r.poll_interval_s.is_finite() && r.poll_interval_s > 0.0) {
@@ -295,15 +296,19 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: RawFile, v: &VariantInfo<'_>) -> Result
     })
 }
 
-/// `[cluster] contention`. Default: `gpu_share` as measured on the reference engine when every
-/// instance runs the `transformers-cb` preset (`all_cb`), else serialise + 10 % (a guess for vLLM,
-/// whose CUDA-graph decode steps are GPU-bound: not measured colocated).
+/// `[cluster] contention`. Default when every instance runs the `transformers-cb` preset
+/// (`all_cb`): `time_slice` as measured on the reference engine replaying CUDA graphs when every
+/// instance does (`all_graphs`), else `gpu_share` as measured on the eager reference engine; for
+/// other presets serialise + 10 % (a guess for vLLM, whose CUDA-graph decode steps are GPU-bound:
+/// not measured colocated).
 fn resolve_contention(
     ctx: Ctx<'_>,
     c: Option<&RawContention>,
     all_cb: bool,
+    all_graphs: bool,
 ) -> Result<ContentionSpec, ScenarioError> {
     match c {
+        None if all_cb && all_graphs => Ok(ContentionSpec::REFERENCE_ENGINE_GRAPHS_H200),
         None if all_cb => Ok(ContentionSpec::REFERENCE_ENGINE_H200),
         None => Ok(ContentionSpec::default()),
         Some(RawContention::None) => Ok(ContentionSpec::None),
@@ -330,6 +335,18 @@ fn resolve_contention(
                 ));
             }
             Ok(ContentionSpec::GpuShare { slowdown, decode_gpu_share })
+        }
+        Some(&RawContention::TimeSlice { decode, prefill }) => {
+            for (field, v) in [("cluster.contention.decode", decode), ("cluster.contention.prefill", prefill)]
+            {
+                if !(v.is_finite() && (0.0..=10.0).contains(&v)) {
+                    return Err(ctx.err(
+                        field,
+                        format!("must be in [0, 10] (1.0: a step takes twice as long beside one busy co-tenant), got {v}"),
+                    ));
+                }
+            }
+            Ok(ContentionSpec::TimeSlice { decode, prefill })
         }
     }
 }

@@ -67,6 +67,19 @@ pub enum ContentionSpec {
         /// GPU share of a step's non-prefill work ([`GPU_SHARE_DECODE_GUESS`] by default).
         decode_gpu_share: f64,
     },
+    /// GPU-bound engines time-slice the GPU: a step that begins beside `n` busy co-tenants takes
+    /// `1 + n x (decode x (1 - s) + prefill x s)` times as long, `s` its prefill share. Measured
+    /// on the reference engine replaying CUDA graphs on one H200 (two and three engines): a
+    /// decode step beside one busy co-tenant 2.0x the profile, beside two 3.0x; a step with
+    /// prefill 1.6x and 2.3x (`validation/h200/graphs_contention.py`). Each tenant gets its turn
+    /// on the SMs; small decode kernels wait whole turns, long prefill kernels less.
+    TimeSlice {
+        /// Stretch of a decode step per busy co-tenant ([`TIME_SLICE_DECODE_FITTED`] by default).
+        decode: f64,
+        /// Stretch of a step's prefill share per busy co-tenant ([`TIME_SLICE_PREFILL_FITTED`]
+        /// by default).
+        prefill: f64,
+    },
 }
 
 /// `gpu_share`'s `slowdown` fitted on the reference engine on an H200 from the async-on ladder
@@ -78,6 +91,14 @@ pub const GPU_SHARE_SLOWDOWN_FITTED: f64 = 1.90;
 /// (async runs cannot show it: the CPU hides it).
 pub const GPU_SHARE_DECODE_GUESS: f64 = 0.10;
 
+/// `time_slice`'s `decode` fitted on two reference engines replaying CUDA graphs on one H200
+/// (time-weighted least squares over the 3,385 steps that began beside a busy co-tenant in
+/// `validation/h200/routing-graphs/round-robin`; `validation/h200/graphs_contention.py`).
+pub const TIME_SLICE_DECODE_FITTED: f64 = 1.023;
+
+/// `time_slice`'s `prefill`, fitted with [`TIME_SLICE_DECODE_FITTED`].
+pub const TIME_SLICE_PREFILL_FITTED: f64 = 0.379;
+
 impl ContentionSpec {
     /// `gpu_share` as measured on the reference engine on an H200: the default of scenarios
     /// whose instances all run the `transformers-cb` preset.
@@ -85,6 +106,14 @@ impl ContentionSpec {
         slowdown: GPU_SHARE_SLOWDOWN_FITTED,
         decode_gpu_share: GPU_SHARE_DECODE_GUESS,
     };
+
+    /// `time_slice` as measured on reference engines replaying CUDA graphs on an H200: the
+    /// default of scenarios whose instances all run `transformers-cb` with graphs. A graph
+    /// replay is one launch the CPU then waits on, so the step is GPU work and busy co-tenants
+    /// time-slice the SMs (eager engines, whose steps are mostly Python, contend only in prefill:
+    /// [`ContentionSpec::REFERENCE_ENGINE_H200`]).
+    pub const REFERENCE_ENGINE_GRAPHS_H200: ContentionSpec =
+        ContentionSpec::TimeSlice { decode: TIME_SLICE_DECODE_FITTED, prefill: TIME_SLICE_PREFILL_FITTED };
 }
 
 impl Default for ContentionSpec {
@@ -371,6 +400,12 @@ impl PerfSpec {
         match self {
             PerfSpec::Roofline { overheads, .. } | PerfSpec::Profile { overheads, .. } => overheads,
         }
+    }
+
+    /// Whether the engine replays CUDA graphs (the source has capture sizes): its steps are
+    /// GPU-bound, which decides when arrivals join and how co-tenants contend.
+    pub fn replays_cuda_graphs(&self) -> bool {
+        !self.overheads().cuda_graphs.capture_sizes.is_empty()
     }
 }
 

@@ -121,3 +121,39 @@ fn without_async_scheduling_decode_steps_wait_for_their_gpu_share() {
         close(tpot, 0.006 * 1.25);
     }
 }
+
+#[test]
+fn time_slice_stretches_decode_by_a_turn_and_prefill_by_its_share() {
+    // Both prefill at once (prefill share 2/3): 15 ms x (1 + 1 x (1.0 x 1/3 + 0.4 x 2/3)).
+    // Decode beside a decoding co-tenant: a whole turn, 6 ms x 2.
+    for (ttft, tpot) in
+        ttft_tpot(&["cluster.contention={ model = \"time_slice\", decode = 1.0, prefill = 0.4 }"])
+    {
+        close(ttft, 0.015 * (1.0 + 1.0 / 3.0 + 0.4 * 2.0 / 3.0));
+        close(tpot, 0.006 * 2.0);
+    }
+    // Out-of-range values name their field.
+    let bad: Override = "cluster.contention={ model = \"time_slice\", prefill = -1 }".parse().unwrap();
+    let e = parse_scenario(SHARED_GPU, Path::new("tests/contention.toml"), &[bad]).unwrap_err();
+    assert_eq!(e.field, "cluster.contention.prefill");
+}
+
+/// The reference engine's default contention follows how its steps run: `time_slice` when every
+/// engine replays CUDA graphs (GPU-bound), `gpu_share` when they run eagerly (CPU-heavy).
+#[test]
+fn the_reference_engine_default_depends_on_cuda_graphs() {
+    use sim::scenario::{ContentionSpec, load_scenario};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let load =
+        |f: &str| load_scenario(&dir.join(f), &[]).unwrap_or_else(|e| panic!("{e}")).variants.remove(0);
+    for f in [
+        "coloc-h200-bursts-graphs.toml",
+        "coloc-h200-three-bursts-graphs.toml",
+        "routing-h200-2x-llama8b-graphs.toml",
+    ] {
+        assert_eq!(load(f).contention, ContentionSpec::REFERENCE_ENGINE_GRAPHS_H200, "{f}");
+    }
+    for f in ["coloc-h200-bursts.toml", "coloc-h200-three-bursts.toml", "routing-h200-2x-llama8b.toml"] {
+        assert_eq!(load(f).contention, ContentionSpec::REFERENCE_ENGINE_H200, "{f}");
+    }
+}

@@ -348,10 +348,11 @@ fn elastic_kv_needs_a_v1_engine_and_a_consistent_reserve() {
         run(&[]).unwrap().variants[0].contention,
         sim::scenario::ContentionSpec::Serialize { overhead: 0.10 }
     );
-    // The reference engine's measured model: the default when every instance runs it, and
-    // selectable with its knobs; bad knobs name their field.
+    // The reference engine's measured models: the default when every instance runs it (here on
+    // the prior, whose reference engine replays CUDA graphs: `time_slice`; eager profiles give
+    // `gpu_share`, see contention.rs), and selectable with their knobs; bad knobs name their field.
     let cb = run(&["defaults.engine.preset=transformers-cb", "defaults.engine.block_size=256"]).unwrap();
-    assert_eq!(cb.variants[0].contention, sim::scenario::ContentionSpec::REFERENCE_ENGINE_H200);
+    assert_eq!(cb.variants[0].contention, sim::scenario::ContentionSpec::REFERENCE_ENGINE_GRAPHS_H200);
     let g = run(&["cluster.contention={ model = \"gpu_share\", slowdown = 1.5 }"]).unwrap();
     assert_eq!(
         g.variants[0].contention,

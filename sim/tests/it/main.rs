@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod awq;
+mod bench;
 mod contention;
 mod elastic;
 mod explain;

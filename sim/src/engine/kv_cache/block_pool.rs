@@ -22,12 +22,16 @@
 //! requests computed the same content concurrently), only the first is registered; vLLM keeps
 //! both findable until both are evicted.
 //!
-//! Elastic KV (kvcached, see `elastic`): the pool's blocks are grouped in pages that are mapped
-//! on demand. Free blocks then live on their pages ([`ElasticPages`]), and the free queue holds
-//! only freed blocks kept for their prefix-cache content, at most
+//! Elastic KV (kvcached, see `elastic`; the pool's [`PoolKind`]): the pool's blocks are grouped
+//! in pages that are mapped on demand. Free blocks then live on their pages ([`ElasticPages`]),
+//! and the free queue holds only freed blocks kept for their prefix-cache content, at most
 //! `ElasticParams::max_cached_free_blocks` of them (the oldest is evicted, and its block returned
 //! to its page, beyond that): kvcached caps the prefix cache instead of keeping every free block
 //! cached.
+
+mod kind;
+
+pub use kind::{ElasticOps, PoolKind, PoolOps, StaticOps};
 
 use super::elastic::{ElasticPages, ElasticParams};
 use crate::ids::{BlockId, RequestId};
@@ -317,6 +321,20 @@ impl Hasher for IdentityHasher {
     }
 }
 
+/// vLLM's `cached_block_hash_to_block`: content hash to the cached block holding it.
+type CachedBlockMap = HashMap<u64, BlockId, BuildHasherDefault<IdentityHasher>>;
+
+/// Drops `block`'s entry in the cached-hash map `map` (vLLM's `_maybe_evict_cached_block`; the
+/// block's own hash, `hash`, is already cleared).
+#[inline]
+fn evict_cached_block(map: &mut CachedBlockMap, block: BlockId, hash: BlockHash) {
+    if let BlockHash::Content(h) = hash
+        && map.get(&h) == Some(&block)
+    {
+        map.remove(&h);
+    }
+}
+
 /// vLLM's `BlockPool`: every KV block of one instance, the reference counts and content hashes
 /// of the shared ones, the free queue and the map from content hash to cached block.
 #[derive(Clone, Debug)]
@@ -327,9 +345,9 @@ pub struct BlockPool {
     num_used_blocks: u32,
     /// vLLM's `cached_block_hash_to_block`, for `BlockHash::Content` only (never iterated, so
     /// its order cannot leak into results).
-    cached_block_hash_to_block: HashMap<u64, BlockId, BuildHasherDefault<IdentityHasher>>,
-    /// Elastic KV: the page table (free blocks live there; the free queue holds cached ones).
-    elastic: Option<Box<ElasticPages>>,
+    cached_block_hash_to_block: CachedBlockMap,
+    /// Static or elastic: where the free blocks that no prefix-cache content keeps live.
+    kind: PoolKind,
 }
 
 impl BlockPool {
@@ -343,7 +361,7 @@ impl BlockPool {
             free_block_queue,
             num_used_blocks: 0,
             cached_block_hash_to_block: HashMap::default(),
-            elastic: None,
+            kind: PoolKind::Static,
         }
     }
 
@@ -359,27 +377,43 @@ impl BlockPool {
         self.cached_block_hash_to_block.clear();
         self.free_block_queue = FreeKVCacheBlockQueue::default();
         self.num_used_blocks = 0;
-        self.elastic = Some(Box::new(pages));
+        self.kind = PoolKind::Elastic(Box::new(pages));
     }
 
-    /// The page table, when elastic.
-    pub fn elastic(&self) -> Option<&ElasticPages> {
-        self.elastic.as_deref()
+    /// Static or elastic, with the page table when elastic.
+    #[inline]
+    pub fn kind(&self) -> &PoolKind {
+        &self.kind
     }
 
-    /// The page table, when elastic (to set the page budget or refill the reserve).
-    pub fn elastic_mut(&mut self) -> Option<&mut ElasticPages> {
-        self.elastic.as_deref_mut()
+    /// The kind, to set the page budget or refill the reserve of an elastic pool.
+    #[inline]
+    pub(super) fn kind_mut(&mut self) -> &mut PoolKind {
+        &mut self.kind
+    }
+
+    /// What only this pool's kind does (its bulk frees); see [`PoolOps`].
+    #[inline]
+    pub fn ops(&mut self) -> PoolOps<'_> {
+        match &mut self.kind {
+            PoolKind::Static => PoolOps::Static(StaticOps {
+                blocks: &mut self.blocks,
+                free_block_queue: &mut self.free_block_queue,
+                num_used_blocks: &mut self.num_used_blocks,
+            }),
+            PoolKind::Elastic(pages) => PoolOps::Elastic(ElasticOps {
+                blocks: &mut self.blocks,
+                num_used_blocks: &mut self.num_used_blocks,
+                pages,
+            }),
+        }
     }
 
     /// Blocks an allocation can get now: the free queue, or when elastic, free blocks on mapped
     /// pages, pages the budget still allows, and cached free blocks.
     #[inline]
     pub fn num_allocatable_blocks(&self) -> u32 {
-        match &self.elastic {
-            None => self.free_block_queue.len(),
-            Some(e) => e.num_allocatable_blocks() + self.free_block_queue.len(),
-        }
+        self.kind.num_allocatable_blocks(self.free_block_queue.len())
     }
 
     /// Total blocks in the pool.
@@ -387,14 +421,12 @@ impl BlockPool {
         self.blocks.len() as u32
     }
 
-    /// Blocks not in use (free, possibly still cached): vLLM's `get_num_free_blocks`. When
-    /// elastic this counts unmapped blocks too; see [`BlockPool::num_allocatable_blocks`].
+    /// Blocks not in use (free, possibly still cached): vLLM's `get_num_free_blocks`, which for a
+    /// static pool are the free queue's. When elastic this counts unmapped blocks too; see
+    /// [`BlockPool::num_allocatable_blocks`].
     #[inline]
     pub fn num_free_blocks(&self) -> u32 {
-        match &self.elastic {
-            None => self.free_block_queue.len(),
-            Some(_) => self.num_blocks() - self.num_used_blocks,
-        }
+        self.num_blocks() - self.num_used_blocks
     }
 
     /// Blocks in use by at least one request.
@@ -455,42 +487,28 @@ impl BlockPool {
         if num_blocks > self.num_allocatable_blocks() {
             return false;
         }
-        let mut left = num_blocks;
-        if let Some(pages) = self.elastic.as_deref_mut() {
-            // Free blocks on pages first (they hold no identity: it was evicted when they went
-            // back to their page); once the pages have none, none come back during this call
-            // (popping a cached block touches no page), so the rest are cached blocks.
-            let start = out.len();
-            left -= pages.pop_blocks(left, out);
-            debug_assert!(out[start..].iter().all(|b| self.blocks[b.index()].block_hash.is_none()));
-        }
+        // Elastic: free blocks on pages first (they hold no identity: it was evicted when they
+        // went back to their page); once the pages have none, none come back during this call
+        // (popping a cached block touches no page), so the rest are cached blocks. An elastic
+        // queue holds no anonymous block: its runs are a static pool's.
+        let start = out.len();
+        let mut left = num_blocks - self.kind.pop_page_blocks(num_blocks, out);
+        debug_assert!(out[start..].iter().all(|b| self.blocks[b.index()].block_hash.is_none()));
         while left > 0 {
-            if self.elastic.is_none() {
-                let n = self.free_block_queue.pop_anonymous_run(left, out);
-                if n > 0 {
-                    left -= n;
-                    continue;
-                }
+            let n = self.free_block_queue.pop_anonymous_run(left, out);
+            if n > 0 {
+                left -= n;
+                continue;
             }
             let Some(block) = self.free_block_queue.popleft() else { return false };
             if let Some(old) = self.blocks[block.index()].block_hash.take() {
-                self.evict_cached_block(block, old);
+                evict_cached_block(&mut self.cached_block_hash_to_block, block, old);
             }
             out.push(block);
             left -= 1;
         }
         self.num_used_blocks += num_blocks;
         true
-    }
-
-    /// Drops `block`'s entry in the cached-hash map (vLLM's `_maybe_evict_cached_block`; the
-    /// block's own hash is already cleared).
-    fn evict_cached_block(&mut self, block: BlockId, hash: BlockHash) {
-        if let BlockHash::Content(h) = hash
-            && self.cached_block_hash_to_block.get(&h) == Some(&block)
-        {
-            self.cached_block_hash_to_block.remove(&h);
-        }
     }
 
     /// Takes a reference on a block found by a prefix-cache hit: a shared content block, or a
@@ -534,58 +552,6 @@ impl BlockPool {
         self.queue_free_block(block);
     }
 
-    /// Its request frees the private `blocks` of an elastic pool that keeps no freed block for
-    /// its content (prefix caching off, or a cache cap of 0): each goes straight back to its
-    /// page, the last first, as [`BlockPool::free_private_block`] one by one would (page runs
-    /// in bulk: `ElasticPages::release_blocks`).
-    pub fn free_private_blocks_to_pages(&mut self, blocks: &[BlockId]) {
-        let Some(pages) = self.elastic.as_deref_mut() else {
-            debug_assert!(false, "free_private_blocks_to_pages on a static pool");
-            return;
-        };
-        self.num_used_blocks -= blocks.len() as u32;
-        for &b in blocks {
-            let block = &mut self.blocks[b.index()];
-            debug_assert!(block.block_hash.is_none(), "private block {b} holds an identity");
-            block.ref_cnt = 0;
-        }
-        pages.release_blocks(blocks.iter().rev().copied());
-    }
-
-    /// Its request, done for good, frees the private `blocks` of a static pool, none holding
-    /// anything anyone can hit: all go to the tail anonymously, the last first (one copy, no
-    /// block touched). Elastic pools free block by block ([`BlockPool::free_private_block`]).
-    #[inline]
-    pub fn free_private_blocks_finished(&mut self, blocks: &[BlockId]) {
-        debug_assert!(self.elastic.is_none(), "elastic pools free block by block");
-        self.num_used_blocks -= blocks.len() as u32;
-        self.free_block_queue.append_anonymous_rev(blocks);
-    }
-
-    /// Its request, done for good, frees the blocks of its shared-content region of a static
-    /// pool, last first: registered content blocks drop a reference (cached when it was the last),
-    /// unregistered ones go back anonymously. [`BlockPool::free_shared_block`] and
-    /// [`BlockPool::free_private_block`] one by one, in one pass.
-    #[inline]
-    pub fn free_shareable_blocks_finished(&mut self, blocks: &[BlockId]) {
-        debug_assert!(self.elastic.is_none(), "elastic pools free block by block");
-        for &block in blocks.iter().rev() {
-            let b = &mut self.blocks[block.index()];
-            if let Some(BlockHash::Content(_)) = b.block_hash {
-                debug_assert!(b.ref_cnt > 0, "freeing free block {block}");
-                b.ref_cnt -= 1;
-                if b.ref_cnt > 0 {
-                    continue;
-                }
-                self.free_block_queue.append(&mut self.blocks, block);
-            } else {
-                b.ref_cnt = 0;
-                self.free_block_queue.append_anonymous(block);
-            }
-            self.num_used_blocks -= 1;
-        }
-    }
-
     /// A block nobody uses any more, its identity (if any) set: static pools queue it, named by
     /// its identity or anonymous; elastic ones keep it for its cached content when it has one and
     /// the cache cap allows (evicting the oldest cached block beyond the cap) and return the rest
@@ -594,13 +560,16 @@ impl BlockPool {
     fn queue_free_block(&mut self, block: BlockId) {
         self.blocks[block.index()].ref_cnt = 0;
         let has_content = self.blocks[block.index()].block_hash.is_some();
-        let Some(pages) = self.elastic.as_deref_mut() else {
-            if has_content {
-                self.free_block_queue.append(&mut self.blocks, block);
-            } else {
-                self.free_block_queue.append_anonymous(block);
+        let pages = match &mut self.kind {
+            PoolKind::Static => {
+                if has_content {
+                    self.free_block_queue.append(&mut self.blocks, block);
+                } else {
+                    self.free_block_queue.append_anonymous(block);
+                }
+                return;
             }
-            return;
+            PoolKind::Elastic(pages) => pages,
         };
         let cap = pages.params().max_cached_free_blocks;
         let release = if has_content && cap > 0 {
@@ -611,11 +580,9 @@ impl BlockPool {
         };
         if let Some(b) = release {
             if let Some(old) = self.blocks[b.index()].block_hash.take() {
-                self.evict_cached_block(b, old);
+                evict_cached_block(&mut self.cached_block_hash_to_block, b, old);
             }
-            if let Some(pages) = self.elastic.as_deref_mut() {
-                pages.release(b);
-            }
+            pages.release(b);
         }
     }
 
@@ -720,7 +687,8 @@ mod tests {
     #[test]
     fn a_finished_requests_blocks_go_back_anonymously_and_are_reused_hot_first() {
         let (mut pool, got) = pool_with_blocks(5, 3);
-        pool.free_private_blocks_finished(&got);
+        let PoolOps::Static(mut ops) = pool.ops() else { panic!("a new pool is static") };
+        ops.free_private_blocks_finished(&got);
         assert!(got.iter().all(|&b| pool.block_hash(b).is_none()));
         assert_eq!(queue_ids(&pool), [0, 1, 2, 3, 4], "the last freed (block 0) comes back first");
         assert_eq!(pool.num_used_blocks(), 0);

@@ -135,6 +135,11 @@ impl ElasticPages {
         self.num_free_mapped
     }
 
+    /// Free blocks on every page, mapped or not, not counting blocks kept for the prefix cache.
+    pub fn num_free_blocks_on_pages(&self) -> u32 {
+        self.num_free_mapped + (self.num_pages - self.num_mapped) * self.params.blocks_per_page
+    }
+
     /// Free blocks on mapped pages that are not empty: allocations take all of these (fullest
     /// page first) before any block of an empty page.
     #[inline]

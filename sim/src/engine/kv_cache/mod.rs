@@ -18,7 +18,10 @@
 mod block_pool;
 mod elastic;
 
-pub use block_pool::{BlockHash, BlockPool, FreeKVCacheBlockQueue, IdentityHasher, KVCacheBlock};
+pub use block_pool::{
+    BlockHash, BlockPool, ElasticOps, FreeKVCacheBlockQueue, IdentityHasher, KVCacheBlock, PoolKind, PoolOps,
+    StaticOps,
+};
 pub use elastic::{ElasticPages, ElasticParams};
 
 use crate::engine::content::{PrefixHashCache, PromptContent};
@@ -103,24 +106,20 @@ impl KvCacheManager {
     /// included), which never evict a cached block either. Decode stretches stay within it.
     #[inline]
     pub fn num_free_blocks_without_mapping(&self) -> u32 {
-        let free = self.num_free_blocks();
-        match self.block_pool.elastic() {
-            None => free,
-            Some(e) => free.min(e.num_free_mapped_blocks()),
-        }
+        self.num_free_blocks().min(self.block_pool.kind().num_blocks_before_mapping())
     }
 
     /// Elastic: free blocks on mapped pages that hold some block, i.e. those allocations take
     /// before touching an empty (reserve) page; `u32::MAX` when static (no pages).
     #[inline]
     pub fn num_free_blocks_on_used_pages(&self) -> u32 {
-        self.block_pool.elastic().map_or(u32::MAX, ElasticPages::num_free_blocks_on_used_pages)
+        self.block_pool.kind().num_blocks_before_reserve()
     }
 
     /// Whether the KV cache is elastic (kvcached pages).
     #[inline]
     pub fn is_elastic(&self) -> bool {
-        self.block_pool.elastic().is_some()
+        self.block_pool.kind().is_elastic()
     }
 
     /// Blocks that may be in use at once.
@@ -145,34 +144,30 @@ impl KvCacheManager {
 
     /// The page table, when elastic.
     pub fn elastic(&self) -> Option<&ElasticPages> {
-        self.block_pool.elastic()
+        self.block_pool.kind().pages()
     }
 
     /// Elastic: lets at most `pages` pages be mapped at once (what the GPU's pool grants, pages
     /// already mapped included); the capacity becomes `pages x blocks_per_page`. No-op when static.
     pub fn set_page_budget(&mut self, pages: u32) {
-        if let Some(e) = self.block_pool.elastic_mut() {
-            e.set_budget(pages.max(e.num_mapped_pages()));
-            let blocks = e.budget() * e.blocks_per_page();
-            self.set_capacity(blocks);
-        }
+        self.capacity = self.block_pool.kind_mut().set_page_budget(pages, self.capacity);
     }
 
     /// Elastic: the background pre-allocation maps empty pages up to the reserve's minimum, at most
     /// `grant`; returns the pages mapped (0 when static).
     pub fn refill_reserve(&mut self, grant: u32) -> u32 {
-        self.block_pool.elastic_mut().map_or(0, |e| e.refill_reserve(grant))
+        self.block_pool.kind_mut().refill_reserve(grant)
     }
 
     /// Elastic: pages mapped by allocations since the last call, each paying the map latency
     /// (0 when static).
     pub fn take_num_demand_maps(&mut self) -> u32 {
-        self.block_pool.elastic_mut().map_or(0, ElasticPages::take_num_demand_maps)
+        self.block_pool.kind_mut().take_num_demand_maps()
     }
 
     /// Elastic: unmaps every empty page (kvcached's `trim`); returns how many (0 when static).
     pub fn trim(&mut self) -> u32 {
-        self.block_pool.elastic_mut().map_or(0, ElasticPages::trim)
+        self.block_pool.kind_mut().trim()
     }
 
     /// KV cache usage in `0..=1` (vLLM's `usage`, the `kv_cache_usage_perc` gauge).
@@ -447,13 +442,14 @@ impl KvCacheManager {
     /// anonymously (see `FreeKVCacheBlockQueue`); shared-content blocks stay cached. Elastic pools
     /// keep its blocks cached as after a preemption (kvcached caps that cache).
     pub fn free_finished(&mut self, req: &mut Request) {
-        if self.block_pool.elastic().is_some() {
-            self.free_blocks_one_by_one(req);
-        } else {
-            let shareable = if self.enable_caching { self.num_shared_blocks(req) } else { 0 };
-            let first_private = (shareable as usize).min(req.block_table.len());
-            self.block_pool.free_private_blocks_finished(&req.block_table[first_private..]);
-            self.block_pool.free_shareable_blocks_finished(&req.block_table[..first_private]);
+        let shareable = if self.enable_caching { self.num_shared_blocks(req) } else { 0 };
+        match self.block_pool.ops() {
+            PoolOps::Static(mut pool) => {
+                let first_private = (shareable as usize).min(req.block_table.len());
+                pool.free_private_blocks_finished(&req.block_table[first_private..]);
+                pool.free_shareable_blocks_finished(&req.block_table[..first_private]);
+            }
+            PoolOps::Elastic(_) => self.free_blocks_one_by_one(req),
         }
         req.block_table.clear();
         req.preempted_blocks.clear();
@@ -465,15 +461,15 @@ impl KvCacheManager {
     /// past the shared content keep their identity (`Own`) when prefix caching is on.
     fn free_blocks_one_by_one(&mut self, req: &Request) {
         let first_private = self.num_shared_blocks(req);
-        if let Some(e) = self.block_pool.elastic()
-            && (!self.enable_caching || e.params().max_cached_free_blocks == 0)
+        if let PoolOps::Elastic(mut pool) = self.block_pool.ops()
+            && (!self.enable_caching || pool.max_cached_free_blocks() == 0)
         {
             // Nothing freed is kept for its content: the blocks past the shared content go
             // straight back to their pages (in bulk, same order), then the shared ones as below.
             // Without prefix caching no block is ever registered as shared: all go in bulk.
             let start =
                 if self.enable_caching { (first_private as usize).min(req.block_table.len()) } else { 0 };
-            self.block_pool.free_private_blocks_to_pages(&req.block_table[start..]);
+            pool.free_private_blocks_to_pages(&req.block_table[start..]);
             for &b in req.block_table[..start].iter().rev() {
                 if self.block_pool.is_shared(b) {
                     self.block_pool.free_shared_block(b);

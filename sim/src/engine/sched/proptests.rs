@@ -1,11 +1,13 @@
 //! Property tests of the scheduler over random request streams and engine configs (every preset,
 //! async scheduling on and off): every request
 //! finishes exactly once or is rejected, no step breaks `max_num_seqs` or the token budget,
-//! `num_computed_tokens` never passes `num_tokens`, and every block is free at the end.
+//! `num_computed_tokens` never passes `num_tokens`, and every block is free at the end, on a
+//! static pool or (vLLM V1 only, as kvcached) an elastic one.
 
 use super::tests::{config, request};
 use super::*;
 use crate::engine::content::{ContentSegment, PromptContent};
+use crate::engine::kv_cache::ElasticParams;
 use crate::ids::RequestId;
 use crate::scenario::EnginePreset;
 use crate::time::SimTime;
@@ -40,6 +42,8 @@ struct Setup {
     max_num_batched_tokens: u32,
     max_model_len: u32,
     arrivals: Vec<Arrival>,
+    /// vLLM V1 only: an elastic pool (kvcached) of these pages instead of a static one.
+    elastic: Option<ElasticParams>,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
@@ -64,6 +68,7 @@ fn setup() -> impl Strategy<Value = Setup> {
         200u32..400,
         prop::collection::vec(arrival, 1..40),
         (any::<bool>(), any::<bool>(), any::<bool>()),
+        prop::option::of((1u32..6, 0u32..3, 0u32..3, prop_oneof![Just(0u32), 1u32..40])),
     )
         .prop_map(
             |(
@@ -77,8 +82,18 @@ fn setup() -> impl Strategy<Value = Setup> {
                 mml,
                 mut arrivals,
                 (cb, async_scheduling, full_isl),
+                elastic,
             )| {
                 arrivals.sort_by_key(|a| a.step);
+                let elastic = elastic.filter(|_| !v0 && !cb).map(|(bpp, min, extra, cached)| ElasticParams {
+                    blocks_per_page: bpp,
+                    min_reserve_pages: min,
+                    max_reserve_pages: min + extra,
+                    max_cached_free_blocks: cached,
+                });
+                let num_gpu_blocks = blocks * 16 / block_size.max(1);
+                // Elastic pools drop a partial last page: keep whole pages (one at least).
+                let bpp = elastic.map_or(1, |e| e.blocks_per_page);
                 Setup {
                     v0,
                     cb,
@@ -87,12 +102,13 @@ fn setup() -> impl Strategy<Value = Setup> {
                     chunked,
                     caching,
                     block_size,
-                    num_gpu_blocks: blocks * 16 / block_size.max(1),
+                    num_gpu_blocks: (num_gpu_blocks / bpp).max(1) * bpp,
                     max_num_seqs: seqs,
                     // vLLM requires max_num_batched_tokens >= max_num_seqs.
                     max_num_batched_tokens: budget.max(seqs),
                     max_model_len: mml,
                     arrivals,
+                    elastic,
                 }
             },
         )
@@ -119,6 +135,9 @@ proptest! {
         cfg.max_num_batched_tokens = s.max_num_batched_tokens;
         cfg.max_model_len = s.max_model_len;
         let mut sched = Scheduler::new(&cfg, s.num_gpu_blocks);
+        if let Some(params) = s.elastic {
+            sched.kv_cache_manager_mut().enable_elastic(params);
+        }
         sched.set_record_tokens(true);
         let mut ev = StepEvents::default();
         let mut rejected = BTreeSet::new();
@@ -190,7 +209,13 @@ proptest! {
         let kv = sched.kv_cache_manager();
         prop_assert_eq!(kv.num_free_blocks(), s.num_gpu_blocks);
         prop_assert_eq!(kv.block_pool().num_used_blocks(), 0);
-        prop_assert_eq!(kv.block_pool().free_blocks().count() as u32, s.num_gpu_blocks);
+        // Every free block is in the free queue (static), or on its page unless kept cached there
+        // (elastic).
+        if let Some(pages) = kv.elastic() {
+            pages.check_invariants();
+        }
+        let on_pages = kv.elastic().map_or(0, |e| e.num_free_blocks_on_pages());
+        prop_assert_eq!(kv.block_pool().free_blocks().count() as u32 + on_pages, s.num_gpu_blocks);
         prop_assert_eq!(sched.kv_cache_usage(), 0.0);
     }
 }

@@ -172,10 +172,11 @@ impl Both {
         let own: Vec<_> = self.lives[life].own.clone();
         let prefix: Vec<_> = self.lives[life].prefix.clone();
         if finished {
+            let PoolOps::Static(mut pool) = self.pool.ops() else { panic!("a static pool") };
             let pool_own: Vec<BlockId> = own.iter().map(|&(r, _)| r).collect();
-            self.pool.free_private_blocks_finished(&pool_own);
+            pool.free_private_blocks_finished(&pool_own);
             let pool_prefix: Vec<BlockId> = prefix.iter().map(|&(r, _)| r).collect();
-            self.pool.free_shareable_blocks_finished(&pool_prefix);
+            pool.free_shareable_blocks_finished(&pool_prefix);
         } else {
             for (i, &(r, _)) in own.iter().enumerate().rev() {
                 let content = Some(self.own_hash(life, i as u32));
@@ -235,6 +236,11 @@ impl Both {
     fn check(&self) -> Result<(), TestCaseError> {
         prop_assert_eq!(self.pool.num_free_blocks() as usize, self.reference.queue.len());
         prop_assert_eq!(self.pool.num_used_blocks() + self.pool.num_free_blocks(), self.pool.num_blocks());
+        prop_assert_eq!(
+            self.pool.free_blocks().count() as u32,
+            self.pool.num_free_blocks(),
+            "the queue holds every free block"
+        );
         for group in 0..3 {
             for index in 0..5 {
                 let h = content_hash(group, index);
@@ -292,5 +298,205 @@ proptest! {
             }
             both.check()?;
         }
+    }
+}
+
+/// One request's blocks in an elastic pool: prefix region and own region.
+struct ElasticLife {
+    group: u64,
+    num_prefix: u32,
+    num_own: u32,
+    prefix: Vec<BlockId>,
+    own: Vec<BlockId>,
+    running: bool,
+}
+
+/// An elastic pool under random request lives, freed as `KvCacheManager` frees them (block by
+/// block with their identities, or straight to the pages when nothing freed is kept cached).
+struct ElasticHarness {
+    pool: BlockPool,
+    lives: Vec<ElasticLife>,
+}
+
+impl ElasticHarness {
+    fn own_hash(&self, life: usize, index: u32) -> BlockHash {
+        BlockHash::Own { request: RequestId(life as u64), index: self.lives[life].num_prefix + index }
+    }
+
+    /// Prefix hits (stopping at the first miss), then fresh prefix blocks registered at once, then
+    /// the own blocks not held yet; nothing when the pool cannot allocate them all.
+    fn acquire(&mut self, life: usize) -> Result<(), TestCaseError> {
+        let (group, num_prefix, num_own) = {
+            let l = &self.lives[life];
+            (l.group, l.num_prefix, l.num_own)
+        };
+        let hits: Vec<BlockId> = (0..num_prefix)
+            .map_while(|index| self.pool.get_cached_block(content_hash(group, index)))
+            .collect();
+        let fresh = num_prefix - hits.len() as u32 + num_own - self.lives[life].own.len() as u32;
+        let evictable_hits = hits.iter().filter(|&&b| self.pool.ref_cnt(b) == 0).count() as u32;
+        if fresh + evictable_hits > self.pool.num_allocatable_blocks() {
+            return Ok(());
+        }
+        for &b in &hits {
+            self.pool.touch(b);
+        }
+        let mut prefix = hits;
+        for index in prefix.len() as u32..num_prefix {
+            let mut got = Vec::new();
+            prop_assert!(self.pool.get_new_blocks(1, &mut got));
+            self.pool.cache_full_block(got[0], content_hash(group, index));
+            prefix.push(got[0]);
+        }
+        let mut got = Vec::new();
+        prop_assert!(self.pool.get_new_blocks(num_own - self.lives[life].own.len() as u32, &mut got));
+        let l = &mut self.lives[life];
+        l.prefix = prefix;
+        l.own.extend(got);
+        l.running = true;
+        Ok(())
+    }
+
+    /// Frees `life`'s blocks last first, as `KvCacheManager::free` does on an elastic pool (a
+    /// finish frees as a preemption does; it only forgets the own blocks).
+    fn release(&mut self, life: usize, finished: bool) {
+        let own = self.lives[life].own.clone();
+        let prefix = std::mem::take(&mut self.lives[life].prefix);
+        let PoolOps::Elastic(mut pool) = self.pool.ops() else { panic!("an elastic pool") };
+        if pool.max_cached_free_blocks() == 0 {
+            pool.free_private_blocks_to_pages(&own);
+        } else {
+            for (i, &b) in own.iter().enumerate().rev() {
+                let content = Some(self.own_hash(life, i as u32));
+                self.pool.free_private_block(b, content);
+            }
+        }
+        for &b in prefix.iter().rev() {
+            if self.pool.is_shared(b) {
+                self.pool.free_shared_block(b);
+            } else {
+                self.pool.free_private_block(b, None);
+            }
+        }
+        let l = &mut self.lives[life];
+        l.running = false;
+        if finished {
+            l.own.clear();
+        }
+    }
+
+    /// A preempted request takes back its leading own blocks still cached, then the rest.
+    fn resume(&mut self, life: usize) -> Result<(), TestCaseError> {
+        let own = std::mem::take(&mut self.lives[life].own);
+        let kept: Vec<BlockId> = own
+            .iter()
+            .enumerate()
+            .take_while(|&(i, &b)| self.pool.block_hash(b) == Some(self.own_hash(life, i as u32)))
+            .map(|(_, &b)| b)
+            .collect();
+        let need = self.lives[life].num_prefix + self.lives[life].num_own;
+        if need > self.pool.num_allocatable_blocks() {
+            self.lives[life].own = own;
+            return Ok(());
+        }
+        for &b in &kept {
+            self.pool.touch(b);
+        }
+        self.lives[life].own = kept;
+        self.acquire(life)
+    }
+
+    /// Every block is in exactly one place: held by running requests (shared ones once), cached in
+    /// the free queue (at most the cap), or free on its page; held blocks sit on mapped pages,
+    /// and the cached-hash map names blocks holding that content.
+    fn check(&self) -> Result<(), TestCaseError> {
+        let Some(pages) = self.pool.kind().pages() else { panic!("an elastic pool") };
+        pages.check_invariants();
+        let mut held = std::collections::BTreeSet::new();
+        for l in self.lives.iter().filter(|l| l.running) {
+            held.extend(l.prefix.iter().chain(&l.own).copied());
+        }
+        let cached: Vec<BlockId> = self.pool.free_blocks().collect();
+        prop_assert!(cached.len() as u32 <= pages.params().max_cached_free_blocks);
+        prop_assert!(cached.iter().all(|b| !held.contains(b) && self.pool.block_hash(*b).is_some()));
+        prop_assert_eq!(held.len() as u32, self.pool.num_used_blocks());
+        prop_assert!(held.iter().all(|&b| pages.is_mapped(pages.page_of(b))), "a held block is unmapped");
+        prop_assert_eq!(
+            held.len() as u32 + cached.len() as u32 + pages.num_free_blocks_on_pages(),
+            self.pool.num_blocks(),
+            "blocks lost or counted twice"
+        );
+        prop_assert_eq!(self.pool.num_used_blocks() + self.pool.num_free_blocks(), self.pool.num_blocks());
+        for group in 0..3 {
+            for index in 0..5 {
+                let h = content_hash(group, index);
+                if let Some(b) = self.pool.get_cached_block(h) {
+                    prop_assert_eq!(self.pool.block_hash(b), Some(BlockHash::Content(h)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #[test]
+    fn an_elastic_pool_conserves_its_blocks_and_keeps_held_ones_mapped(
+        num_pages in 1u32..12,
+        blocks_per_page in 1u32..6,
+        min_reserve in 0u32..3,
+        extra_reserve in 0u32..3,
+        max_cached_free_blocks in prop_oneof![Just(0u32), 1u32..20],
+        budget in proptest::option::of(1u32..12),
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let mut pool = BlockPool::new(num_pages * blocks_per_page);
+        pool.enable_elastic(ElasticParams {
+            blocks_per_page,
+            min_reserve_pages: min_reserve,
+            max_reserve_pages: min_reserve + extra_reserve,
+            max_cached_free_blocks,
+        });
+        if let Some(pages) = budget {
+            pool.kind_mut().set_page_budget(pages, 0);
+        }
+        let mut h = ElasticHarness { pool, lives: Vec::new() };
+        for op in ops {
+            match op {
+                Op::Admit { group, num_prefix, num_own } => {
+                    h.lives.push(ElasticLife {
+                        group,
+                        num_prefix,
+                        num_own,
+                        prefix: Vec::new(),
+                        own: Vec::new(),
+                        running: false,
+                    });
+                    let life = h.lives.len() - 1;
+                    h.acquire(life)?;
+                }
+                Op::Preempt(_) | Op::Finish(_) | Op::Resume(_) if h.lives.is_empty() => {}
+                Op::Preempt(k) | Op::Finish(k) => {
+                    let life = k % h.lives.len();
+                    if h.lives[life].running {
+                        h.release(life, matches!(op, Op::Finish(_)));
+                    }
+                }
+                Op::Resume(k) => {
+                    let life = k % h.lives.len();
+                    if !h.lives[life].running && !h.lives[life].own.is_empty() {
+                        h.resume(life)?;
+                    }
+                }
+            }
+            h.check()?;
+        }
+        for life in 0..h.lives.len() {
+            if h.lives[life].running {
+                h.release(life, true);
+            }
+        }
+        h.check()?;
+        prop_assert_eq!(h.pool.num_used_blocks(), 0);
     }
 }
