@@ -13,6 +13,7 @@ use crate::report::{FitReport, write_fit_report};
 use crate::step::{StepFeatures, StepModel, StepSample, Term};
 use crate::steps_log::samples_from_log;
 use sim::metrics::percentile;
+use sim::scenario::MAX_OUTPUT_DELAY_S;
 use sim::trace::{RequestStatus, files};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -220,13 +221,16 @@ fn lone_prefill(p: u32, budget: u32, graphs: Option<&CudaGraphs>) -> StepFeature
 }
 
 /// TTFT minus the modelled prefill of requests that had their instance to themselves from send
-/// to first token: the pipeline's output delay plus client-to-engine latency.
+/// to first token: the pipeline's output delay plus client-to-engine latency. A lone request whose
+/// delay so measured exceeds [`MAX_OUTPUT_DELAY_S`] (the most a profile may hold) is an error
+/// naming its row: no pipeline delays that long, and fitting the delay by simulation up to it
+/// would simulate that long.
 fn estimate_output_delay(
     runs: &[LoadedRun],
     target: &Target,
     model: &StepModel,
     graphs: Option<&CudaGraphs>,
-) -> OutputDelay {
+) -> Result<OutputDelay, CalibrationError> {
     let mut d = Vec::new();
     for run in runs {
         let s = &run.dir.meta.scenario;
@@ -246,7 +250,19 @@ fn estimate_output_delay(
                     .iter()
                     .all(|o| o.id == r.id || o.send_s > first || o.end_s.is_some_and(|e| e <= r.send_s));
                 if alone {
-                    d.push(ttft - model.predict(&lone_prefill(r.prompt_tokens, budget, graphs)));
+                    let delay = ttft - model.predict(&lone_prefill(r.prompt_tokens, budget, graphs));
+                    if delay > MAX_OUTPUT_DELAY_S {
+                        return Err(CalibrationError::input(
+                            run.path().join(files::REQUESTS_CSV),
+                            format!(
+                                "request {}: ttft_s {ttft} s of a request alone on its instance is {delay:.3} s \
+                                 more than its modelled prefill, beyond the {MAX_OUTPUT_DELAY_S} s a pipeline \
+                                 delay can be; the row is corrupt or the engine stalled: leave this run dir out",
+                                r.id
+                            ),
+                        ));
+                    }
+                    d.push(delay);
                 }
             }
         }
@@ -254,14 +270,14 @@ fn estimate_output_delay(
     d.sort_by(f64::total_cmp);
     let pct = |q| percentile(&d, q).unwrap_or(0.0);
     let lone_s = pct(50.0).max(0.0);
-    OutputDelay {
+    Ok(OutputDelay {
         value_s: lone_s,
         simulated: None,
         lone_s,
         requests: d.len(),
         p10_s: pct(10.0),
         p90_s: pct(90.0),
-    }
+    })
 }
 
 /// Rows from the step logs of every run dir.
@@ -447,9 +463,10 @@ pub fn calibrate(opts: &CalibrateOptions) -> Result<Calibration, CalibrationErro
          CPU work of each step"
             .into(),
     );
-    let mut output_delay = estimate_output_delay(&runs, &target, &fit.model, graphs.as_ref());
-    // Search up to twice the lone requests' spread or 100 ms, whichever is more.
-    let upper = (2.0 * output_delay.p90_s).max(0.1);
+    let mut output_delay = estimate_output_delay(&runs, &target, &fit.model, graphs.as_ref())?;
+    // Search up to twice the lone requests' spread or 100 ms, whichever is more, and never past
+    // what a profile may hold.
+    let upper = (2.0 * output_delay.p90_s).clamp(0.1, MAX_OUTPUT_DELAY_S);
     output_delay.simulated =
         crate::delay::fit_output_delay(&runs, &target, &fit.model.coefficients, graphs.as_ref(), upper);
     notes.push(match &output_delay.simulated {

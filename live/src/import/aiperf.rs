@@ -16,7 +16,9 @@
 //! next to the file, it gives the load (our `modelsguard.experiment`, else aiperf's
 //! `input_config`: `phases` in aiperf 0.13, `loadgen` before) and the model name.
 
-use super::{ImportError, ImportedExport, ImportedLoad, ImportedRequest, count, load_of, req_u64};
+use super::{
+    ImportError, ImportedExport, ImportedLoad, ImportedRequest, concurrency, count, load_of, req_u64,
+};
 use crate::export::aiperf::OWN_FIELDS_KEY;
 use serde_json::Value;
 use sim::trace::RequestStatus;
@@ -58,28 +60,33 @@ fn time_ns(path: &Path, line: usize, metrics: &Value, tag: &str) -> Result<Optio
     }
 }
 
-/// The load and model name in `profile_export_aiperf.json` next to `path`, if any.
-fn sibling_config(path: &Path) -> (ImportedLoad, Option<String>) {
-    let Some(dir) = path.parent() else { return (ImportedLoad::Unknown, None) };
+/// The load and model name in `profile_export_aiperf.json` next to `path`, if any (an unreadable
+/// or unparsable file counts as absent); a concurrency in it past `u32::MAX` is an error naming
+/// that file and field.
+fn sibling_config(path: &Path) -> Result<(ImportedLoad, Option<String>), ImportError> {
+    let Some(dir) = path.parent() else { return Ok((ImportedLoad::Unknown, None)) };
     let sibling = dir.join(crate::export::aiperf::PROFILE_EXPORT_AIPERF_JSON);
-    let Some(v) = std::fs::read_to_string(sibling).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    let Some(v) = std::fs::read_to_string(&sibling).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
     else {
-        return (ImportedLoad::Unknown, None);
+        return Ok((ImportedLoad::Unknown, None));
     };
-    let own = load_of(&v[OWN_FIELDS_KEY]["experiment"]);
+    let own = load_of(&sibling, &format!("{OWN_FIELDS_KEY}.experiment"), &v[OWN_FIELDS_KEY]["experiment"])?;
     if own != ImportedLoad::Unknown {
-        return (own, None);
+        return Ok((own, None));
     }
     let cfg = &v["input_config"];
     // aiperf 0.13: `phases: [{kind, type, concurrency, request_rate}]`; earlier: `loadgen: {...}`.
-    let profiling = cfg["phases"]
+    let (location, profiling) = match cfg["phases"]
         .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["kind"].as_str() != Some("warmup")))
-        .unwrap_or(&cfg["loadgen"]);
+        .and_then(|ps| ps.iter().enumerate().find(|(_, p)| p["kind"].as_str() != Some("warmup")))
+    {
+        Some((k, p)) => (format!("input_config.phases[{k}]"), p),
+        None => ("input_config.loadgen".to_string(), &cfg["loadgen"]),
+    };
     let load = if let Some(r) = profiling.get("request_rate").and_then(Value::as_f64).filter(|r| *r > 0.0) {
         ImportedLoad::RequestRate(r)
-    } else if let Some(c) = profiling.get("concurrency").and_then(Value::as_u64).filter(|c| *c > 0) {
-        ImportedLoad::Concurrency(c as u32)
+    } else if let Some(c) = concurrency(&sibling, &location, "concurrency", &profiling["concurrency"])? {
+        ImportedLoad::Concurrency(c)
     } else {
         ImportedLoad::Unknown
     };
@@ -87,12 +94,12 @@ fn sibling_config(path: &Path) -> (ImportedLoad, Option<String>) {
         .as_str()
         .or_else(|| cfg["endpoint"]["model_names"][0].as_str())
         .map(str::to_string);
-    (load, model)
+    Ok((load, model))
 }
 
 /// Reads every record (profiling phase only; warmup records are skipped).
 pub(super) fn read(path: &Path, text: &str) -> Result<ImportedExport, ImportError> {
-    let (load, model) = sibling_config(path);
+    let (load, model) = sibling_config(path)?;
     let mut requests = Vec::new();
     let (mut warmup, mut server_counts, mut own_max_tokens) = (0usize, 0usize, 0usize);
     for (k, raw) in text.lines().enumerate() {
@@ -218,6 +225,43 @@ mod tests {
         assert_eq!(r.chunks, vec![(s + 2_500_000, 1), (s + 3_500_000, 1), (s + 4_000_000, 1)]);
         assert_eq!((r.end_ns, r.prompt_tokens, r.output_tokens), (Some(s + 4_000_000), 7, 3));
         assert!(r.failure.is_none());
+    }
+
+    #[test]
+    fn a_concurrency_past_u32_max_in_the_sibling_config_is_refused_by_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("profile_export.jsonl");
+        std::fs::write(&jsonl, rec(r#"{"request_latency":{"value":4.0,"unit":"ms"}}"#)).unwrap();
+        let sibling = dir.path().join(crate::export::aiperf::PROFILE_EXPORT_AIPERF_JSON);
+        let config = |phases: &str| format!(r#"{{"input_config":{{"phases":[{phases}]}}}}"#);
+        // u32::MAX streams is the most; one more (or a float past it) is refused, not truncated.
+        std::fs::write(&sibling, config(r#"{"kind":"profiling","concurrency":4294967295}"#)).unwrap();
+        let x = read(&jsonl, &std::fs::read_to_string(&jsonl).unwrap()).unwrap();
+        assert_eq!(x.load, ImportedLoad::Concurrency(u32::MAX));
+        for c in ["4294967296", "1e300"] {
+            let phases =
+                format!(r#"{{"kind":"warmup","concurrency":1}},{{"kind":"profiling","concurrency":{c}}}"#);
+            std::fs::write(&sibling, config(&phases)).unwrap();
+            let e = read(&jsonl, &std::fs::read_to_string(&jsonl).unwrap()).unwrap_err().to_string();
+            assert!(
+                e.contains("profile_export_aiperf.json")
+                    && e.contains("input_config.phases[1]")
+                    && e.contains("`concurrency`"),
+                "{e}"
+            );
+        }
+        // Our own experiment record, and the pre-0.13 `loadgen`, are checked the same way.
+        std::fs::write(
+            &sibling,
+            r#"{"modelsguard":{"experiment":{"mode":"concurrency","value":4294967296}}}"#,
+        )
+        .unwrap();
+        let e = read(&jsonl, &std::fs::read_to_string(&jsonl).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("modelsguard.experiment") && e.contains("`value`"), "{e}");
+        std::fs::write(&sibling, r#"{"input_config":{"loadgen":{"concurrency":18446744073709551615}}}"#)
+            .unwrap();
+        let e = read(&jsonl, &std::fs::read_to_string(&jsonl).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("input_config.loadgen") && e.contains("`concurrency`"), "{e}");
     }
 
     #[test]

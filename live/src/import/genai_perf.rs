@@ -128,7 +128,7 @@ pub(super) fn read(path: &Path, text: &str) -> Result<ImportedExport, ImportErro
     let (mut estimated_prompts, mut estimated_outputs) = (0usize, 0usize);
     for (e, exp) in experiments.iter().enumerate() {
         if e == 0 {
-            load = load_of(&exp["experiment"]);
+            load = load_of(path, &format!("experiments[{e}].experiment"), &exp["experiment"])?;
         }
         let reqs = exp
             .get("requests")
@@ -268,6 +268,26 @@ mod tests {
             e.contains("x.json") && e.contains("experiments[0].requests[1]") && e.contains("`timestamp`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_concurrency_past_u32_max_is_refused_by_experiment_and_field() {
+        let export = |value: &str| {
+            format!(
+                r#"{{"experiments":[{{"experiment":{{"mode":"concurrency","value":{value}}},"requests":[]}}]}}"#
+            )
+        };
+        assert_eq!(
+            read(Path::new("x.json"), &export("4294967295")).unwrap().load,
+            ImportedLoad::Concurrency(u32::MAX)
+        );
+        for value in ["4294967296", "1e300"] {
+            let e = read(Path::new("x.json"), &export(value)).unwrap_err().to_string();
+            assert!(
+                e.contains("x.json") && e.contains("experiments[0].experiment") && e.contains("`value`"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

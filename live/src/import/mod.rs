@@ -327,12 +327,40 @@ pub fn import_export(
     })
 }
 
-/// The load of a genai-perf-style `{"mode": ..., "value": ...}` experiment object.
-pub(crate) fn load_of(experiment: &Value) -> ImportedLoad {
-    match (experiment["mode"].as_str(), experiment["value"].as_f64()) {
-        (Some("concurrency"), Some(v)) if v >= 1.0 => ImportedLoad::Concurrency(v as u32),
+/// The load of a genai-perf-style `{"mode": ..., "value": ...}` experiment object found at
+/// `location` of `path`; a concurrency past `u32::MAX` is an error (see [`concurrency`]).
+pub(crate) fn load_of(path: &Path, location: &str, experiment: &Value) -> Result<ImportedLoad, ImportError> {
+    Ok(match (experiment["mode"].as_str(), experiment["value"].as_f64()) {
+        (Some("concurrency"), _) => concurrency(path, location, "value", &experiment["value"])?
+            .map_or(ImportedLoad::Unknown, ImportedLoad::Concurrency),
         (Some("request_rate"), Some(v)) if v > 0.0 => ImportedLoad::RequestRate(v),
         _ => ImportedLoad::Unknown,
+    })
+}
+
+/// A closed loop's stream count `v` (field `field` at `location` of `path`): None when it is not
+/// a number of at least 1 (the load then reads as not recorded); an error when it is more than
+/// `u32::MAX` streams, which no load generator runs: the file is corrupt, and truncating the
+/// count would import a load the run never had.
+pub(crate) fn concurrency(
+    path: &Path,
+    location: &str,
+    field: &str,
+    v: &Value,
+) -> Result<Option<u32>, ImportError> {
+    match v.as_f64() {
+        Some(c) if c > f64::from(u32::MAX) => Err(ImportError::Field {
+            path: path.to_path_buf(),
+            location: location.to_string(),
+            field: field.to_string(),
+            reason: format!(
+                "a concurrency of {v} streams is more than {} (no load generator runs that many); \
+                 the file is corrupt: fix or delete the field",
+                u32::MAX
+            ),
+        }),
+        Some(c) if c >= 1.0 => Ok(Some(c as u32)),
+        _ => Ok(None),
     }
 }
 

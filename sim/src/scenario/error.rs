@@ -27,12 +27,22 @@ pub struct ScenarioError {
     /// when it is about one; the field may still name `[defaults.engine]`, where the offending
     /// knob was set.
     pub instance: Option<InstanceId>,
+    /// The file the scenario names that does not exist (a replayed trace, a profile), when that is
+    /// what is wrong: callers may skip or fetch it without reading `reason`. Boxed, to keep the
+    /// error (held by value in other crates' errors) small.
+    pub missing_file: Option<Box<Path>>,
 }
 
 impl ScenarioError {
     /// An error about `field` of `file`.
     pub fn new(file: &Path, field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), field: field.into(), reason: reason.into(), instance: None }
+        Self {
+            file: file.to_path_buf(),
+            field: field.into(),
+            reason: reason.into(),
+            instance: None,
+            missing_file: None,
+        }
     }
 
     /// The same error, noted as being about `instances[index]` (unless it already names one).
@@ -40,6 +50,12 @@ impl ScenarioError {
         if let (None, Ok(i)) = (self.instance, u32::try_from(index)) {
             self.instance = Some(InstanceId(i));
         }
+        self
+    }
+
+    /// The same error, noted as being about `path`, a file the scenario names that does not exist.
+    pub fn about_missing_file(mut self, path: &Path) -> Self {
+        self.missing_file = Some(path.into());
         self
     }
 }

@@ -31,6 +31,7 @@ pub use limits::{
 };
 pub use load::{ScenarioFile, load_scenario, parse_scenario};
 pub use overrides::Override;
+pub use perf::MAX_OUTPUT_DELAY_S;
 pub(crate) use placement::{Placement, Placer, PlacerInput};
 pub use presets::{default_activation_reserve_bytes, engine_preset_defaults};
 pub use replay::{MAX_RATE_SCALE, ReplayModels, ReplayOptions, TraceFormat};

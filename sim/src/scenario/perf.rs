@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 
 /// Longest capture-size list a profile may give (vLLM captures ~50 by default).
 const MAX_CAPTURE_SIZES: usize = 4096;
+/// The longest `[pipeline] output_delay_s` a profile may hold, seconds: a pipeline delay is
+/// milliseconds; more is a unit slip or a corrupt measurement (and would keep a simulation's
+/// periodic events busy for as long).
+pub const MAX_OUTPUT_DELAY_S: f64 = 60.0;
 
 /// A parsed profile file.
 #[derive(Clone, Debug)]
@@ -128,11 +132,13 @@ pub(crate) fn read_profile(path: &Path) -> Result<Profile, ScenarioError> {
         None => (None, 0.0),
         Some(RawPipeline { async_scheduling, output_delay_s }) => {
             let d = seconds(path, "pipeline.output_delay_s", output_delay_s)?;
-            if d > 60.0 {
+            if d > MAX_OUTPUT_DELAY_S {
                 return Err(ScenarioError::new(
                     path,
                     "pipeline.output_delay_s",
-                    format!("{d} s is not a pipeline delay (at most 60 s; is it in milliseconds?)"),
+                    format!(
+                        "{d} s is not a pipeline delay (at most {MAX_OUTPUT_DELAY_S} s; is it in milliseconds?)"
+                    ),
                 ));
             }
             (async_scheduling, d)
@@ -285,7 +291,9 @@ pub(crate) fn perf_for_instance(
     if let Some(file) = explicit {
         let path = ctx.resolve_path(file);
         if !path.is_file() {
-            return Err(ctx.err(field, format!("profile file {} does not exist", path.display())));
+            return Err(ctx
+                .err(field, format!("profile file {} does not exist", path.display()))
+                .about_missing_file(&path));
         }
         let profile = read_profile(&path)?;
         // A profile of another catalogue model of the same shape (e.g. a second copy of a model

@@ -204,7 +204,9 @@ fn resolve_arrival(
             positive(ctx, f("speedup"), speedup, "speedup")?;
             let resolved = ctx.resolve_path(path);
             if !resolved.exists() {
-                return Err(ctx.err(f("path"), format!("{} does not exist", resolved.display())));
+                return Err(ctx
+                    .err(f("path"), format!("{} does not exist", resolved.display()))
+                    .about_missing_file(&resolved));
             }
             let d = ReplayOptions::default();
             let options = ReplayOptions {

@@ -41,7 +41,7 @@ pub enum SweepError {
         /// The point's field values, `path=value, ...`.
         at: String,
         /// The scenario loader's error (names the file and field).
-        error: ScenarioError,
+        error: Box<ScenarioError>,
     },
     /// A simulation failed.
     #[error("sweep point {point} ({at}), variant '{variant}', replication {rep}: {error}")]

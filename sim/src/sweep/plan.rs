@@ -75,7 +75,7 @@ pub fn plan(spec: &SweepSpec) -> Result<SweepPlan, SweepError> {
                 error.reason =
                     error.reason.replace(&format!("--set {}=", a.path), &format!("--vary {}=", a.path));
             }
-            SweepError::Scenario { point: point.index, at: at(), error }
+            SweepError::Scenario { point: point.index, at: at(), error: Box::new(error) }
         })?;
         if variants.is_empty() {
             variants = if spec.variants.is_empty() {
@@ -86,11 +86,10 @@ pub fn plan(spec: &SweepSpec) -> Result<SweepPlan, SweepError> {
             name = file.name.clone();
             base_dir = file.base_dir.clone();
         }
-        let scenarios = variants
-            .iter()
-            .map(|v| file.variant(v).cloned())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| SweepError::Scenario { point: point.index, at: at(), error })?;
+        let scenarios =
+            variants.iter().map(|v| file.variant(v).cloned()).collect::<Result<Vec<_>, _>>().map_err(
+                |error| SweepError::Scenario { point: point.index, at: at(), error: Box::new(error) },
+            )?;
         planned.push(PlannedPoint { point, scenarios });
     }
     for (i, v) in variants.iter().enumerate() {

@@ -134,6 +134,22 @@ fn a_replay_phase_may_omit_duration_and_count() {
 }
 
 #[test]
+fn a_missing_trace_or_profile_is_typed_with_its_path() {
+    let text = BASE.replace("duration_s = 10\n", "").replace(
+        "arrival = { process = \"poisson\", rate = 5.0 }",
+        "arrival = { process = \"replay\", path = \"traces/gone.csv\" }",
+    );
+    let e = fails(&text, &[], "workload.phases[0].arrival.path", "does not exist");
+    assert_eq!(e.missing_file.as_deref(), Some(Path::new("dir/traces/gone.csv")));
+    let text = BASE.replace("gpu = 0\n", "gpu = 0\nprofile = \"gone.toml\"\n");
+    let e = fails(&text, &[], "instances[0].profile", "does not exist");
+    assert_eq!(e.missing_file.as_deref(), Some(Path::new("dir/gone.toml")));
+    // Any other error carries none.
+    let e = fails(&with("[router]\npolcy = \"random\""), &[], "router.polcy", "unknown field");
+    assert_eq!(e.missing_file, None);
+}
+
+#[test]
 fn a_ramp_needs_a_duration() {
     let text = BASE.replace("duration_s = 10\n", "num_requests = 50\n").replace(
         "{ process = \"poisson\", rate = 5.0 }",
