@@ -191,3 +191,22 @@ fn typed_layouts_of_reference_engine_instances_equal_the_round_trip() {
     let seen = compare("coloc-h200-ladder.toml", &opts(2, 3, None, &[]), 40);
     assert!(seen.started > 0 && seen.refused > 0 && seen.colocated > 0, "{seen:?}");
 }
+
+#[test]
+fn the_scenarios_contention_reaches_every_layout() {
+    // The round trip replaced the whole `[cluster]`, dropping `contention`; the typed path keeps
+    // the file's (here set on the command line).
+    let sets = ["cluster.contention={ model = \"serialize\", overhead = 3.0 }"];
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/seed-6xh100.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let problem = Problem::new(&text, &path, &opts(2, 4, Some("managed"), &sets)).unwrap();
+    let limits = Limits { max_replicas: problem.max_gpus, max_layouts: 100_000 };
+    let layouts =
+        enumerate_level(&problem.types, problem.models.len(), 4, &[KvCacheMode::Static], limits).unwrap();
+    let placed: Vec<Scenario> =
+        layouts.iter().take(20).filter_map(|l| problem.scenario_for(l).ok()).collect();
+    assert!(!placed.is_empty());
+    for s in placed {
+        assert_eq!(s.contention, crate::scenario::ContentionSpec::Serialize { overhead: 3.0 });
+    }
+}

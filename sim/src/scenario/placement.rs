@@ -14,7 +14,7 @@
 use super::error::{Ctx, ScenarioError};
 use super::load::{ParsedVariant, annotate, parse_variants};
 use super::overrides::Override;
-use super::raw::{RawCluster, RawFile, RawInstance};
+use super::raw::{RawCluster, RawContention, RawFile, RawInstance};
 use super::resolve::{
     InstanceEnv, ResolvedEngine, check_placement, contention_of, engine_field, instance_env, limits_of,
     resolve_cluster, resolve_engine, resolve_instances,
@@ -71,6 +71,9 @@ pub struct Placer {
     engines: Vec<[Option<ResolvedEngine>; 3]>,
     /// The variant's `set` and the `pre` overrides, named in errors about fields they set.
     origins: Vec<(Override, String)>,
+    /// The scenario's own `[cluster] contention` (after `pre`): the probe's `[cluster]` replaces
+    /// the file's, so it is read from the file as written.
+    contention: Option<RawContention>,
 }
 
 impl Placer {
@@ -106,6 +109,9 @@ impl Placer {
                 format!("no variant \"{}\"", input.variant),
             ));
         };
+        // The file as written (with `pre`) for what the probe's `[cluster]` replaced.
+        let (_, written) = parse_variants(input.text, input.path, input.pre)?;
+        let contention = written.into_iter().nth(index).and_then(|p| p.raw.cluster.contention);
         let ctx = Ctx { file: input.path, base_dir: &file.base_dir };
         let env = instance_env(ctx, &raw)?;
         let engines = (0..raw.instances.len().min(probe.instances.len()))
@@ -135,6 +141,7 @@ impl Placer {
             env,
             engines,
             origins,
+            contention,
         })
     }
 
@@ -197,7 +204,7 @@ impl Placer {
                 "a placement must give every model an instance, models in the probe's order",
             ));
         }
-        let contention = contention_of(ctx, self.raw.cluster.contention.as_ref(), &specs)?;
+        let contention = contention_of(ctx, self.contention.as_ref(), &specs)?;
         let scenario = Scenario { gpus, instances: specs, contention, ..self.probe.clone() };
         let field = |i: usize, knob: &str| engine_field(&self.raw.defaults.engine, &instances, i, knob);
         check_placement(ctx, &scenario, &limits_of(&self.raw), &field)?;
