@@ -50,6 +50,19 @@ pub enum SimError {
     /// An observer failed to record a row (disk full, ...).
     #[error("writing the run's rows failed: {0}")]
     Io(#[from] io::Error),
+    /// The run outgrew a `[output]` limit while it went (what the plan checked before work could
+    /// not show: a closed loop, steps far longer than planned).
+    #[error(
+        "output.max_samples: the run passed {limit} instances.csv rows at simulated t = {at_s:.0} s \
+         (steps much longer than the workload's plan: check the step-time source, e.g. a profile's \
+         coefficients); raise output.max_samples to let it go on"
+    )]
+    TooManySamples {
+        /// The limit.
+        limit: u64,
+        /// Simulated time when it was passed, seconds.
+        at_s: f64,
+    },
 }
 
 /// Counters of a finished simulation.
@@ -147,6 +160,8 @@ struct Simulation<'s, 'o, 'p> {
     row: RequestRow,
     /// One `instances.csv` row per instance, names filled once.
     sample_rows: Vec<InstanceRow>,
+    /// `instances.csv` rows written so far (bounded by `output.max_samples`).
+    samples_written: u64,
     /// Periodic events paused over idle time.
     paused: Paused,
 }
@@ -212,6 +227,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             finished: 0,
             any_needs_step: false,
             row: empty_request_row(),
+            samples_written: 0,
             sample_rows: scenario
                 .instances
                 .iter()
@@ -552,6 +568,13 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
     }
 
     fn sample(&mut self, now: SimTime) -> Result<(), SimError> {
+        self.samples_written += self.instances.len() as u64;
+        if self.samples_written > self.scenario.output.max_samples {
+            return Err(SimError::TooManySamples {
+                limit: self.scenario.output.max_samples,
+                at_s: now.as_secs_f64(),
+            });
+        }
         for inst in &mut self.instances {
             inst.sync(now, self.cluster.pool_mut(inst.gpu()));
         }

@@ -106,7 +106,12 @@ pub(crate) fn scenario(
             prompt_token_id_range: (100, 1000),
         },
         slo: SloSpec::default(),
-        output: OutputSpec { sample_interval_s: 0.25, tokens_csv: false, drain_timeout_s },
+        output: OutputSpec {
+            sample_interval_s: 0.25,
+            tokens_csv: false,
+            drain_timeout_s,
+            max_samples: sim::scenario::DEFAULT_MAX_SAMPLES,
+        },
         contention: Default::default(),
     }
 }

@@ -110,7 +110,12 @@ pub fn scenario(policy: RouterPolicy, ports: [u16; 3]) -> Scenario {
             prompt_token_id_range: (100, 1000),
         },
         slo: SloSpec::default(),
-        output: OutputSpec { sample_interval_s: 1.0, tokens_csv: false, drain_timeout_s: 10.0 },
+        output: OutputSpec {
+            sample_interval_s: 1.0,
+            tokens_csv: false,
+            drain_timeout_s: 10.0,
+            max_samples: sim::scenario::DEFAULT_MAX_SAMPLES,
+        },
         contention: Default::default(),
     }
 }

@@ -131,7 +131,12 @@ pub fn scenario(name: &str, variant: &str, elastic: bool) -> Scenario {
             ttft_p90_s: Some(1.0),
             tpot_p90_s: Some(0.05),
         },
-        output: OutputSpec { sample_interval_s: 0.5, tokens_csv: false, drain_timeout_s: 30.0 },
+        output: OutputSpec {
+            sample_interval_s: 0.5,
+            tokens_csv: false,
+            drain_timeout_s: 30.0,
+            max_samples: sim::scenario::DEFAULT_MAX_SAMPLES,
+        },
         contention: Default::default(),
     }
 }

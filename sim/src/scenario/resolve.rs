@@ -203,6 +203,7 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: &RawFile, v: &VariantInfo<'_>) -> Resul
         sample_interval_s: o.sample_interval_s,
         tokens_csv: o.tokens_csv,
         drain_timeout_s: o.drain_timeout_s,
+        max_samples: o.max_samples,
     };
     let scenario = Scenario {
         name,

@@ -784,6 +784,15 @@ pub struct OutputSpec {
     pub tokens_csv: bool,
     /// Give up on requests still unfinished this long after the last arrival, seconds.
     pub drain_timeout_s: f64,
+    /// `instances.csv` rows a run may write (`output.max_samples`): checked on the plan before
+    /// work starts and enforced while the run goes, for what no plan shows (a closed loop, steps
+    /// far longer than the plan assumed).
+    #[serde(default = "default_max_samples")]
+    pub max_samples: u64,
+}
+
+fn default_max_samples() -> u64 {
+    super::limits::DEFAULT_MAX_SAMPLES
 }
 
 impl ModelSpec {

@@ -421,3 +421,40 @@ fn a_workload_above_the_planned_limits_is_refused_on_load_with_the_estimate() {
     );
     assert_eq!(ok.len(), 1);
 }
+
+#[test]
+fn steps_far_longer_than_planned_stop_at_the_sample_limit_with_an_error() {
+    // A closed loop on a profile whose steps take an hour (a valid file with an absurd
+    // coefficient): the plan, made from the workload, cannot see how long it runs; the run stops
+    // when instances.csv reaches the limit instead of writing samples for simulated years.
+    let mut s = with_linear_profile(scenario(
+        TWO_REPLICAS,
+        &[
+            "workload.phases.0.arrival={ process = \"closed_loop\", concurrency = 2 }",
+            "workload.phases.0.num_requests=4",
+            "output.sample_interval_s=0.5",
+            "output.max_samples=5000",
+        ],
+    ));
+    for i in &mut s.instances {
+        if let PerfSpec::Profile { coefficients, .. } = &mut i.perf {
+            coefficients.fixed_s = 3600.0;
+        }
+    }
+    let mut c = Collect::default();
+    let e = simulate(&s, Path::new("."), &mut c, SimOptions::default()).unwrap_err();
+    assert!(matches!(e, sim::simulation::SimError::TooManySamples { limit: 5_000, .. }), "{e}");
+    assert!(e.to_string().contains("output.max_samples"), "{e}");
+    assert!(c.samples.len() <= 5_000, "{} samples written", c.samples.len());
+    // The same run with a step of 5 ms stays far below the limit.
+    let ok = with_linear_profile(scenario(
+        TWO_REPLICAS,
+        &[
+            "workload.phases.0.arrival={ process = \"closed_loop\", concurrency = 2 }",
+            "workload.phases.0.num_requests=4",
+            "output.sample_interval_s=0.5",
+            "output.max_samples=5000",
+        ],
+    ));
+    assert_eq!(run(&ok).requests.len(), 4);
+}
