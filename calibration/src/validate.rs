@@ -85,11 +85,13 @@ pub struct Validation {
 }
 
 /// Top-level scenario fields whose differences are allowed: they do not change the request
-/// stream nor the cluster (step times and the contention model are what a validation checks).
+/// stream nor the cluster (step times, the contention model and the simulated LB's poll phase,
+/// which a live LB does not control, are what a validation checks).
 fn allowed_difference(path: &str) -> bool {
     let tail = |p: &str| path.ends_with(p) || path.contains(&format!("{p}."));
     path.starts_with("output")
         || path.starts_with("contention")
+        || path == "router.poll_offset_s"
         || path == "description"
         || tail(".perf")
         || tail(".port")

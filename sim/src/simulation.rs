@@ -261,7 +261,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
 
     fn run_events(&mut self) -> Result<(), SimError> {
         self.queue.push(SimTime::ZERO, Event::Sample);
-        self.queue.push(SimTime::ZERO, Event::Poll);
+        self.queue.push(SimTime::ZERO + self.poll_offset(), Event::Poll);
         self.schedule_next_arrival();
         loop {
             let next_step = self.step_end.iter().flatten().min().copied();
@@ -414,13 +414,22 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
         SimDuration::from_secs_f64(self.scenario.router.poll_interval_s).max(SimDuration(1))
     }
 
+    /// Where the poll grid starts (`router.poll_offset_s`).
+    fn poll_offset(&self) -> SimDuration {
+        SimDuration::from_secs_f64(self.scenario.router.poll_offset_s)
+    }
+
     /// Restarts the periodic events paused over idle time on their grid (multiples of their
-    /// interval from 0), before the arrival at `now` is handled: a grid point at `now` is taken at
-    /// once, as it would have been without the pause; the skipped ones all equal the last taken.
+    /// interval from 0, or from `router.poll_offset_s` for polls), before the arrival at `now` is
+    /// handled: a grid point at `now` is taken at once, as it would have been without the pause;
+    /// the skipped ones all equal the last taken.
     fn resume_periodic(&mut self, now: SimTime) -> Result<(), SimError> {
-        let next_on_grid = |dt: SimDuration| SimTime(now.0.div_ceil(dt.0).saturating_mul(dt.0));
+        // Polls only pause after the first, so `now` is past the grid's start.
+        let next_on_grid = |dt: SimDuration, from: SimDuration| {
+            SimTime(now.0.saturating_sub(from.0).div_ceil(dt.0).saturating_mul(dt.0).saturating_add(from.0))
+        };
         if std::mem::take(&mut self.paused.sample) {
-            let (dt, mut at) = (self.sample_dt(), next_on_grid(self.sample_dt()));
+            let (dt, mut at) = (self.sample_dt(), next_on_grid(self.sample_dt(), SimDuration(0)));
             if at == now {
                 self.sample(now)?;
                 at = now + dt;
@@ -428,7 +437,7 @@ impl<'s, 'o, 'p> Simulation<'s, 'o, 'p> {
             self.queue.push(at, Event::Sample);
         }
         if std::mem::take(&mut self.paused.poll) {
-            let (dt, mut at) = (self.poll_dt(), next_on_grid(self.poll_dt()));
+            let (dt, mut at) = (self.poll_dt(), next_on_grid(self.poll_dt(), self.poll_offset()));
             if at == now {
                 self.poll(now);
                 at = now + dt;

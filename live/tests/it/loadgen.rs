@@ -88,6 +88,7 @@ pub(crate) fn scenario(
         router: RouterSpec {
             policy,
             poll_interval_s: 1.0,
+            poll_offset_s: 0.0,
             score: LoadScore::RunningPlusWaiting,
             prefix: Default::default(),
         },

@@ -101,6 +101,7 @@ pub fn scenario(policy: RouterPolicy, ports: [u16; 3]) -> Scenario {
         router: RouterSpec {
             policy,
             poll_interval_s: 3600.0,
+            poll_offset_s: 0.0,
             score: LoadScore::RunningPlusWaiting,
             prefix: Default::default(),
         },

@@ -107,6 +107,7 @@ pub fn scenario(name: &str, variant: &str, elastic: bool) -> Scenario {
         router: RouterSpec {
             policy: RouterPolicy::RoundRobin,
             poll_interval_s: 1.0,
+            poll_offset_s: 0.0,
             score: LoadScore::RunningPlusWaiting,
             prefix: Default::default(),
         },

@@ -297,6 +297,8 @@ pub(crate) struct RawRouter {
     pub policy: RouterPolicy,
     #[serde(default = "one")]
     pub poll_interval_s: f64,
+    #[serde(default)]
+    pub poll_offset_s: f64,
     #[serde(default = "default_score")]
     pub score: LoadScore,
     /// Prefix-aware routing: tokens per hashed block.
@@ -310,6 +312,7 @@ impl Default for RawRouter {
         Self {
             policy: default_policy(),
             poll_interval_s: one(),
+            poll_offset_s: 0.0,
             score: default_score(),
             prefix_block_tokens: None,
             prefix_index_blocks: None,

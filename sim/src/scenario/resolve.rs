@@ -147,6 +147,15 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: &RawFile, v: &VariantInfo<'_>) -> Resul
             format!("must be a positive number of seconds, got {}", r.poll_interval_s),
         ));
     }
+    if !(r.poll_offset_s.is_finite() && (0.0..r.poll_interval_s).contains(&r.poll_offset_s)) {
+        return Err(ctx.err(
+            "router.poll_offset_s",
+            format!(
+                "must be in [0, poll_interval_s = {}) seconds (the polls' phase in their interval), got {}",
+                r.poll_interval_s, r.poll_offset_s
+            ),
+        ));
+    }
     let mut prefix = PrefixRouting::default();
     for (name, given, slot) in [
         ("prefix_block_tokens", r.prefix_block_tokens, &mut prefix.block_tokens),
@@ -158,7 +167,13 @@ pub(crate) fn resolve(ctx: Ctx<'_>, raw: &RawFile, v: &VariantInfo<'_>) -> Resul
             None => {}
         }
     }
-    let router = RouterSpec { policy: r.policy, poll_interval_s: r.poll_interval_s, score: r.score, prefix };
+    let router = RouterSpec {
+        policy: r.policy,
+        poll_interval_s: r.poll_interval_s,
+        poll_offset_s: r.poll_offset_s,
+        score: r.score,
+        prefix,
+    };
     let workload =
         resolve_workload(ctx, &raw.workload, &Models { catalog: &env.model_catalog, used: &models })?;
 

@@ -490,11 +490,21 @@ pub struct RouterSpec {
     pub policy: RouterPolicy,
     /// How often the LB polls each instance's `/metrics`, seconds (queue-aware).
     pub poll_interval_s: f64,
+    /// When the simulated LB polls within its interval: at `poll_offset_s + k x poll_interval_s`
+    /// from the run's start (`router.poll_offset_s`, in `[0, poll_interval_s)`; default 0). A live
+    /// LB's polls fall at whatever phase it started with, and a queue-aware policy herds on which
+    /// bursts land just after a poll: sweep this knob for the range a live run can show.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub poll_offset_s: f64,
     /// What "busy" means for queue-aware routing.
     pub score: LoadScore,
     /// The prefix-aware policy's block hashing and index.
     #[serde(default)]
     pub prefix: PrefixRouting,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// The prefix-aware router's approximate index (`router::PrefixAware`).

@@ -458,3 +458,38 @@ fn steps_far_longer_than_planned_stop_at_the_sample_limit_with_an_error() {
     ));
     assert_eq!(run(&ok).requests.len(), 4);
 }
+
+#[test]
+fn the_poll_phase_decides_how_a_burst_herds_under_queue_aware_routing() {
+    // A 0.5-s burst over four replicas. Polled at 0, 1, 2 s every replica looks idle for the whole
+    // burst (it herds onto one); polled at 0.25, 1.25, ... s the poll inside the burst spreads
+    // the rest of it. Least-outstanding does not poll: the phase changes nothing.
+    let four = TWO_REPLICAS.replace("num_gpus = 2", "num_gpus = 4")
+        + "\n[[instances]]\nmodel = \"llama-3.1-8b\"\ngpu = 2\n\n[[instances]]\nmodel = \"llama-3.1-8b\"\ngpu = 3\n";
+    let run_with = |policy: &str, offset: &str| {
+        let sets = [
+            "workload.phases.0.arrival={process=\"constant\", rate=200.0}",
+            "workload.phases.0.duration_s=0.5",
+            "router.poll_interval_s=1.0",
+            offset,
+        ];
+        let mut s = scenario(&four, &sets);
+        s.router.policy = serde_json::from_value(serde_json::json!(policy)).unwrap();
+        let sum = summary(&s);
+        let n: u64 = sum.instances.iter().map(|i| i.requests).sum();
+        let max = sum.instances.iter().map(|i| i.requests).max().unwrap();
+        (max as f64 / n as f64, sum.overall.ttft.unwrap().p90)
+    };
+    let (at0, _) = run_with("queue_aware", "router.poll_offset_s=0.0");
+    let (at_quarter, _) = run_with("queue_aware", "router.poll_offset_s=0.25");
+    assert!(at0 > 0.9, "polled at 0: {at0} of the burst on one replica");
+    assert!(at_quarter < 0.75, "polled at 0.25 s: {at_quarter} of the burst on one replica");
+    assert_eq!(
+        run_with("least_outstanding", "router.poll_offset_s=0.0"),
+        run_with("least_outstanding", "router.poll_offset_s=0.25")
+    );
+    // The phase lies within the interval.
+    let bad: Override = "router.poll_offset_s=1.0".parse().unwrap();
+    let e = parse_scenario(TWO_REPLICAS, Path::new("tests/sim-test.toml"), &[bad]).unwrap_err();
+    assert_eq!(e.field, "router.poll_offset_s", "{e}");
+}
