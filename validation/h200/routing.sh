@@ -10,7 +10,8 @@
 # SCEN=<file> another routing scenario (default routing-h200-2x-llama8b.toml); REPS=<n> runs every
 # policy n times, in forward then reverse order (ABC CBA ...) so a slow drift of the engines' speed
 # weighs on every policy alike (runs after the first are named <policy>-r<k>, or -r<FIRST_REP + k - 1>
-# with FIRST_REP); POLICIES='a b' runs only those; SKIP_CHECK=1 skips the correctness check at the end.
+# with FIRST_REP); POLICIES='a b' runs only those; DURATION_S=<s> sets every load phase's length (a
+# longer stream, so fewer requests decide each percentile); SKIP_CHECK=1 skips the correctness check.
 set -uo pipefail
 LABEL=${LABEL:-routing}
 source "$(dirname "$0")/lib.sh"
@@ -18,6 +19,7 @@ machine
 S=${SCEN:-scenarios/routing-h200-2x-llama8b.toml}
 read -ra POLICIES <<< "${POLICIES:-round-robin queue-aware least-outstanding}"
 if [[ -n ${1:-} ]]; then SCALE=(--set 'workload.phases.*.duration_s=8'); else SCALE=(); fi
+[[ -n ${DURATION_S:-} && -z ${1:-} ]] && SCALE=(--set "workload.phases.*.duration_s=$DURATION_S")
 
 PORTS="8001 8002" up up "$S" --variant round-robin --no-lb || exit 1
 for rep in $(seq "${FIRST_REP:-1}" $(( ${FIRST_REP:-1} + ${REPS:-1} - 1 ))); do
